@@ -1,0 +1,215 @@
+//! The local HTTP API: an axum router with one file per resource, the security
+//! [`guard`], one error shape ([`problem`]) and an OpenAPI document generated from the
+//! handlers' annotations (`GET /openapi.json`).
+//!
+//! Layers, outermost first: request id (echoes a sane `X-Request-Id` /
+//! `X-Correlation-ID` or makes one; every problem body carries it), hardening headers,
+//! the guard (host, browser, token, content type, declared size), the body limit, a
+//! timeout for ordinary requests, then the routes.
+
+// `Problem` is returned once per failed request; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+pub mod extract;
+pub mod guard;
+pub mod problem;
+pub mod system;
+pub mod tiles;
+pub mod unit_jobs;
+pub mod upscale_tasks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::daemon::{Daemon, VERSION};
+use problem::{Problem, REQUEST_ID};
+
+/// Time limit for ordinary requests (not `/events`), so that a stuck request cannot
+/// hold up shutdown for ever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "eodispatch local API",
+        description = "Local dispatcher of Earth-observation processing jobs. Paths and bodies \
+            follow the ESA APEx Dispatch API, so APEx scripts work by changing the base URL; \
+            routes marked *ext* are ours. Every route except /health needs \
+            `Authorization: Bearer <token>` (`eodispatch token` prints it). Errors are \
+            application/problem+json with `code` and `request_id`.\n\n\
+            `POST /tiles` cells are true kilometres: squares of 20 or 250 km in the UTM zone \
+            (WGS84) of the AOI's centre, snapped to multiples of the cell size, returned as \
+            WGS84 polygons — not Web-Mercator metres."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "unit jobs", description = "Single processing jobs"),
+        (name = "upscale tasks", description = "Fan-out of a service over a parameter dimension"),
+        (name = "tiles", description = "Splitting an area of interest into a grid"),
+        (name = "system", description = "Health, status overview and live events"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.info.version = VERSION.to_string();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The routes and the OpenAPI document that describes them. The `/events` stream is
+/// kept apart so that the request timeout does not cut it.
+fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(unit_jobs::create, unit_jobs::list))
+        .routes(routes!(unit_jobs::get_one, unit_jobs::delete))
+        .routes(routes!(unit_jobs::cancel))
+        .routes(routes!(unit_jobs::results))
+        .routes(routes!(upscale_tasks::create, upscale_tasks::list))
+        .routes(routes!(upscale_tasks::get_one, upscale_tasks::delete))
+        .routes(routes!(tiles::create))
+        .routes(routes!(system::health))
+        .routes(routes!(system::jobs_status))
+        .split_for_parts();
+    let (streams, streams_doc) = OpenApiRouter::new()
+        .routes(routes!(system::events))
+        .split_for_parts();
+    doc.merge(streams_doc);
+    add_openapi_path(&mut doc);
+    let served = Arc::new(doc.clone());
+    let timeout =
+        tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+    let routes = routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = served.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .layer(timeout)
+        .merge(streams);
+    (routes, doc)
+}
+
+/// The OpenAPI document of the API (also served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().1
+}
+
+fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::ResponseBuilder;
+    let op = OperationBuilder::new()
+        .summary(Some("This OpenAPI document (*ext*)"))
+        .tag("system")
+        .response("200", ResponseBuilder::new().description("OpenAPI 3.1 document"))
+        .build();
+    doc.paths
+        .paths
+        .insert("/openapi.json".into(), PathItem::new(HttpMethod::Get, op));
+}
+
+/// The complete router with its state and layers.
+pub fn router(daemon: Daemon) -> Router {
+    let (routes, _) = api_router();
+    let limit = daemon.config().max_body_bytes;
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(daemon.clone(), guard::guard))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(middleware::from_fn(request_id))
+        .with_state(daemon)
+}
+
+
+/// `X-Request-Id` header name.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Correlation-ID` header name (APEx's name for the same thing).
+pub static X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// Gives every request an id (the client's `X-Request-Id`/`X-Correlation-ID` when it is
+/// short and printable, else a fresh UUID), available to handlers and problems, echoed
+/// in the response and logged.
+async fn request_id(req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .or_else(|| req.headers().get(&X_CORRELATION_ID))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    tracing::debug!(request_id = %id, %method, %path, status = resp.status().as_u16(), "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
+        resp.headers_mut().insert(X_CORRELATION_ID.clone(), v);
+    }
+    resp
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "No such route",
+        format!(
+            "there is no route {}; GET /openapi.json lists them all",
+            req.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "Method not allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,161 @@
+//! Routes about the daemon itself: `/health`, `/jobs_status`, the `/events` stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures_util::stream::{Stream, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use utoipa::ToSchema;
+
+use super::problem::{Problem, ProblemBody};
+use crate::daemon::{Daemon, VERSION};
+use crate::job::validate::FieldError;
+use crate::job::{JobSummary, TaskSummary};
+use crate::store::JobFilter;
+
+/// Answer of `/health`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `error`.
+    status: &'static str,
+    /// Daemon version.
+    version: &'static str,
+    /// Seconds since start.
+    uptime_s: f64,
+    /// Store check: `{status, message?}`.
+    #[schema(value_type = Object)]
+    database: serde_json::Value,
+}
+
+/// Liveness and store check; needs no token and tells nothing else.
+#[utoipa::path(get, path = "/health", tag = "system",
+    security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The store does not work", body = Health),
+    ))]
+pub async fn health(State(d): State<Daemon>) -> impl IntoResponse {
+    let (code, status, database) = match d.store().health().await {
+        Ok(()) => (StatusCode::OK, "ok", json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error",
+                json!({"status": "error", "message": "the job store is not writable; see the daemon log"}),
+            )
+        }
+    };
+    (
+        code,
+        Json(Health {
+            status,
+            version: VERSION,
+            uptime_s: (d.uptime_secs() * 1000.0).round() / 1000.0,
+            database,
+        }),
+    )
+}
+
+/// Answer of `/jobs_status` (APEx `JobsStatusResponse`).
+#[derive(Serialize, ToSchema)]
+pub struct JobsStatus {
+    /// Upscale tasks (when the `upscaling` filter is on).
+    upscaling_tasks: Vec<TaskSummary>,
+    /// Unit jobs that are not part of a task (when the `processing` filter is on).
+    processing_jobs: Vec<JobSummary>,
+}
+
+/// All tasks and stand-alone jobs with their status; `?filter=upscaling` and/or
+/// `?filter=processing` (default: both).
+#[utoipa::path(get, path = "/jobs_status", tag = "system",
+    params(("filter" = Option<Vec<String>>, Query, description = "upscaling and/or processing")),
+    responses(
+        (status = 200, description = "Status of everything", body = JobsStatus),
+        (status = 422, description = "Unknown filter", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn jobs_status(
+    State(d): State<Daemon>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<JobsStatus>, Problem> {
+    let mut upscaling = false;
+    let mut processing = false;
+    let mut errors = Vec::new();
+    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("filter", "upscaling") => upscaling = true,
+            ("filter", "processing") => processing = true,
+            ("filter", other) => errors.push(FieldError::new(
+                "filter",
+                format!("unknown filter {other:?}; use upscaling or processing"),
+            )),
+            (other, _) => errors.push(FieldError::new(other, "unknown query parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    if !upscaling && !processing {
+        (upscaling, processing) = (true, true);
+    }
+    let upscaling_tasks = if upscaling { d.store().tasks().await? } else { Vec::new() };
+    let processing_jobs = if processing {
+        d.store()
+            .jobs(JobFilter {
+                standalone_only: true,
+                ..JobFilter::default()
+            })
+            .await?
+            .iter()
+            .map(JobSummary::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Json(JobsStatus {
+        upscaling_tasks,
+        processing_jobs,
+    }))
+}
+
+/// Server-Sent Events: one `job` event per change of a unit job (the job as JSON, with
+/// `"deleted": true` when it was forgotten), `task` events for upscale tasks, and later
+/// `result` and `auth` events. A comment is sent every 15 s to keep proxies awake. A
+/// client that falls behind gets a `lagged` event and should re-read `/unit_jobs`.
+#[utoipa::path(get, path = "/events", tag = "system",
+    responses((status = 200, description = "text/event-stream of job, task, result and auth events", content_type = "text/event-stream")))]
+pub async fn events(
+    State(d): State<Daemon>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = d.events().subscribe();
+    let hello = futures_util::stream::once(async {
+        Ok(SseEvent::default()
+            .event("hello")
+            .data(json!({"version": VERSION}).to_string()))
+    });
+    let stream = BroadcastStream::new(rx).map(|item| {
+        Ok(match item {
+            Ok(ev) => SseEvent::default()
+                .event(ev.kind.as_str())
+                .id(ev.seq.to_string())
+                .data(ev.data.to_string()),
+            Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default()
+                .event("lagged")
+                .data(json!({"missed": n}).to_string()),
+        })
+    });
+    let shutdown = d.clone();
+    let stream = hello
+        .chain(stream)
+        .take_until(async move { shutdown.shutting_down().await });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,370 @@
+//! Typed configuration: defaults < `config.toml` < `EODISPATCH_*` environment variables.
+//!
+//! Zero configuration works: the daemon listens on `127.0.0.1:8421`, keeps its state
+//! (database, API token) in `$XDG_STATE_HOME/eodispatch` (`~/.local/state/eodispatch`),
+//! reads an optional `$XDG_CONFIG_HOME/eodispatch/config.toml` and publishes results in
+//! `~/EODispatch`.
+//!
+//! Every key of `config.toml` can be overridden by an environment variable named
+//! `EODISPATCH_<KEY>` (upper case; `__` separates nested tables, e.g.
+//! `EODISPATCH_BACKENDS__X__TOKEN`). Values are read as TOML scalars when they parse as
+//! one (`true`, `8421`) and as strings otherwise. `EODISPATCH_CONFIG_DIR` moves the
+//! folder `config.toml` is read from. Unknown keys are errors, so typos do not pass
+//! silently.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default address of the local API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8421";
+/// Default limit on request bodies (1 MiB): an AOI polygon with tens of thousands of
+/// vertices fits; anything larger is a mistake or an attack.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "EODISPATCH_";
+/// Environment variable that moves the configuration folder.
+pub const ENV_CONFIG_DIR: &str = "EODISPATCH_CONFIG_DIR";
+/// Name of the API token file inside the state folder.
+pub const TOKEN_FILE: &str = "api-token";
+/// Name of the SQLite database inside the state folder.
+pub const DB_FILE: &str = "eodispatch.db";
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `config.toml` could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `config.toml` is not valid TOML.
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value has the wrong type or an unknown key was given.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// Where the configuration came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No home folder to derive default paths from.
+    #[error("cannot find the home folder; set HOME or EODISPATCH_STATE_DIR and EODISPATCH_RESULTS_DIR")]
+    NoHome,
+}
+
+/// A backend known to the daemon beyond those it learns from submitted jobs.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Base URL of the backend, e.g. `https://openeofed.dataspace.copernicus.eu`.
+    pub url: String,
+    /// Maximum number of jobs running at once on this backend.
+    pub max_running_jobs: Option<u32>,
+}
+
+/// The daemon's configuration, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address of the local API; loopback only unless `allow_remote`.
+    pub listen: SocketAddr,
+    /// Allow binding a non-loopback address (the token is still required).
+    pub allow_remote: bool,
+    /// Folder `config.toml` is read from.
+    pub config_dir: PathBuf,
+    /// Folder of the database and API token (created 0700).
+    pub state_dir: PathBuf,
+    /// Folder results are published into (watched by the QGIS plugin).
+    pub results_dir: PathBuf,
+    /// Limit on request bodies in bytes.
+    pub max_body_bytes: usize,
+    /// `tracing` filter for the daemon's log (e.g. `info`, `eodispatch=debug`).
+    pub log: String,
+    /// Extra backends, by name.
+    pub backends: BTreeMap<String, BackendConfig>,
+}
+
+/// What `config.toml` and the environment may contain; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    allow_remote: Option<bool>,
+    state_dir: Option<String>,
+    results_dir: Option<String>,
+    max_body_bytes: Option<usize>,
+    log: Option<String>,
+    #[serde(default)]
+    backends: BTreeMap<String, BackendConfig>,
+}
+
+impl Config {
+    /// Loads the configuration from the real environment and file system.
+    pub fn load() -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_from(&env)
+    }
+
+    /// Loads the configuration with the given environment variables (tests pass their
+    /// own instead of mutating the process environment).
+    pub fn load_from(env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let home = get("HOME").map(PathBuf::from).or_else(dirs::home_dir);
+        let config_dir = match get(ENV_CONFIG_DIR) {
+            Some(d) => expand_home(&d, home.as_deref())?,
+            None => xdg_dir(&get, "XDG_CONFIG_HOME", ".config", home.as_deref())?.join("eodispatch"),
+        };
+        let file = config_dir.join("config.toml");
+        let mut table = match std::fs::read_to_string(&file) {
+            Ok(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Syntax {
+                    path: file.clone(),
+                    message: e.message().to_string(),
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+            Err(source) => return Err(ConfigError::Read { path: file, source }),
+        };
+        let file_origin = file.display().to_string();
+        // Check the file alone first so that its errors name the file.
+        toml::Value::Table(table.clone())
+            .try_into::<RawConfig>()
+            .map_err(|e| ConfigError::Invalid {
+                origin: file_origin.clone(),
+                message: e.message().to_string(),
+            })?;
+        let mut env_keys = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == ENV_CONFIG_DIR {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            insert_path(&mut table, &path, scalar(value));
+            env_keys.push(name.clone());
+        }
+        let raw: RawConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: format!("{file_origin} and environment {}", env_keys.join(", ")),
+                    message: e.message().to_string(),
+                })?;
+        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            origin: "listen".into(),
+            message: format!(
+                "{listen_text:?} is not an IP address and port such as {DEFAULT_LISTEN}"
+            ),
+        })?;
+        let state_dir = match raw.state_dir {
+            Some(d) => expand_home(&d, home.as_deref())?,
+            None => xdg_dir(&get, "XDG_STATE_HOME", ".local/state", home.as_deref())?
+                .join("eodispatch"),
+        };
+        let results_dir = match raw.results_dir {
+            Some(d) => expand_home(&d, home.as_deref())?,
+            None => home.ok_or(ConfigError::NoHome)?.join("EODispatch"),
+        };
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                origin: "max_body_bytes".into(),
+                message: "must be at least 1024".into(),
+            });
+        }
+        Ok(Config {
+            listen,
+            allow_remote: raw.allow_remote.unwrap_or(false),
+            config_dir,
+            state_dir,
+            results_dir,
+            max_body_bytes,
+            log: raw.log.unwrap_or_else(|| "info".to_string()),
+            backends: raw.backends,
+        })
+    }
+
+    /// A configuration for tests and embedding: everything under `root`, API on an
+    /// address chosen by the caller.
+    pub fn for_root(root: &Path) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            allow_remote: false,
+            config_dir: root.join("config"),
+            state_dir: root.join("state"),
+            results_dir: root.join("results"),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            log: "info".into(),
+            backends: BTreeMap::new(),
+        }
+    }
+
+    /// Path of the API token file.
+    pub fn token_path(&self) -> PathBuf {
+        self.state_dir.join(TOKEN_FILE)
+    }
+
+    /// Path of the SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join(DB_FILE)
+    }
+
+    /// Path of `config.toml` (which may not exist).
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+}
+
+/// `$VAR` if set and absolute, else `$HOME/<fallback>` (the XDG base directory rule).
+fn xdg_dir(
+    get: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    fallback: &str,
+    home: Option<&Path>,
+) -> Result<PathBuf, ConfigError> {
+    match get(var) {
+        Some(v) if Path::new(&v).is_absolute() => Ok(PathBuf::from(v)),
+        _ => Ok(home.ok_or(ConfigError::NoHome)?.join(fallback)),
+    }
+}
+
+/// Expands a leading `~/` to the home folder.
+fn expand_home(p: &str, home: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if p == "~" {
+        return home.map(Path::to_path_buf).ok_or(ConfigError::NoHome);
+    }
+    match p.strip_prefix("~/") {
+        Some(rest) => Ok(home.ok_or(ConfigError::NoHome)?.join(rest)),
+        None => Ok(PathBuf::from(p)),
+    }
+}
+
+/// Reads an environment value as a TOML scalar when it is one, else as a string.
+fn scalar(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_))) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Sets `table[path[0]][path[1]]... = value`, creating tables on the way.
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                insert_path(t, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn zero_configuration_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let c = Config::load_from(&env(&[("HOME", home)])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8421");
+        assert!(!c.allow_remote);
+        assert_eq!(c.config_dir, dir.path().join(".config/eodispatch"));
+        assert_eq!(c.state_dir, dir.path().join(".local/state/eodispatch"));
+        assert_eq!(c.results_dir, dir.path().join("EODispatch"));
+        assert_eq!(c.token_path(), dir.path().join(".local/state/eodispatch/api-token"));
+    }
+
+    #[test]
+    fn xdg_variables_are_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let c = Config::load_from(&env(&[
+            ("HOME", home),
+            ("XDG_CONFIG_HOME", "/xdg/config"),
+            ("XDG_STATE_HOME", "/xdg/state"),
+        ]))
+        .unwrap();
+        assert_eq!(c.config_dir, PathBuf::from("/xdg/config/eodispatch"));
+        assert_eq!(c.state_dir, PathBuf::from("/xdg/state/eodispatch"));
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(
+            cfg.join("config.toml"),
+            "listen = \"127.0.0.1:9000\"\nresults_dir = \"~/Results\"\nlog = \"debug\"\n\
+             [backends.vito]\nurl = \"https://openeo.vito.be\"\nmax_running_jobs = 3\n",
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let cfg_s = cfg.to_str().unwrap();
+        let c = Config::load_from(&env(&[
+            ("HOME", home),
+            ("EODISPATCH_CONFIG_DIR", cfg_s),
+            ("EODISPATCH_LISTEN", "127.0.0.1:9100"),
+            ("EODISPATCH_ALLOW_REMOTE", "true"),
+            ("EODISPATCH_BACKENDS__VITO__MAX_RUNNING_JOBS", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert!(c.allow_remote);
+        assert_eq!(c.results_dir, dir.path().join("Results"));
+        assert_eq!(c.log, "debug");
+        assert_eq!(c.backends["vito"].url, "https://openeo.vito.be");
+        assert_eq!(c.backends["vito"].max_running_jobs, Some(5));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let e = Config::load_from(&env(&[("HOME", home), ("EODISPATCH_LISTN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+        let e = Config::load_from(&env(&[("HOME", home), ("EODISPATCH_LISTEN", "nowhere")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("nowhere"), "{e}");
+        let cfg = dir.path().join(".config/eodispatch");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("config.toml"), "listen = [").unwrap();
+        let e = Config::load_from(&env(&[("HOME", home)])).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    }
+}

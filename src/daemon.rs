@@ -1,0 +1,154 @@
+//! The daemon: [`run`] wires configuration, API token, store, event bus and the HTTP
+//! API on a listener the caller bound, and shuts everything down through one path when
+//! the `shutdown` future completes. [`Daemon`] is the cloneable handle every part uses
+//! to reach the shared state.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::store::{Store, StoreError};
+use crate::token::{self, ApiToken, TokenError};
+
+/// Version of the daemon (and of its API), from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The listener is not on a loopback address and `allow_remote` is off.
+    #[error(
+        "refusing to listen on {0}: it is not a loopback address, so other machines could \
+         reach the API. Use 127.0.0.1 or [::1], or set `allow_remote = true` in config.toml \
+         if you really mean it"
+    )]
+    NotLoopback(SocketAddr),
+    /// The API token file is unusable.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The job store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A folder could not be created or the listener failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// Shared state of a running daemon.
+struct DaemonState {
+    /// The resolved configuration.
+    config: Config,
+    /// The job store.
+    store: Store,
+    /// Publishes job and task changes to SSE subscribers.
+    events: EventBus,
+    /// The local API token.
+    token: ApiToken,
+    /// Port the API listens on (for the Host check and URLs we hand out).
+    port: u16,
+    /// When the daemon started (for `/health` uptime).
+    started: Instant,
+    /// Turns true once shutdown begins; long-lived responses (SSE) end on it.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Cheaply cloneable handle to the daemon's shared state.
+#[derive(Clone)]
+pub struct Daemon(Arc<DaemonState>);
+
+impl Daemon {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    /// The job store.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.0.events
+    }
+    /// The API token.
+    pub fn token(&self) -> &ApiToken {
+        &self.0.token
+    }
+    /// Port of the local API.
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+    /// Seconds since start.
+    pub fn uptime_secs(&self) -> f64 {
+        self.0.started.elapsed().as_secs_f64()
+    }
+    /// Resolves once shutdown has begun.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.0.shutdown.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` completes.
+///
+/// Refuses a non-loopback listener unless `config.allow_remote`; creates the API token,
+/// the state and results folders on first start; opens the store. On shutdown, new
+/// connections are refused, in-flight requests finish, event streams end, and the
+/// store is flushed and closed.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let addr = listener.local_addr().map_err(|source| DaemonError::Io {
+        context: "cannot read the listener's address".into(),
+        source,
+    })?;
+    if !addr.ip().is_loopback() && !config.allow_remote {
+        return Err(DaemonError::NotLoopback(addr));
+    }
+    let token = token::load_or_create(&config.token_path())?;
+    std::fs::create_dir_all(&config.results_dir).map_err(|source| DaemonError::Io {
+        context: format!("cannot create the results folder {}", config.results_dir.display()),
+        source,
+    })?;
+    let store = Store::open(&config.db_path()).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let daemon = Daemon(Arc::new(DaemonState {
+        config,
+        store: store.clone(),
+        events: EventBus::new(),
+        token,
+        port: addr.port(),
+        started: Instant::now(),
+        shutdown: shutdown_rx,
+    }));
+    let app = crate::api::router(daemon.clone());
+    tracing::info!(%addr, version = VERSION, "eodispatch listening");
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = shutdown_tx.send(true);
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await
+        .map_err(|source| DaemonError::Io {
+            context: "the API server failed".into(),
+            source,
+        });
+    drop(daemon);
+    store.close().await;
+    tracing::info!("store closed; bye");
+    served
+}

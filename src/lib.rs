@@ -1,0 +1,17 @@
+//! eodispatch: a local dispatcher for Earth-observation processing jobs.
+//!
+//! The daemon is this library; `main.rs` only parses the command line and wires.
+//! [`run`] serves the localhost JSON API on a listener the caller bound (tests bind
+//! port 0) until the `shutdown` future completes.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod job;
+pub mod store;
+pub mod tiles;
+pub mod token;
+
+pub use daemon::run;
