@@ -1,0 +1,618 @@
+//! The SQL of the store and the mapping between rows and domain types. Every function
+//! here runs on a connection it is given: the readers call the `select_*` ones, the
+//! writer thread the others (inside its batch transaction).
+//!
+//! A value that does not parse is never a panic: it is [`StoreError::BadRow`] naming
+//! the table, column and row.
+
+use rusqlite::types::FromSql;
+use rusqlite::{params, Connection, Row};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{JobFilter, JobPatch, StoreError};
+use crate::job::{
+    now_utc, rfc3339_z, Dimension, Job, JobError, JobRequest, JobSummary, Label, OutputFormat,
+    Results, ResultsState, ServiceDetails, Status, StatusCounts, Task, TaskRequest, TaskSummary,
+};
+
+// ---------------------------------------------------------------------------------
+// Reading columns
+
+/// Reads column `idx` (named `column` for errors) of a row of `table` with id `id`.
+fn col<T: FromSql>(
+    row: &Row<'_>,
+    table: &'static str,
+    id: i64,
+    idx: usize,
+    column: &'static str,
+) -> Result<T, StoreError> {
+    row.get(idx).map_err(|e| StoreError::BadRow {
+        table,
+        column,
+        id,
+        detail: e.to_string(),
+    })
+}
+
+fn bad(table: &'static str, column: &'static str, id: i64, detail: String) -> StoreError {
+    StoreError::BadRow {
+        table,
+        column,
+        id,
+        detail,
+    }
+}
+
+fn parse_enum<T>(
+    s: String,
+    parse: fn(&str) -> Option<T>,
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+) -> Result<T, StoreError> {
+    parse(&s).ok_or_else(|| bad(table, column, id, format!("unknown value {s:?}")))
+}
+
+fn parse_time(
+    s: String,
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+) -> Result<OffsetDateTime, StoreError> {
+    rfc3339_z::parse(&s).map_err(|e| bad(table, column, id, format!("{s:?}: {e}")))
+}
+
+fn parse_object(
+    s: String,
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+) -> Result<Map<String, Value>, StoreError> {
+    serde_json::from_str(&s).map_err(|e| bad(table, column, id, e.to_string()))
+}
+
+fn to_u64(v: i64, table: &'static str, id: i64, column: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| bad(table, column, id, format!("negative: {v}")))
+}
+
+/// Bytes as stored (SQLite integers are signed; no file comes near 2^63 bytes).
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------
+// Jobs
+
+/// The columns [`job_from_row`] reads, in order.
+macro_rules! job_columns {
+    () => {
+        "id, uuid, title, label, status, endpoint, namespace, application, parameters, \
+         format, backend_job_id, progress, error_code, error_message, results_state, \
+         results_dir, results_bytes, results_total_bytes, upscale_task_id, created, updated"
+    };
+}
+
+const JOBS: &str = "unit_jobs";
+
+/// Maps a row selected with `job_columns!()`.
+fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
+    let id: i64 = col(row, JOBS, 0, 0, "id")?;
+    macro_rules! get {
+        ($idx:expr, $name:expr) => {
+            col(row, JOBS, id, $idx, $name)?
+        };
+    }
+    let uuid: String = get!(1, "uuid");
+    let uuid = Uuid::parse_str(&uuid).map_err(|e| bad(JOBS, "uuid", id, e.to_string()))?;
+    let label = parse_enum(get!(3, "label"), Label::parse, JOBS, id, "label")?;
+    let status = parse_enum(get!(4, "status"), Status::parse, JOBS, id, "status")?;
+    let format = parse_enum(get!(9, "format"), OutputFormat::parse, JOBS, id, "format")?;
+    let error_code: Option<String> = get!(12, "error_code");
+    let error_message: Option<String> = get!(13, "error_message");
+    let error = match (error_code, error_message) {
+        (None, None) => None,
+        (Some(code), Some(message)) => Some(JobError { code, message }),
+        (Some(_), None) => return Err(bad(JOBS, "error_message", id, "NULL with a code".into())),
+        (None, Some(_)) => return Err(bad(JOBS, "error_code", id, "NULL with a message".into())),
+    };
+    let results_state = parse_enum(
+        get!(14, "results_state"),
+        ResultsState::parse,
+        JOBS,
+        id,
+        "results_state",
+    )?;
+    let total: Option<i64> = get!(17, "results_total_bytes");
+    Ok(Job {
+        id,
+        title: get!(2, "title"),
+        label,
+        status,
+        service: ServiceDetails {
+            endpoint: get!(5, "endpoint"),
+            namespace: get!(6, "namespace"),
+            application: get!(7, "application"),
+        },
+        parameters: parse_object(get!(8, "parameters"), JOBS, id, "parameters")?,
+        created: parse_time(get!(19, "created"), JOBS, id, "created")?,
+        updated: parse_time(get!(20, "updated"), JOBS, id, "updated")?,
+        uuid,
+        format,
+        backend_job_id: get!(10, "backend_job_id"),
+        progress: get!(11, "progress"),
+        error,
+        results: Results {
+            state: results_state,
+            dir: get!(15, "results_dir"),
+            bytes: to_u64(get!(16, "results_bytes"), JOBS, id, "results_bytes")?,
+            total_bytes: total
+                .map(|t| to_u64(t, JOBS, id, "results_total_bytes"))
+                .transpose()?,
+        },
+        upscale_task_id: get!(18, "upscale_task_id"),
+    })
+}
+
+/// Runs a query returning `job_columns!()` rows.
+fn query_jobs(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Job>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(job_from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// One job by id.
+pub(super) fn select_job(conn: &Connection, id: i64) -> Result<Option<Job>, StoreError> {
+    const SQL: &str = concat!("SELECT ", job_columns!(), " FROM unit_jobs WHERE id = ?1");
+    let mut stmt = conn.prepare_cached(SQL)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => job_from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// One job by its UUID.
+pub(super) fn select_job_by_uuid(conn: &Connection, uuid: Uuid) -> Result<Option<Job>, StoreError> {
+    const SQL: &str = concat!("SELECT ", job_columns!(), " FROM unit_jobs WHERE uuid = ?1");
+    let mut stmt = conn.prepare_cached(SQL)?;
+    let mut rows = stmt.query([uuid.hyphenated().to_string()])?;
+    match rows.next()? {
+        Some(row) => job_from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The WHERE clauses of a [`JobFilter`], as four fixed statements (so each is prepared
+/// once and can use its index): `?1` status (ignored when not filtering), then
+/// `?2` limit (-1: all) and `?3` offset.
+macro_rules! filtered {
+    ($head:expr, $tail:expr) => {
+        [
+            concat!($head, " WHERE ?1 IS NULL", $tail),
+            concat!($head, " WHERE status = ?1", $tail),
+            concat!(
+                $head,
+                " WHERE ?1 IS NULL AND upscale_task_id IS NULL",
+                $tail
+            ),
+            concat!(
+                $head,
+                " WHERE status = ?1 AND upscale_task_id IS NULL",
+                $tail
+            ),
+        ]
+    };
+}
+
+fn filter_variant(filter: &JobFilter) -> usize {
+    usize::from(filter.status.is_some()) + 2 * usize::from(filter.standalone_only)
+}
+
+/// Jobs matching `filter`, newest first.
+pub(super) fn select_jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+    const SQL: [&str; 4] = filtered!(
+        concat!("SELECT ", job_columns!(), " FROM unit_jobs"),
+        " ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+    );
+    let limit = filter.limit.map(i64::from).unwrap_or(-1);
+    query_jobs(
+        conn,
+        SQL[filter_variant(filter)],
+        params![
+            filter.status.map(Status::as_str),
+            limit,
+            i64::from(filter.offset)
+        ],
+    )
+}
+
+/// How many jobs match `filter` (ignoring its limit and offset).
+pub(super) fn count_jobs(conn: &Connection, filter: &JobFilter) -> Result<u64, StoreError> {
+    const SQL: [&str; 4] = filtered!("SELECT count(*) FROM unit_jobs", "");
+    let n: i64 = conn
+        .prepare_cached(SQL[filter_variant(filter)])?
+        .query_row([filter.status.map(Status::as_str)], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The sub-jobs of a task, in dimension order.
+pub(super) fn select_jobs_of_task(conn: &Connection, task_id: i64) -> Result<Vec<Job>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM unit_jobs WHERE upscale_task_id = ?1 ORDER BY task_index, id"
+    );
+    query_jobs(conn, SQL, [task_id])
+}
+
+/// A unit job row about to be inserted.
+struct NewJob<'a> {
+    uuid: Uuid,
+    title: &'a str,
+    label: Label,
+    service: &'a ServiceDetails,
+    parameters: &'a str,
+    request: Option<&'a str>,
+    format: OutputFormat,
+    task: Option<(i64, i64)>,
+    now: &'a str,
+}
+
+fn insert_row(conn: &Connection, j: &NewJob<'_>) -> Result<i64, StoreError> {
+    const SQL: &str = "INSERT INTO unit_jobs (uuid, title, label, status, endpoint, namespace, \
+        application, parameters, request, format, upscale_task_id, task_index, created, updated) \
+        VALUES (?1, ?2, ?3, 'created', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)";
+    conn.prepare_cached(SQL)?.execute(params![
+        j.uuid.hyphenated().to_string(),
+        j.title,
+        j.label.as_str(),
+        j.service.endpoint,
+        j.service.namespace,
+        j.service.application,
+        j.parameters,
+        j.request,
+        j.format.as_str(),
+        j.task.map(|t| t.0),
+        j.task.map(|t| t.1),
+        j.now,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The client's request as stored in `unit_jobs.request` (audit).
+fn request_json(req: &JobRequest) -> Result<String, StoreError> {
+    let value = serde_json::json!({
+        "title": req.title,
+        "label": req.label,
+        "service": req.service,
+        "parameters": req.parameters,
+        "format": req.format,
+    });
+    Ok(serde_json::to_string(&value)?)
+}
+
+/// Inserts a new standalone job (status `created`, results pending).
+pub(super) fn insert_job(
+    conn: &Connection,
+    req: JobRequest,
+    uuid: Uuid,
+) -> Result<Job, StoreError> {
+    let now = now_utc();
+    let now_s = rfc3339_z::format(&now);
+    let parameters = serde_json::to_string(&req.parameters)?;
+    let request = request_json(&req)?;
+    let id = insert_row(
+        conn,
+        &NewJob {
+            uuid,
+            title: &req.title,
+            label: req.label,
+            service: &req.service,
+            parameters: &parameters,
+            request: Some(&request),
+            format: req.format,
+            task: None,
+            now: &now_s,
+        },
+    )?;
+    Ok(Job {
+        id,
+        title: req.title,
+        label: req.label,
+        status: Status::Created,
+        service: req.service,
+        parameters: req.parameters,
+        created: now,
+        updated: now,
+        uuid,
+        format: req.format,
+        backend_job_id: None,
+        progress: None,
+        error: None,
+        results: Results::default(),
+        upscale_task_id: None,
+    })
+}
+
+/// Applies a patch and sets `updated`; `None` when there is no such job.
+pub(super) fn update_job(
+    conn: &Connection,
+    id: i64,
+    patch: &JobPatch,
+) -> Result<Option<Job>, StoreError> {
+    const SQL: &str = "UPDATE unit_jobs SET \
+        status = CASE WHEN ?2 THEN ?3 ELSE status END, \
+        backend_job_id = CASE WHEN ?4 THEN ?5 ELSE backend_job_id END, \
+        progress = CASE WHEN ?6 THEN ?7 ELSE progress END, \
+        error_code = CASE WHEN ?8 THEN ?9 ELSE error_code END, \
+        error_message = CASE WHEN ?8 THEN ?10 ELSE error_message END, \
+        results_state = CASE WHEN ?11 THEN ?12 ELSE results_state END, \
+        results_dir = CASE WHEN ?11 THEN ?13 ELSE results_dir END, \
+        results_bytes = CASE WHEN ?11 THEN ?14 ELSE results_bytes END, \
+        results_total_bytes = CASE WHEN ?11 THEN ?15 ELSE results_total_bytes END, \
+        updated = ?16 \
+        WHERE id = ?1";
+    let now = rfc3339_z::format(&now_utc());
+    let error = patch.error.as_ref().map(|e| e.as_ref());
+    let results = patch.results.as_ref();
+    let changed = conn.prepare_cached(SQL)?.execute(params![
+        id,
+        patch.status.is_some(),
+        patch.status.map(Status::as_str),
+        patch.backend_job_id.is_some(),
+        patch.backend_job_id.as_ref().and_then(|b| b.as_deref()),
+        patch.progress.is_some(),
+        patch.progress.flatten(),
+        error.is_some(),
+        error.flatten().map(|e| e.code.as_str()),
+        error.flatten().map(|e| e.message.as_str()),
+        results.is_some(),
+        results.map(|r| r.state.as_str()),
+        results.and_then(|r| r.dir.as_deref()),
+        results.map(|r| to_i64(r.bytes)),
+        results.and_then(|r| r.total_bytes).map(to_i64),
+        now,
+    ])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    select_job(conn, id)
+}
+
+/// Deletes one job; `true` if it existed.
+pub(super) fn delete_job(conn: &Connection, id: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM unit_jobs WHERE id = ?1")?
+        .execute([id])?;
+    Ok(n > 0)
+}
+
+// ---------------------------------------------------------------------------------
+// Tasks
+
+const TASKS: &str = "upscale_tasks";
+
+/// Inserts a task and one sub-job per dimension value.
+pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, StoreError> {
+    let now = now_utc();
+    let now_s = rfc3339_z::format(&now);
+    let job = &req.job;
+    conn.prepare_cached(
+        "INSERT INTO upscale_tasks (uuid, title, label, endpoint, namespace, application, \
+         parameters, format, dimension, created, updated) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )?
+    .execute(params![
+        Uuid::new_v4().hyphenated().to_string(),
+        job.title,
+        job.label.as_str(),
+        job.service.endpoint,
+        job.service.namespace,
+        job.service.application,
+        serde_json::to_string(&job.parameters)?,
+        job.format.as_str(),
+        serde_json::to_string(&req.dimension)?,
+        now_s,
+    ])?;
+    let task_id = conn.last_insert_rowid();
+    let mut jobs = Vec::with_capacity(req.dimension.values.len());
+    for (index, value) in req.dimension.values.iter().enumerate() {
+        let mut parameters = job.parameters.clone();
+        parameters.insert(req.dimension.name.clone(), value.clone());
+        let title = format!("{} - Processing Job {}", job.title, index + 1);
+        let index = i64::try_from(index).unwrap_or(i64::MAX);
+        let id = insert_row(
+            conn,
+            &NewJob {
+                uuid: Uuid::new_v4(),
+                title: &title,
+                label: job.label,
+                service: &job.service,
+                parameters: &serde_json::to_string(&parameters)?,
+                request: None,
+                format: job.format,
+                task: Some((task_id, index)),
+                now: &now_s,
+            },
+        )?;
+        jobs.push(JobSummary {
+            id,
+            title,
+            label: job.label,
+            status: Status::Created,
+            service: job.service.clone(),
+            parameters,
+        });
+    }
+    let counts = StatusCounts::of(jobs.iter().map(|j| j.status));
+    Ok(Task {
+        id: task_id,
+        title: req.job.title,
+        label: req.job.label,
+        status: counts.task_status(),
+        service: req.job.service,
+        parameters: req.job.parameters,
+        format: req.job.format,
+        dimension: req.dimension,
+        created: now,
+        updated: now,
+        counts,
+        jobs,
+    })
+}
+
+/// One task with its sub-jobs and derived status.
+pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, StoreError> {
+    const SQL: &str = "SELECT id, title, label, endpoint, namespace, application, parameters, \
+        format, dimension, created, updated FROM upscale_tasks WHERE id = ?1";
+    let mut task = {
+        let mut stmt = conn.prepare_cached(SQL)?;
+        let mut rows = stmt.query([id])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        macro_rules! get {
+            ($idx:expr, $name:expr) => {
+                col(row, TASKS, id, $idx, $name)?
+            };
+        }
+        let dimension: String = get!(8, "dimension");
+        let dimension: Dimension = serde_json::from_str(&dimension)
+            .map_err(|e| bad(TASKS, "dimension", id, e.to_string()))?;
+        Task {
+            id,
+            title: get!(1, "title"),
+            label: parse_enum(get!(2, "label"), Label::parse, TASKS, id, "label")?,
+            status: Status::Created,
+            service: ServiceDetails {
+                endpoint: get!(3, "endpoint"),
+                namespace: get!(4, "namespace"),
+                application: get!(5, "application"),
+            },
+            parameters: parse_object(get!(6, "parameters"), TASKS, id, "parameters")?,
+            format: parse_enum(get!(7, "format"), OutputFormat::parse, TASKS, id, "format")?,
+            dimension,
+            created: parse_time(get!(9, "created"), TASKS, id, "created")?,
+            updated: parse_time(get!(10, "updated"), TASKS, id, "updated")?,
+            counts: StatusCounts::default(),
+            jobs: Vec::new(),
+        }
+    };
+
+    const JOBS_SQL: &str = "SELECT id, title, label, status, endpoint, namespace, application, \
+        parameters, updated FROM unit_jobs WHERE upscale_task_id = ?1 ORDER BY task_index, id";
+    let mut stmt = conn.prepare_cached(JOBS_SQL)?;
+    let mut rows = stmt.query([id])?;
+    while let Some(row) = rows.next()? {
+        let job_id: i64 = col(row, JOBS, 0, 0, "id")?;
+        macro_rules! get {
+            ($idx:expr, $name:expr) => {
+                col(row, JOBS, job_id, $idx, $name)?
+            };
+        }
+        let updated = parse_time(get!(8, "updated"), JOBS, job_id, "updated")?;
+        task.updated = task.updated.max(updated);
+        task.jobs.push(JobSummary {
+            id: job_id,
+            title: get!(1, "title"),
+            label: parse_enum(get!(2, "label"), Label::parse, JOBS, job_id, "label")?,
+            status: parse_enum(get!(3, "status"), Status::parse, JOBS, job_id, "status")?,
+            service: ServiceDetails {
+                endpoint: get!(4, "endpoint"),
+                namespace: get!(5, "namespace"),
+                application: get!(6, "application"),
+            },
+            parameters: parse_object(get!(7, "parameters"), JOBS, job_id, "parameters")?,
+        });
+    }
+    task.counts = StatusCounts::of(task.jobs.iter().map(|j| j.status));
+    task.status = task.counts.task_status();
+    Ok(Some(task))
+}
+
+/// Every task with its derived status, newest first.
+pub(super) fn select_tasks(conn: &Connection) -> Result<Vec<TaskSummary>, StoreError> {
+    const SQL: &str = "SELECT t.id, t.title, t.label, j.status, count(j.id) \
+        FROM upscale_tasks t LEFT JOIN unit_jobs j ON j.upscale_task_id = t.id \
+        GROUP BY t.id, j.status ORDER BY t.id DESC";
+    let mut stmt = conn.prepare_cached(SQL)?;
+    let mut rows = stmt.query([])?;
+    let mut out: Vec<(TaskSummary, StatusCounts)> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = col(row, TASKS, 0, 0, "id")?;
+        if out.last().map(|(t, _)| t.id) != Some(id) {
+            let summary = TaskSummary {
+                id,
+                title: col(row, TASKS, id, 1, "title")?,
+                label: parse_enum(
+                    col(row, TASKS, id, 2, "label")?,
+                    Label::parse,
+                    TASKS,
+                    id,
+                    "label",
+                )?,
+                status: Status::Created,
+            };
+            out.push((summary, StatusCounts::default()));
+        }
+        let status: Option<String> = col(row, JOBS, id, 3, "status")?;
+        let n: i64 = col(row, JOBS, id, 4, "count")?;
+        if let (Some(status), Some((_, counts))) = (status, out.last_mut()) {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            match parse_enum(status, Status::parse, JOBS, id, "status")? {
+                Status::Created => counts.created += n,
+                Status::Queued => counts.queued += n,
+                Status::Running => counts.running += n,
+                Status::Finished => counts.finished += n,
+                Status::Canceled => counts.canceled += n,
+                Status::Failed => counts.failed += n,
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(mut t, counts)| {
+            t.status = counts.task_status();
+            t
+        })
+        .collect())
+}
+
+/// Deletes a task and (by cascade) its sub-jobs; `true` if it existed.
+pub(super) fn delete_task(conn: &Connection, id: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM upscale_tasks WHERE id = ?1")?
+        .execute([id])?;
+    Ok(n > 0)
+}
+
+// ---------------------------------------------------------------------------------
+// Health
+
+/// Writes the time of this health check into `meta`.
+pub(super) fn touch_health(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('health_checked', ?1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([rfc3339_z::format(&now_utc())])?;
+    Ok(())
+}
+
+/// A trivial read of the schema.
+pub(super) fn read_health(conn: &Connection) -> Result<(), StoreError> {
+    let _: i64 = conn
+        .prepare_cached("SELECT count(*) FROM meta")?
+        .query_row([], |r| r.get(0))?;
+    Ok(())
+}
