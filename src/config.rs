@@ -60,8 +60,28 @@ pub enum ConfigError {
         message: String,
     },
     /// No home folder to derive default paths from.
-    #[error("cannot find the home folder; set HOME or EODISPATCH_STATE_DIR and EODISPATCH_RESULTS_DIR")]
+    #[error(
+        "cannot find the home folder; set HOME or EODISPATCH_STATE_DIR and EODISPATCH_RESULTS_DIR"
+    )]
     NoHome,
+}
+
+/// A secret from the configuration (an access token): `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
 }
 
 /// A backend known to the daemon beyond those it learns from submitted jobs.
@@ -70,8 +90,16 @@ pub enum ConfigError {
 pub struct BackendConfig {
     /// Base URL of the backend, e.g. `https://openeofed.dataspace.copernicus.eu`.
     pub url: String,
-    /// Maximum number of jobs running at once on this backend.
+    /// Maximum number of jobs active (submitted and not ended) at once on this backend
+    /// (default 2).
     pub max_running_jobs: Option<u32>,
+    /// Average requests per second sent to this backend (default 5).
+    pub requests_per_second: Option<f64>,
+    /// A fixed openEO access token, for backends without a login flow (and for tests);
+    /// sent as `Bearer oidc/<provider_id>/<token>`. Prefer `eodispatch login`.
+    pub access_token: Option<Secret>,
+    /// The OIDC provider id of `access_token` (default `oidc`).
+    pub provider_id: Option<String>,
 }
 
 /// The daemon's configuration, fully resolved.
@@ -123,7 +151,9 @@ impl Config {
         let home = get("HOME").map(PathBuf::from).or_else(dirs::home_dir);
         let config_dir = match get(ENV_CONFIG_DIR) {
             Some(d) => expand_home(&d, home.as_deref())?,
-            None => xdg_dir(&get, "XDG_CONFIG_HOME", ".config", home.as_deref())?.join("eodispatch"),
+            None => {
+                xdg_dir(&get, "XDG_CONFIG_HOME", ".config", home.as_deref())?.join("eodispatch")
+            }
         };
         let file = config_dir.join("config.toml");
         let mut table = match std::fs::read_to_string(&file) {
@@ -172,8 +202,9 @@ impl Config {
         })?;
         let state_dir = match raw.state_dir {
             Some(d) => expand_home(&d, home.as_deref())?,
-            None => xdg_dir(&get, "XDG_STATE_HOME", ".local/state", home.as_deref())?
-                .join("eodispatch"),
+            None => {
+                xdg_dir(&get, "XDG_STATE_HOME", ".local/state", home.as_deref())?.join("eodispatch")
+            }
         };
         let results_dir = match raw.results_dir {
             Some(d) => expand_home(&d, home.as_deref())?,
@@ -257,7 +288,9 @@ fn expand_home(p: &str, home: Option<&Path>) -> Result<PathBuf, ConfigError> {
 fn scalar(raw: &str) -> toml::Value {
     match format!("v = {raw}").parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_))) => v,
+            Some(
+                v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -306,7 +339,10 @@ mod tests {
         assert_eq!(c.config_dir, dir.path().join(".config/eodispatch"));
         assert_eq!(c.state_dir, dir.path().join(".local/state/eodispatch"));
         assert_eq!(c.results_dir, dir.path().join("EODispatch"));
-        assert_eq!(c.token_path(), dir.path().join(".local/state/eodispatch/api-token"));
+        assert_eq!(
+            c.token_path(),
+            dir.path().join(".local/state/eodispatch/api-token")
+        );
     }
 
     #[test]
@@ -350,6 +386,23 @@ mod tests {
         assert_eq!(c.log, "debug");
         assert_eq!(c.backends["vito"].url, "https://openeo.vito.be");
         assert_eq!(c.backends["vito"].max_running_jobs, Some(5));
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let c = Config::load_from(&env(&[
+            ("HOME", home),
+            ("EODISPATCH_BACKENDS__X__URL", "https://x.example"),
+            ("EODISPATCH_BACKENDS__X__ACCESS_TOKEN", "AT-SENTINEL"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.backends["x"].access_token.as_ref().map(Secret::expose),
+            Some("AT-SENTINEL")
+        );
+        assert!(!format!("{c:?}").contains("AT-SENTINEL"));
     }
 
     #[test]

@@ -13,6 +13,9 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::platform::backends::Backends;
+use crate::platform::udp::UdpCache;
+use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::token::{self, ApiToken, TokenError};
 
@@ -55,6 +58,12 @@ struct DaemonState {
     events: EventBus,
     /// The local API token.
     token: ApiToken,
+    /// Fetched openEO UDP definitions.
+    udps: UdpCache,
+    /// Backends in use.
+    backends: Backends,
+    /// Sends jobs out and follows them.
+    scheduler: Scheduler,
     /// Port the API listens on (for the Host check and URLs we hand out).
     port: u16,
     /// When the daemon started (for `/health` uptime).
@@ -83,6 +92,18 @@ impl Daemon {
     /// The API token.
     pub fn token(&self) -> &ApiToken {
         &self.0.token
+    }
+    /// Cache of openEO UDP definitions.
+    pub fn udps(&self) -> &UdpCache {
+        &self.0.udps
+    }
+    /// Backends in use.
+    pub fn backends(&self) -> &Backends {
+        &self.0.backends
+    }
+    /// The scheduler.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.0.scheduler
     }
     /// Port of the local API.
     pub fn port(&self) -> u16 {
@@ -119,20 +140,28 @@ pub async fn run(
     }
     let token = token::load_or_create(&config.token_path())?;
     std::fs::create_dir_all(&config.results_dir).map_err(|source| DaemonError::Io {
-        context: format!("cannot create the results folder {}", config.results_dir.display()),
+        context: format!(
+            "cannot create the results folder {}",
+            config.results_dir.display()
+        ),
         source,
     })?;
     let store = Store::open(&config.db_path()).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let backends = Backends::new(&config);
     let daemon = Daemon(Arc::new(DaemonState {
         config,
         store: store.clone(),
         events: EventBus::new(),
         token,
+        udps: UdpCache::new(),
+        backends,
+        scheduler: Scheduler::new(),
         port: addr.port(),
         started: Instant::now(),
         shutdown: shutdown_rx,
     }));
+    daemon.scheduler().start(&daemon).await?;
     let app = crate::api::router(daemon.clone());
     tracing::info!(%addr, version = VERSION, "eodispatch listening");
     let signal = async move {

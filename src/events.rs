@@ -95,7 +95,10 @@ impl EventBus {
 
     /// A job was created or changed: the event carries the whole job.
     pub fn job_changed(&self, job: &Job) {
-        self.publish(EventKind::Job, serde_json::to_value(job).unwrap_or(Value::Null));
+        self.publish(
+            EventKind::Job,
+            serde_json::to_value(job).unwrap_or(Value::Null),
+        );
     }
 
     /// A job was deleted: the event carries the job as it was, with `"deleted": true`.
@@ -137,7 +140,10 @@ mod tests {
         bus.publish(EventKind::Auth, serde_json::json!({"backend": "x"}));
         let a = rx.recv().await.unwrap();
         let b = rx.recv().await.unwrap();
-        assert_eq!((a.seq, a.kind, a.data["id"].as_i64()), (1, EventKind::Job, Some(1)));
+        assert_eq!(
+            (a.seq, a.kind, a.data["id"].as_i64()),
+            (1, EventKind::Job, Some(1))
+        );
         assert_eq!((b.seq, b.kind), (2, EventKind::Auth));
     }
 }

@@ -182,6 +182,42 @@ impl ResultsState {
     }
 }
 
+/// How far the submission of a job to its backend has come; the crash-safety record
+/// of the scheduler (internal, not part of the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SubmitState {
+    /// Not sent yet.
+    #[default]
+    Pending,
+    /// Written just before `POST /jobs` goes out: after a crash the remote job may or
+    /// may not exist, and is looked for by the job's UUID.
+    Submitting,
+    /// The backend job id is known.
+    Submitted,
+}
+
+impl SubmitState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmitState::Pending => "pending",
+            SubmitState::Submitting => "submitting",
+            SubmitState::Submitted => "submitted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<SubmitState> {
+        [
+            SubmitState::Pending,
+            SubmitState::Submitting,
+            SubmitState::Submitted,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
 /// Where a service runs (APEx `ServiceDetails`).
 ///
 /// openEO: `endpoint` is the backend URL, `application` the public URL of the UDP JSON.
@@ -299,6 +335,12 @@ pub struct Job {
     pub format: OutputFormat,
     /// *ext* The backend's id of the job, once submitted.
     pub backend_job_id: Option<String>,
+    /// *ext* The backend's own status word as last seen (openEO `error`, ...).
+    pub backend_status: Option<String>,
+    /// How far submission has come (internal).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub submit_state: SubmitState,
     /// *ext* Progress on the backend in percent (0–100), when known.
     pub progress: Option<f64>,
     /// *ext* Why the job failed, when it did.

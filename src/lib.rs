@@ -10,6 +10,8 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod job;
+pub mod platform;
+pub mod scheduler;
 pub mod store;
 pub mod tiles;
 pub mod token;

@@ -1,55 +1,259 @@
-//! `eodispatch`: parses the command line and wires; the daemon is the library.
+//! `eodispatch`: parses the command line (clap) and wires it to the library; the
+//! daemon is [`eodispatch::run`], the commands live in [`eodispatch::cli`].
+//!
+//! Exit codes: 0 success, 1 an error from the daemon or a failed check, 2 a usage
+//! error (bad flags, invalid configuration, unreadable `--file`).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use eodispatch::config::Config;
+use clap::{Args, Parser, Subcommand};
+use eodispatch::api::unit_jobs::MAX_LIMIT;
+use eodispatch::cli::{self, commands, doctor, serve, submit};
+use eodispatch::job::{Label, OutputFormat, Status};
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = match Config::load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("eodispatch: {e}");
-            return ExitCode::from(2);
+/// Local dispatcher of Earth-observation processing jobs (openEO, OGC API Processes).
+///
+/// The daemon (`eodispatch serve`) serves a JSON API on 127.0.0.1:8421 that mirrors the
+/// ESA APEx Dispatch API; the other commands are its clients. Configuration:
+/// `~/.config/eodispatch/config.toml` and EODISPATCH_* environment variables
+/// (EODISPATCH_LISTEN, EODISPATCH_STATE_DIR, EODISPATCH_RESULTS_DIR,
+/// EODISPATCH_CONFIG_DIR, ...).
+#[derive(Debug, Parser)]
+#[command(name = "eodispatch", version, propagate_version = true)]
+#[command(arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (what the systemd user service starts)
+    Serve {
+        /// Address to listen on, overriding `listen` in the configuration
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Print the local API token (for curl, scripts, notebooks)
+    Token,
+    /// List jobs, newest first
+    Jobs {
+        /// Only jobs with this status
+        #[arg(long, value_name = "STATUS", value_parser = commands::status_parser())]
+        status: Option<Status>,
+        /// At most this many jobs (default 100)
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIMIT)))]
+        limit: Option<u32>,
+        /// Print the JSON array the daemon returns
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job
+    Show {
+        /// Job id
+        id: i64,
+        /// Print the job as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submit a job, from a JSON file or from flags
+    Submit(Box<SubmitArgs>),
+    /// Cancel a job on its backend (the record stays)
+    Cancel {
+        /// Job id
+        id: i64,
+        /// Print the canceled job as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a job, canceling it first if it is active (result files stay)
+    Delete {
+        /// Job id
+        id: i64,
+    },
+    /// Check the installation and say how to fix what is broken
+    Doctor {
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `eodispatch submit --file job.json`, or
+/// `eodispatch submit --endpoint URL --application URL --bbox W,S,E,N --time START/END`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  eodispatch submit --file job.json
+  eodispatch submit --endpoint https://openeofed.dataspace.copernicus.eu \\
+      --application https://example.org/udp/parcel_delineation.json \\
+      --bbox 5.05,51.21,5.10,51.25 --time 2023-05-01/2023-09-30 --param max_cloud_cover=20")]
+struct SubmitArgs {
+    /// A complete POST /unit_jobs body as JSON (`-` reads standard input)
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "endpoint", "application", "namespace", "label", "title", "bbox", "crs", "time",
+        "param", "format",
+    ])]
+    file: Option<PathBuf>,
+    /// Backend URL, e.g. https://openeofed.dataspace.copernicus.eu
+    #[arg(long, value_name = "URL", required_unless_present = "file")]
+    endpoint: Option<String>,
+    /// openEO: URL of the process (UDP) JSON; OGC API Processes: the process id
+    #[arg(long, value_name = "URL", required_unless_present = "file")]
+    application: Option<String>,
+    /// OGC API Processes deployment namespace
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Kind of platform
+    #[arg(long, value_name = "LABEL", value_parser = submit::label_parser(),
+          default_value = "openeo")]
+    label: Label,
+    /// Job title (default: the application's file name)
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+    /// Bounding box west,south,east,north (parameters.spatial_extent)
+    #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true,
+          value_parser = submit::parse_bbox, required_unless_present = "file")]
+    bbox: Option<submit::Bbox>,
+    /// EPSG code of the bounding box (default: WGS84 longitude/latitude)
+    #[arg(long, value_name = "EPSG", value_parser = submit::parse_crs)]
+    crs: Option<u32>,
+    /// Time range START/END, e.g. 2023-05-01/2023-09-30 (parameters.temporal_extent)
+    #[arg(long, value_name = "START/END", value_parser = submit::parse_time,
+          required_unless_present = "file")]
+    time: Option<submit::TimeRange>,
+    /// Another parameter as name=JSON, e.g. max_cloud_cover=20 (repeatable)
+    #[arg(long, value_name = "NAME=VALUE", value_parser = submit::parse_param)]
+    param: Vec<submit::Param>,
+    /// Output format
+    #[arg(long, value_name = "FORMAT", value_parser = submit::format_parser(),
+          default_value = "gtiff")]
+    format: OutputFormat,
+    /// Print the created job as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl SubmitArgs {
+    /// Where the job comes from; clap has made sure that either `--file` or the
+    /// required flags are present.
+    fn into_source(self) -> commands::JobSource {
+        if let Some(file) = self.file {
+            return commands::JobSource::File(file);
         }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log))
-        .with_writer(std::io::stderr)
-        .init();
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("eodispatch: cannot listen on {}: {e}", config.listen);
-            return ExitCode::from(1);
-        }
-    };
-    match eodispatch::run(config, listener, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("eodispatch: {e}");
-            ExitCode::from(1)
-        }
+        commands::JobSource::Flags(Box::new(submit::JobFlags {
+            endpoint: self.endpoint.unwrap_or_default(),
+            application: self.application.unwrap_or_default(),
+            namespace: self.namespace,
+            label: self.label,
+            title: self.title,
+            bbox: self.bbox.unwrap_or(submit::Bbox {
+                west: 0.0,
+                south: 0.0,
+                east: 0.0,
+                north: 0.0,
+            }),
+            crs: self.crs,
+            time: self.time.unwrap_or(submit::TimeRange {
+                start: None,
+                end: None,
+            }),
+            params: self.param,
+            format: self.format,
+        }))
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen } => serve::serve(listen).await,
+        Command::Token => cli::finish(commands::token()),
+        Command::Jobs {
+            status,
+            limit,
+            json,
+        } => cli::finish(
+            commands::jobs(commands::JobsOptions {
+                status,
+                limit,
+                json,
+            })
+            .await,
+        ),
+        Command::Show { id, json } => cli::finish(commands::show(id, json).await),
+        Command::Submit(args) => {
+            let json = args.json;
+            cli::finish(commands::submit(args.into_source(), json).await)
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        Command::Cancel { id, json } => cli::finish(commands::cancel(id, json).await),
+        Command::Delete { id } => cli::finish(commands::delete(id).await),
+        Command::Doctor { json } => doctor::doctor(json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn submit_needs_a_file_or_the_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["eodispatch", "submit"], args].concat());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--file", "job.json"]).is_ok());
+        assert!(parse(&["--file", "job.json", "--bbox", "1,2,3,4"]).is_err());
+        let ok = parse(&[
+            "--endpoint",
+            "https://openeo.example.org",
+            "--application",
+            "https://x/y.json",
+            "--bbox",
+            "-5,40,5,50",
+            "--time",
+            "2023-05-01/2023-09-30",
+            "--param",
+            "a=1",
+            "--param",
+            "b=\"x\"",
+            "--label",
+            "ogc_api_process",
+        ]);
+        let Command::Submit(args) = ok.unwrap().command else {
+            panic!("not submit")
+        };
+        assert_eq!(args.param.len(), 2);
+        assert_eq!(args.bbox.unwrap().west, -5.0);
+        assert_eq!(args.label, Label::OgcApiProcess);
+        assert_eq!(args.format, OutputFormat::Gtiff);
+        let e = parse(&[
+            "--endpoint",
+            "https://e",
+            "--application",
+            "a",
+            "--bbox",
+            "1,2,3",
+            "--time",
+            "a/b",
+        ])
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("4 comma-separated numbers"), "{e}");
+    }
+
+    #[test]
+    fn status_and_format_are_checked() {
+        assert!(Cli::try_parse_from(["eodispatch", "jobs", "--status", "running"]).is_ok());
+        let e = Cli::try_parse_from(["eodispatch", "jobs", "--status", "done"]).unwrap_err();
+        assert!(e.to_string().contains("finished"), "{e}");
+        assert!(Cli::try_parse_from(["eodispatch", "show", "x"]).is_err());
     }
 }

@@ -22,15 +22,34 @@ async fn submit_read_list_delete_a_unit_job() {
     // APEx field names first, in APEx order, then ours.
     assert_eq!(
         keys(&job)[..8],
-        ["id", "title", "label", "status", "service", "parameters", "created", "updated"]
+        [
+            "id",
+            "title",
+            "label",
+            "status",
+            "service",
+            "parameters",
+            "created",
+            "updated"
+        ]
     );
-    for ext in ["uuid", "format", "backend_job_id", "progress", "error", "results"] {
+    for ext in [
+        "uuid",
+        "format",
+        "backend_job_id",
+        "progress",
+        "error",
+        "results",
+    ] {
         assert!(job.get(ext).is_some(), "missing {ext} in {job}");
     }
     assert_eq!(job["status"], "created");
     assert_eq!(job["label"], "openeo");
     assert_eq!(job["service"]["namespace"], Value::Null);
-    assert_eq!(job["parameters"]["temporal_extent"], json!(["2023-05-01", "2023-09-30"]));
+    assert_eq!(
+        job["parameters"]["temporal_extent"],
+        json!(["2023-05-01", "2023-09-30"])
+    );
     assert_eq!(job["results"]["state"], "pending");
     let created = job["created"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.contains('T'), "{created}");
@@ -38,7 +57,12 @@ async fn submit_read_list_delete_a_unit_job() {
 
     let (s, got) = d.get_json(&format!("/unit_jobs/{id}")).await;
     assert_eq!(s, 200);
-    assert_eq!(got, job);
+    // The scheduler may have touched it since (its backend is unreachable here).
+    let without_updated = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("updated");
+        v
+    };
+    assert_eq!(without_updated(got), without_updated(job.clone()));
 
     d.post_json("/unit_jobs", &pv_job("second")).await;
     let (s, list) = d.get_json("/unit_jobs").await;
@@ -65,14 +89,22 @@ async fn submit_read_list_delete_a_unit_job() {
     assert_eq!(names, ["status", "limit"]);
 
     let (s, p) = d.get_json(&format!("/unit_jobs/{id}/results")).await;
-    assert_eq!((s, p["code"].as_str()), (404, Some("ResultsNotAvailable")), "{p}");
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (404, Some("ResultsNotAvailable")),
+        "{p}"
+    );
 
     assert_eq!(d.delete(&format!("/unit_jobs/{id}")).await, 204);
     let (s, p) = d.get_json(&format!("/unit_jobs/{id}")).await;
     assert_eq!((s, p["code"].as_str()), (404, Some("JobNotFound")));
     assert_eq!(d.delete(&format!("/unit_jobs/{id}")).await, 404);
     let (s, p) = d.get_json("/unit_jobs/abc").await;
-    assert_eq!((s, p["errors"][0]["name"].as_str()), (400, Some("id")), "{p}");
+    assert_eq!(
+        (s, p["errors"][0]["name"].as_str()),
+        (400, Some("id")),
+        "{p}"
+    );
     d.stop().await;
 }
 
@@ -114,23 +146,97 @@ async fn invalid_requests_are_problems_naming_the_field_and_store_nothing() {
         v
     };
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("unknown label", with(&|v| v["label"] = json!("wps")), "label"),
-        ("unknown format", with(&|v| v["format"] = json!("png")), "format"),
-        ("missing title", with(&|v| { v.as_object_mut().unwrap().remove("title"); }), "title"),
-        ("missing service", with(&|v| { v.as_object_mut().unwrap().remove("service"); }), "service"),
-        ("extra field", with(&|v| v["colour"] = json!("red")), "colour"),
-        ("ftp endpoint", with(&|v| v["service"]["endpoint"] = json!("ftp://x.org/openeo")), "service.endpoint"),
-        ("file endpoint", with(&|v| v["service"]["endpoint"] = json!("file:///etc/passwd")), "service.endpoint"),
-        ("bbox west > east", with(&|v| v["parameters"]["spatial_extent"]["west"] = json!(17.0)), "parameters.spatial_extent.west"),
-        ("bbox west = east", with(&|v| v["parameters"]["spatial_extent"]["east"] = json!(16.342)), "parameters.spatial_extent"),
-        ("bbox south >= north", with(&|v| v["parameters"]["spatial_extent"]["south"] = json!(48.008)), "parameters.spatial_extent"),
-        ("bbox lon out of range", with(&|v| v["parameters"]["spatial_extent"]["west"] = json!(-181.0)), "parameters.spatial_extent.west"),
-        ("bbox lat out of range", with(&|v| v["parameters"]["spatial_extent"]["north"] = json!(91.0)), "parameters.spatial_extent.north"),
-        ("bbox NaN string", with(&|v| v["parameters"]["spatial_extent"]["south"] = json!("NaN")), "parameters.spatial_extent.south"),
-        ("open polygon ring", with(&|v| v["parameters"]["spatial_extent"] = json!({"type": "Polygon", "coordinates": [[[5.17,51.25],[5.18,51.25],[5.18,51.26],[5.17,51.26]]]})), "parameters.spatial_extent"),
-        ("date not zero padded", with(&|v| v["parameters"]["temporal_extent"] = json!(["2024-1-5", "2024-02-01"])), "parameters.temporal_extent"),
-        ("impossible date", with(&|v| v["parameters"]["temporal_extent"] = json!(["2024-02-01", "2024-02-30"])), "parameters.temporal_extent"),
-        ("end before start", with(&|v| v["parameters"]["temporal_extent"] = json!(["2024-03-01", "2024-02-01"])), "parameters.temporal_extent"),
+        (
+            "unknown label",
+            with(&|v| v["label"] = json!("wps")),
+            "label",
+        ),
+        (
+            "unknown format",
+            with(&|v| v["format"] = json!("png")),
+            "format",
+        ),
+        (
+            "missing title",
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("title");
+            }),
+            "title",
+        ),
+        (
+            "missing service",
+            with(&|v| {
+                v.as_object_mut().unwrap().remove("service");
+            }),
+            "service",
+        ),
+        (
+            "extra field",
+            with(&|v| v["colour"] = json!("red")),
+            "colour",
+        ),
+        (
+            "ftp endpoint",
+            with(&|v| v["service"]["endpoint"] = json!("ftp://x.org/openeo")),
+            "service.endpoint",
+        ),
+        (
+            "file endpoint",
+            with(&|v| v["service"]["endpoint"] = json!("file:///etc/passwd")),
+            "service.endpoint",
+        ),
+        (
+            "bbox west > east",
+            with(&|v| v["parameters"]["spatial_extent"]["west"] = json!(17.0)),
+            "parameters.spatial_extent.west",
+        ),
+        (
+            "bbox west = east",
+            with(&|v| v["parameters"]["spatial_extent"]["east"] = json!(16.342)),
+            "parameters.spatial_extent",
+        ),
+        (
+            "bbox south >= north",
+            with(&|v| v["parameters"]["spatial_extent"]["south"] = json!(48.008)),
+            "parameters.spatial_extent",
+        ),
+        (
+            "bbox lon out of range",
+            with(&|v| v["parameters"]["spatial_extent"]["west"] = json!(-181.0)),
+            "parameters.spatial_extent.west",
+        ),
+        (
+            "bbox lat out of range",
+            with(&|v| v["parameters"]["spatial_extent"]["north"] = json!(91.0)),
+            "parameters.spatial_extent.north",
+        ),
+        (
+            "bbox NaN string",
+            with(&|v| v["parameters"]["spatial_extent"]["south"] = json!("NaN")),
+            "parameters.spatial_extent.south",
+        ),
+        (
+            "open polygon ring",
+            with(
+                &|v| v["parameters"]["spatial_extent"] = json!({"type": "Polygon", "coordinates": [[[5.17,51.25],[5.18,51.25],[5.18,51.26],[5.17,51.26]]]}),
+            ),
+            "parameters.spatial_extent",
+        ),
+        (
+            "date not zero padded",
+            with(&|v| v["parameters"]["temporal_extent"] = json!(["2024-1-5", "2024-02-01"])),
+            "parameters.temporal_extent",
+        ),
+        (
+            "impossible date",
+            with(&|v| v["parameters"]["temporal_extent"] = json!(["2024-02-01", "2024-02-30"])),
+            "parameters.temporal_extent",
+        ),
+        (
+            "end before start",
+            with(&|v| v["parameters"]["temporal_extent"] = json!(["2024-03-01", "2024-02-01"])),
+            "parameters.temporal_extent",
+        ),
     ];
     for (what, body, field) in cases {
         let r = d
@@ -143,11 +249,20 @@ async fn invalid_requests_are_problems_naming_the_field_and_store_nothing() {
             .unwrap();
         assert_eq!(r.status(), 422, "{what}");
         assert_eq!(
-            r.headers()["content-type"], "application/problem+json",
+            r.headers()["content-type"],
+            "application/problem+json",
             "{what}"
         );
         let p: Value = r.json().await.unwrap();
-        for k in ["type", "title", "status", "detail", "code", "request_id", "errors"] {
+        for k in [
+            "type",
+            "title",
+            "status",
+            "detail",
+            "code",
+            "request_id",
+            "errors",
+        ] {
             assert!(p.get(k).is_some(), "{what}: no {k} in {p}");
         }
         assert_eq!(p["status"], 422);
@@ -164,7 +279,10 @@ async fn invalid_requests_are_problems_naming_the_field_and_store_nothing() {
     }
     // The antimeridian message is explicit.
     let (_, p) = d
-        .post_json("/unit_jobs", &with(&|v| v["parameters"]["spatial_extent"]["west"] = json!(170.0)))
+        .post_json(
+            "/unit_jobs",
+            &with(&|v| v["parameters"]["spatial_extent"]["west"] = json!(170.0)),
+        )
         .await;
     assert!(p.to_string().contains("antimeridian"), "{p}");
     // Malformed JSON, empty body, non-object.
@@ -175,16 +293,23 @@ async fn invalid_requests_are_problems_naming_the_field_and_store_nothing() {
     // Over the size limit: 413.
     let big = format!("{{\"title\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let (s, p) = d.post_raw("/unit_jobs", big).await;
-    assert_eq!((s, p["code"].as_str()), (413, Some("PayloadTooLarge")), "{p}");
-    // Chunked (no Content-Length) over the limit: 413 too.
-    let chunks = futures_util::stream::iter(
-        (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])),
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (413, Some("PayloadTooLarge")),
+        "{p}"
     );
+    // Chunked (no Content-Length) over the limit: 413 too.
+    let chunks =
+        futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
     let (s, _) = d
         .post_raw("/unit_jobs", reqwest::Body::wrap_stream(chunks))
         .await;
     assert_eq!(s, 413);
-    assert_eq!(d.job_count().await, 0, "nothing stored for rejected requests");
+    assert_eq!(
+        d.job_count().await,
+        0,
+        "nothing stored for rejected requests"
+    );
     d.stop().await;
 }
 
@@ -201,7 +326,10 @@ async fn upscale_tasks_and_jobs_status() {
     let cells = tiles["geometries"].as_array().unwrap().clone();
     assert!(cells.len() >= 4, "{tiles}");
     let mut body = pv_job("Upscale A");
-    body["parameters"].as_object_mut().unwrap().remove("spatial_extent");
+    body["parameters"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spatial_extent");
     body["dimension"] = json!({"name": "spatial_extent", "values": cells});
     let (s, task) = d.post_json("/upscale_tasks", &body).await;
     assert_eq!(s, 201, "{task}");
@@ -209,8 +337,19 @@ async fn upscale_tasks_and_jobs_status() {
     let jobs = task["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), cells.len());
     assert_eq!(jobs[0]["title"], "Upscale A - Processing Job 1");
-    assert_eq!(jobs[1]["parameters"]["spatial_extent"], cells[1]);
-    assert_eq!(jobs[1]["parameters"]["temporal_extent"], json!(["2023-05-01", "2023-09-30"]));
+    // What is sent: the UDP takes a bounding box, so each cell became its box.
+    let bbox = &jobs[1]["parameters"]["spatial_extent"];
+    let ring = cells[1]["coordinates"][0].as_array().unwrap();
+    let west = ring
+        .iter()
+        .map(|p| p[0].as_f64().unwrap())
+        .fold(f64::MAX, f64::min);
+    assert_eq!(bbox["west"].as_f64(), Some(west), "{bbox}");
+    assert_eq!(bbox["crs"], 4326);
+    assert_eq!(
+        jobs[1]["parameters"]["temporal_extent"],
+        json!(["2023-05-01", "2023-09-30"])
+    );
     let tid = task["id"].as_i64().unwrap();
     let (s, got) = d.get_json(&format!("/upscale_tasks/{tid}")).await;
     assert_eq!(s, 200);
@@ -223,7 +362,10 @@ async fn upscale_tasks_and_jobs_status() {
     assert_eq!(st["upscaling_tasks"].as_array().unwrap().len(), 1);
     let pj = st["processing_jobs"].as_array().unwrap();
     assert_eq!(pj.len(), 1, "sub-jobs are not processing jobs: {st}");
-    assert_eq!(keys(&pj[0]), ["id", "title", "label", "status", "service", "parameters"]);
+    assert_eq!(
+        keys(&pj[0]),
+        ["id", "title", "label", "status", "service", "parameters"]
+    );
     let (_, only) = d.get_json("/jobs_status?filter=upscaling").await;
     assert_eq!(only["processing_jobs"], json!([]));
     let (s, _) = d.get_json("/jobs_status?filter=everything").await;
@@ -234,7 +376,11 @@ async fn upscale_tasks_and_jobs_status() {
     let mut bad = body.clone();
     bad["dimension"]["values"] = json!([]);
     let (s, p) = d.post_json("/upscale_tasks", &bad).await;
-    assert_eq!((s, p["errors"][0]["name"].as_str()), (422, Some("dimension.values")), "{p}");
+    assert_eq!(
+        (s, p["errors"][0]["name"].as_str()),
+        (422, Some("dimension.values")),
+        "{p}"
+    );
     assert_eq!(d.job_count().await, before);
 
     assert_eq!(d.delete(&format!("/upscale_tasks/{tid}")).await, 204);
@@ -250,7 +396,9 @@ async fn tiles_are_true_kilometres_and_bad_aois_are_problems() {
     let d = TestDaemon::start(dir.path()).await;
     let aoi = json!({"type": "Polygon", "coordinates": [[[5.13,51.35],[4.84,51.33],[4.79,51.12],[5.16,51.12],[5.19,51.34],[5.13,51.35]]]});
     for grid in ["20x20km", "250x250km"] {
-        let (s, v) = d.post_json("/tiles", &json!({"aoi": aoi, "grid": grid})).await;
+        let (s, v) = d
+            .post_json("/tiles", &json!({"aoi": aoi, "grid": grid}))
+            .await;
         assert_eq!(s, 201, "{v}");
         assert_eq!(v["type"], "GeometryCollection");
         for g in v["geometries"].as_array().unwrap() {
@@ -259,12 +407,20 @@ async fn tiles_are_true_kilometres_and_bad_aois_are_problems() {
             assert_eq!(ring.first(), ring.last());
         }
     }
-    let (s, p) = d.post_json("/tiles", &json!({"aoi": aoi, "grid": "1x1km"})).await;
+    let (s, p) = d
+        .post_json("/tiles", &json!({"aoi": aoi, "grid": "1x1km"}))
+        .await;
     assert_eq!((s, p["errors"][0]["name"].as_str()), (422, Some("grid")));
-    let open = json!({"type": "Polygon", "coordinates": [[[5.0,51.0],[5.1,51.0],[5.1,51.1],[5.0,51.1]]]});
-    let (s, p) = d.post_json("/tiles", &json!({"aoi": open, "grid": "20x20km"})).await;
+    let open =
+        json!({"type": "Polygon", "coordinates": [[[5.0,51.0],[5.1,51.0],[5.1,51.1],[5.0,51.1]]]});
+    let (s, p) = d
+        .post_json("/tiles", &json!({"aoi": open, "grid": "20x20km"}))
+        .await;
     assert_eq!(s, 422, "{p}");
-    assert!(p["errors"][0]["name"].as_str().unwrap().starts_with("aoi"), "{p}");
+    assert!(
+        p["errors"][0]["name"].as_str().unwrap().starts_with("aoi"),
+        "{p}"
+    );
     d.stop().await;
 }
 
@@ -309,9 +465,15 @@ async fn events_stream_one_event_per_change() {
             serde_json::from_str(data).unwrap()
         })
         .collect();
-    assert_eq!(job_events.len(), 2, "{buf}");
+    // The first event is the new job, the last its deletion; every event in between
+    // is a change (the scheduler trying its unreachable backend).
+    assert!(job_events.len() >= 2, "{buf}");
     assert_eq!(job_events[0]["id"], id);
     assert_eq!(job_events[0]["status"], "created");
+    assert_eq!(job_events.last().unwrap()["deleted"], true);
+    for pair in job_events.windows(2) {
+        assert_ne!(pair[0], pair[1], "an event without a change");
+    }
     d.stop().await;
 }
 

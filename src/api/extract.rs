@@ -47,11 +47,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| Problem::malformed_json(e.body_text()))?;
-        raw.parse::<i64>().map(Id).map_err(|_| {
-            Problem {
-                status: StatusCode::BAD_REQUEST,
-                ..Problem::invalid_field("id", format!("{raw:?} is not an integer id"))
-            }
+        raw.parse::<i64>().map(Id).map_err(|_| Problem {
+            status: StatusCode::BAD_REQUEST,
+            ..Problem::invalid_field("id", format!("{raw:?} is not an integer id"))
         })
     }
 }

@@ -114,7 +114,9 @@ fn check(daemon: &Daemon, req: &Request<Body>) -> Result<(), Problem> {
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     if mutation {
-        let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or(""));
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or(""));
         let declared_len = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())

@@ -12,6 +12,7 @@
 
 pub mod extract;
 pub mod guard;
+pub mod params;
 pub mod problem;
 pub mod system;
 pub mod tiles;
@@ -85,11 +86,14 @@ fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
         .routes(routes!(unit_jobs::get_one, unit_jobs::delete))
         .routes(routes!(unit_jobs::cancel))
         .routes(routes!(unit_jobs::results))
+        .routes(routes!(unit_jobs::logs))
         .routes(routes!(upscale_tasks::create, upscale_tasks::list))
         .routes(routes!(upscale_tasks::get_one, upscale_tasks::delete))
         .routes(routes!(tiles::create))
+        .routes(routes!(params::params))
         .routes(routes!(system::health))
         .routes(routes!(system::jobs_status))
+        .routes(routes!(system::backends))
         .split_for_parts();
     let (streams, streams_doc) = OpenApiRouter::new()
         .routes(routes!(system::events))
@@ -97,8 +101,10 @@ fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
     doc.merge(streams_doc);
     add_openapi_path(&mut doc);
     let served = Arc::new(doc.clone());
-    let timeout =
-        tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+    let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    );
     let routes = routes
         .route(
             "/openapi.json",
@@ -123,7 +129,10 @@ fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
     let op = OperationBuilder::new()
         .summary(Some("This OpenAPI document (*ext*)"))
         .tag("system")
-        .response("200", ResponseBuilder::new().description("OpenAPI 3.1 document"))
+        .response(
+            "200",
+            ResponseBuilder::new().description("OpenAPI 3.1 document"),
+        )
         .build();
     doc.paths
         .paths
@@ -158,7 +167,6 @@ pub fn router(daemon: Daemon) -> Router {
         .layer(middleware::from_fn(request_id))
         .with_state(daemon)
 }
-
 
 /// `X-Request-Id` header name.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

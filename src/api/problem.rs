@@ -162,7 +162,9 @@ impl Problem {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal",
             "Internal error",
-            format!("the daemon could not handle the request; see its log for request {request_id}"),
+            format!(
+                "the daemon could not handle the request; see its log for request {request_id}"
+            ),
         )
     }
 
@@ -204,7 +206,15 @@ impl IntoResponse for Problem {
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
-        Problem::internal(&e)
+        match e {
+            StoreError::Closed => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ShuttingDown",
+                "The daemon is shutting down",
+                "the job store is closed because the daemon is stopping; try again after it restarts",
+            ),
+            e => Problem::internal(&e),
+        }
     }
 }
 

@@ -89,7 +89,12 @@ pub async fn jobs_status(
     let mut upscaling = false;
     let mut processing = false;
     let mut errors = Vec::new();
-    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match (k, v) {
             ("filter", "upscaling") => upscaling = true,
@@ -107,7 +112,11 @@ pub async fn jobs_status(
     if !upscaling && !processing {
         (upscaling, processing) = (true, true);
     }
-    let upscaling_tasks = if upscaling { d.store().tasks().await? } else { Vec::new() };
+    let upscaling_tasks = if upscaling {
+        d.store().tasks().await?
+    } else {
+        Vec::new()
+    };
     let processing_jobs = if processing {
         d.store()
             .jobs(JobFilter {
@@ -158,4 +167,14 @@ pub async fn events(
         .chain(stream)
         .take_until(async move { shutdown.shutting_down().await });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Backends in use and their state: `ok`, `unreachable` (jobs wait and keep their
+/// status) or `login_required` (*ext*). Never shows a token.
+#[utoipa::path(get, path = "/backends", tag = "system",
+    responses((status = 200, description = "Backends", body = Vec<crate::platform::backends::BackendState>)))]
+pub async fn backends(
+    State(d): State<Daemon>,
+) -> Json<Vec<crate::platform::backends::BackendState>> {
+    Json(d.backends().all().iter().map(|b| b.state()).collect())
 }

@@ -34,12 +34,18 @@ pub struct TileRequestBody {
     ))]
 pub async fn create(ApiJson(body): ApiJson) -> Result<(StatusCode, Json<Value>), Problem> {
     let Value::Object(map) = &body else {
-        return Err(Problem::invalid_field("body", "must be a JSON object with aoi and grid"));
+        return Err(Problem::invalid_field(
+            "body",
+            "must be a JSON object with aoi and grid",
+        ));
     };
     let mut errors = Vec::new();
     for key in map.keys() {
         if key != "aoi" && key != "grid" {
-            errors.push(FieldError::new(key.clone(), "unknown field; only aoi and grid are accepted"));
+            errors.push(FieldError::new(
+                key.clone(),
+                "unknown field; only aoi and grid are accepted",
+            ));
         }
     }
     let grid = match map.get("grid") {

@@ -9,10 +9,13 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, Id};
+use super::params::udp_problem;
 use super::problem::{Problem, ProblemBody};
 use crate::daemon::Daemon;
 use crate::job::validate::{parse_job_request, FieldError};
-use crate::job::{Job, JobError, OutputFormat, Label, ServiceDetails, Status};
+use crate::job::{Job, JobError, Label, OutputFormat, ServiceDetails, Status, SubmitState};
+use crate::platform::openeo::OpenEoError;
+use crate::platform::udp::validate_arguments;
 use crate::store::{JobFilter, JobPatch};
 
 /// Default page size of `GET /unit_jobs`.
@@ -66,11 +69,26 @@ pub struct ListQuery {
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create(State(d): State<Daemon>, ApiJson(body): ApiJson) -> Result<Response, Problem> {
-    let req = parse_job_request(&body).map_err(Problem::invalid)?;
+    let mut req = parse_job_request(&body).map_err(Problem::invalid)?;
+    if req.label == Label::Openeo {
+        // Validate against the UDP and keep what will actually be sent.
+        let udp = d
+            .udps()
+            .get(&req.service.application)
+            .await
+            .map_err(udp_problem)?;
+        req.parameters = validate_arguments(&udp, &req.parameters).map_err(Problem::invalid)?;
+    }
     let job = d.store().insert_job(req).await?;
     d.events().job_changed(&job);
+    d.scheduler().job_added(&d, &job);
     let location = format!("/unit_jobs/{}", job.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(job),
+    )
+        .into_response())
 }
 
 /// List unit jobs, newest first (*ext*).
@@ -135,11 +153,13 @@ pub async fn list(
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_one(State(d): State<Daemon>, Id(id): Id) -> Result<Json<Job>, Problem> {
-    d.store()
+    let job = d
+        .store()
         .job(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| Problem::job_not_found(id))
+        .ok_or_else(|| Problem::job_not_found(id))?;
+    d.scheduler().nudge(&d, &job);
+    Ok(Json(job))
 }
 
 /// Forget a unit job: cancel it on the backend if it is active, then delete the
@@ -156,6 +176,9 @@ pub async fn delete(State(d): State<Daemon>, Id(id): Id) -> Result<StatusCode, P
         .job(id)
         .await?
         .ok_or_else(|| Problem::job_not_found(id))?;
+    if !job.status.is_terminal() {
+        cancel_on_backend(&d, &job).await?;
+    }
     if d.store().delete_job(id).await? {
         d.events().job_deleted(&job);
     }
@@ -185,6 +208,7 @@ pub async fn cancel(State(d): State<Daemon>, Id(id): Id) -> Result<Json<Job>, Pr
             format!("job {id} is {} and cannot be canceled", job.status.as_str()),
         ));
     }
+    cancel_on_backend(&d, &job).await?;
     let job = d
         .store()
         .update_job(
@@ -204,6 +228,73 @@ pub async fn cancel(State(d): State<Daemon>, Id(id): Id) -> Result<Json<Job>, Pr
     Ok(Json(job))
 }
 
+/// Cancels an active job on its backend (`DELETE /jobs/{id}/results`). A job not sent
+/// yet needs nothing. A job being sent right now is waited for (up to
+/// [`SUBMIT_SETTLE`]) so that its remote job, if one was created, is canceled too.
+pub(crate) async fn cancel_on_backend(d: &Daemon, job: &Job) -> Result<(), Problem> {
+    let deadline = tokio::time::Instant::now() + SUBMIT_SETTLE;
+    let mut job = job.clone();
+    while job.submit_state == SubmitState::Submitting {
+        if tokio::time::Instant::now() > deadline {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "JobBeingSubmitted",
+                "Job is being submitted",
+                format!(
+                    "job {} is being sent to its backend right now; try again in a moment",
+                    job.id
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        job = d
+            .store()
+            .job(job.id)
+            .await?
+            .ok_or_else(|| Problem::job_not_found(job.id))?;
+    }
+    let Some(remote) = job.backend_job_id.as_deref() else {
+        return Ok(());
+    };
+    let backend = d.backends().get(&job.service.endpoint);
+    backend.limiter.acquire().await;
+    match backend.client.cancel_job(remote).await {
+        Ok(()) => Ok(()),
+        // Already gone on the backend: nothing left to cancel.
+        Err(OpenEoError::Api { status: 404, .. }) => Ok(()),
+        Err(e) => Err(backend_problem(&e)),
+    }
+}
+
+/// How long a cancel waits for a submission in flight to settle.
+pub const SUBMIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A backend failure as a problem: 503 when it is unreachable or busy, 401-like
+/// `LoginRequired` as 409, the backend's own refusal as 502 with its message.
+pub fn backend_problem(e: &OpenEoError) -> Problem {
+    let detail = crate::platform::redact(&e.to_string());
+    match e {
+        OpenEoError::Auth { .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "LoginRequired",
+            "Backend login required",
+            detail,
+        ),
+        e if e.is_transient() => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "BackendUnreachable",
+            "Backend unreachable",
+            detail,
+        ),
+        _ => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "BackendError",
+            "Backend error",
+            detail,
+        ),
+    }
+}
+
 /// The job's results as a STAC Collection: the backend's fresh document until the
 /// download, then with daemon URLs. 404 until the job has results.
 #[utoipa::path(get, path = "/unit_jobs/{id}/results", tag = "unit jobs",
@@ -218,6 +309,17 @@ pub async fn results(State(d): State<Daemon>, Id(id): Id) -> Result<Response, Pr
         .job(id)
         .await?
         .ok_or_else(|| Problem::job_not_found(id))?;
+    if let (Status::Finished, Some(remote)) = (job.status, job.backend_job_id.as_deref()) {
+        // Fresh from the backend: signed asset links expire.
+        let backend = d.backends().get(&job.service.endpoint);
+        backend.limiter.acquire().await;
+        let doc = backend
+            .client
+            .results(remote)
+            .await
+            .map_err(|e| backend_problem(&e))?;
+        return Ok(Json(doc).into_response());
+    }
     Err(Problem::new(
         StatusCode::NOT_FOUND,
         "ResultsNotAvailable",
@@ -227,4 +329,59 @@ pub async fn results(State(d): State<Daemon>, Id(id): Id) -> Result<Response, Pr
             job.status.as_str()
         ),
     ))
+}
+
+/// Query of `GET /unit_jobs/{id}/logs`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Id of the last entry already seen.
+    offset: Option<String>,
+    /// Minimum level: `error`, `warning`, `info` or `debug`.
+    level: Option<String>,
+}
+
+/// The backend's log entries of a job (*ext*): `{level, logs: [{id, level, message,
+/// time}], links}` as the openEO backend returns them.
+#[utoipa::path(get, path = "/unit_jobs/{id}/logs", tag = "unit jobs",
+    params(("id" = i64, Path, description = "Job id"), LogsQuery),
+    responses(
+        (status = 200, description = "Log entries", body = Object),
+        (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Not submitted yet", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn logs(
+    State(d): State<Daemon>,
+    Id(id): Id,
+    Query(q): Query<LogsQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let job = d
+        .store()
+        .job(id)
+        .await?
+        .ok_or_else(|| Problem::job_not_found(id))?;
+    if let Some(level) = q.level.as_deref() {
+        if !["error", "warning", "info", "debug"].contains(&level) {
+            return Err(Problem::invalid_field(
+                "level",
+                "use one of error, warning, info, debug",
+            ));
+        }
+    }
+    let Some(remote) = job.backend_job_id.as_deref() else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "JobNotSubmitted",
+            "Job not submitted yet",
+            format!("job {id} has not reached its backend yet, so it has no logs"),
+        ));
+    };
+    let backend = d.backends().get(&job.service.endpoint);
+    backend.limiter.acquire().await;
+    let logs = backend
+        .client
+        .logs(remote, q.offset.as_deref(), q.level.as_deref())
+        .await
+        .map_err(|e| backend_problem(&e))?;
+    Ok(Json(logs))
 }

@@ -10,10 +10,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, Id};
+use super::params::udp_problem;
 use super::problem::{Problem, ProblemBody};
 use crate::daemon::Daemon;
 use crate::job::validate::parse_task_request;
-use crate::job::{Dimension, Label, OutputFormat, ServiceDetails, Task, TaskSummary};
+use crate::job::{Dimension, Label, OutputFormat, ServiceDetails, Task, TaskRequest, TaskSummary};
+use crate::platform::udp::validate_arguments;
 
 /// Body of `POST /upscale_tasks` (APEx `UpscalingTaskRequest`).
 #[derive(Deserialize, ToSchema)]
@@ -43,16 +45,66 @@ pub struct TaskRequestBody {
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create(State(d): State<Daemon>, ApiJson(body): ApiJson) -> Result<Response, Problem> {
-    let req = parse_task_request(&body).map_err(Problem::invalid)?;
+    let mut req = parse_task_request(&body).map_err(Problem::invalid)?;
+    if req.job.label == Label::Openeo {
+        validate_against_udp(&d, &mut req).await?;
+    }
     let task = d.store().insert_task(req).await?;
-    for summary in &task.jobs {
-        if let Some(job) = d.store().job(summary.id).await? {
-            d.events().job_changed(&job);
-        }
+    for job in d.store().jobs_of_task(task.id).await? {
+        d.events().job_changed(&job);
+        d.scheduler().job_added(&d, &job);
     }
     d.events().task_changed(&task);
     let location = format!("/upscale_tasks/{}", task.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(task)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(task),
+    )
+        .into_response())
+}
+
+/// Validates every sub-job's parameters against the UDP, and keeps what will be sent
+/// (a polygon given for a bounding box becomes its box) in the request.
+async fn validate_against_udp(d: &Daemon, req: &mut TaskRequest) -> Result<(), Problem> {
+    let udp = d
+        .udps()
+        .get(&req.job.service.application)
+        .await
+        .map_err(udp_problem)?;
+    let name = req.dimension.name.clone();
+    let mut errors = Vec::new();
+    let mut shared = None;
+    for (i, value) in req.dimension.values.iter_mut().enumerate() {
+        let mut args = req.job.parameters.clone();
+        args.insert(name.clone(), value.clone());
+        match validate_arguments(&udp, &args) {
+            Ok(mut sent) => {
+                if let Some(v) = sent.remove(&name) {
+                    *value = v;
+                }
+                shared.get_or_insert(sent);
+            }
+            Err(errs) => {
+                for mut e in errs {
+                    let prefix = format!("parameters.{name}");
+                    if let Some(rest) = e.name.strip_prefix(&prefix) {
+                        e.name = format!("dimension.values[{i}]{rest}");
+                    }
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    if let Some(sent) = shared {
+        req.job.parameters = sent;
+    }
+    Ok(())
 }
 
 /// List upscale tasks, newest first (*ext*).
@@ -90,11 +142,9 @@ pub async fn delete(State(d): State<Daemon>, Id(id): Id) -> Result<StatusCode, P
         .task(id)
         .await?
         .ok_or_else(|| Problem::task_not_found(id))?;
-    let mut jobs = Vec::new();
-    for summary in &task.jobs {
-        if let Some(job) = d.store().job(summary.id).await? {
-            jobs.push(job);
-        }
+    let jobs = d.store().jobs_of_task(id).await?;
+    for job in jobs.iter().filter(|j| !j.status.is_terminal()) {
+        super::unit_jobs::cancel_on_backend(&d, job).await?;
     }
     if d.store().delete_task(id).await? {
         for job in &jobs {

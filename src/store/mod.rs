@@ -35,7 +35,9 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::job::{Job, JobError, JobRequest, Results, Status, Task, TaskRequest, TaskSummary};
+use crate::job::{
+    Job, JobError, JobRequest, Results, Status, SubmitState, Task, TaskRequest, TaskSummary,
+};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -170,6 +172,10 @@ pub struct JobPatch {
     pub error: Option<Option<JobError>>,
     /// New results delivery state.
     pub results: Option<Results>,
+    /// New backend status word.
+    pub backend_status: Option<Option<String>>,
+    /// New submission state (`Submitting` also counts an attempt).
+    pub submit_state: Option<SubmitState>,
 }
 
 /// Counters of the writer since the store was opened (for benchmarks and logs).
@@ -322,6 +328,11 @@ impl Store {
     /// carried by the remote job).
     pub async fn job_by_uuid(&self, uuid: Uuid) -> Result<Option<Job>, StoreError> {
         self.read(move |c| rows::select_job_by_uuid(c, uuid)).await
+    }
+
+    /// Jobs that are not terminal, oldest first: the scheduler's work list.
+    pub async fn active_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        self.read(rows::select_active_jobs).await
     }
 
     /// Jobs, newest first (by id).

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::{JobFilter, JobPatch, StoreError};
 use crate::job::{
     now_utc, rfc3339_z, Dimension, Job, JobError, JobRequest, JobSummary, Label, OutputFormat,
-    Results, ResultsState, ServiceDetails, Status, StatusCounts, Task, TaskRequest, TaskSummary,
+    Results, ResultsState, ServiceDetails, Status, StatusCounts, SubmitState, Task, TaskRequest,
+    TaskSummary,
 };
 
 // ---------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ macro_rules! job_columns {
     () => {
         "id, uuid, title, label, status, endpoint, namespace, application, parameters, \
          format, backend_job_id, progress, error_code, error_message, results_state, \
-         results_dir, results_bytes, results_total_bytes, upscale_task_id, created, updated"
+         results_dir, results_bytes, results_total_bytes, upscale_task_id, created, updated, \
+         backend_status, submit_state"
     };
 }
 
@@ -125,6 +127,13 @@ fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
         "results_state",
     )?;
     let total: Option<i64> = get!(17, "results_total_bytes");
+    let submit_state = parse_enum(
+        get!(22, "submit_state"),
+        SubmitState::parse,
+        JOBS,
+        id,
+        "submit_state",
+    )?;
     Ok(Job {
         id,
         title: get!(2, "title"),
@@ -141,6 +150,8 @@ fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
         uuid,
         format,
         backend_job_id: get!(10, "backend_job_id"),
+        backend_status: get!(21, "backend_status"),
+        submit_state,
         progress: get!(11, "progress"),
         error,
         results: Results {
@@ -168,6 +179,16 @@ fn query_jobs(
         out.push(job_from_row(row)?);
     }
     Ok(out)
+}
+
+/// Jobs that are not terminal, oldest first (the scheduler's work list).
+pub(super) fn select_active_jobs(conn: &Connection) -> Result<Vec<Job>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM unit_jobs WHERE status IN ('created', 'queued', 'running') ORDER BY id"
+    );
+    query_jobs(conn, SQL, [])
 }
 
 /// One job by id.
@@ -337,6 +358,8 @@ pub(super) fn insert_job(
         uuid,
         format: req.format,
         backend_job_id: None,
+        backend_status: None,
+        submit_state: SubmitState::Pending,
         progress: None,
         error: None,
         results: Results::default(),
@@ -360,7 +383,10 @@ pub(super) fn update_job(
         results_dir = CASE WHEN ?11 THEN ?13 ELSE results_dir END, \
         results_bytes = CASE WHEN ?11 THEN ?14 ELSE results_bytes END, \
         results_total_bytes = CASE WHEN ?11 THEN ?15 ELSE results_total_bytes END, \
-        updated = ?16 \
+        updated = ?16, \
+        backend_status = CASE WHEN ?17 THEN ?18 ELSE backend_status END, \
+        submit_state = CASE WHEN ?19 THEN ?20 ELSE submit_state END, \
+        submit_attempts = submit_attempts + CASE WHEN ?19 AND ?20 = 'submitting' THEN 1 ELSE 0 END \
         WHERE id = ?1";
     let now = rfc3339_z::format(&now_utc());
     let error = patch.error.as_ref().map(|e| e.as_ref());
@@ -382,6 +408,10 @@ pub(super) fn update_job(
         results.map(|r| to_i64(r.bytes)),
         results.and_then(|r| r.total_bytes).map(to_i64),
         now,
+        patch.backend_status.is_some(),
+        patch.backend_status.as_ref().and_then(|b| b.as_deref()),
+        patch.submit_state.is_some(),
+        patch.submit_state.map(SubmitState::as_str),
     ])?;
     if changed == 0 {
         return Ok(None);

@@ -11,7 +11,7 @@ use time::Duration;
 use super::*;
 use crate::job::{
     Dimension, JobError, Label, OutputFormat, Results, ResultsState, ServiceDetails, Status,
-    StatusCounts,
+    StatusCounts, SubmitState,
 };
 
 fn request(title: &str) -> JobRequest {
@@ -111,6 +111,8 @@ async fn job_round_trips_every_field() {
             bytes: 5_000_000_000,
             total_bytes: Some(5_000_000_001),
         }),
+        backend_status: Some(Some("error".into())),
+        submit_state: Some(SubmitState::Submitted),
     };
     let updated = store
         .update_job(job.id, patch.clone())
@@ -122,6 +124,9 @@ async fn job_round_trips_every_field() {
     assert_eq!(updated.progress, Some(87.5));
     assert_eq!(updated.error, patch.error.clone().unwrap());
     assert_eq!(updated.results, patch.results.clone().unwrap());
+    assert_eq!(updated.backend_status.as_deref(), Some("error"));
+    assert_eq!(updated.submit_state, SubmitState::Submitted);
+    assert_eq!(job.submit_state, SubmitState::Pending);
     assert_eq!(updated.created, job.created);
     assert!(updated.updated > job.updated, "updated must move on");
     assert_eq!(

@@ -1,0 +1,156 @@
+//! The README's curl examples work as written: every `sh` block of the section "Try it
+//! with curl" runs, in order, with bash against a fresh daemon (the real binary, on a
+//! free port instead of 8421, with `eodispatch` on PATH), and each answer is what the
+//! README says it is.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn curl_blocks(readme: &str) -> Vec<String> {
+    let start = readme.find("## Try it with curl").expect("section");
+    let end = start
+        + readme[start..]
+            .find("\n## The command line")
+            .expect("next section");
+    let mut blocks = Vec::new();
+    let mut rest = &readme[start..end];
+    while let Some(i) = rest.find("```sh\n") {
+        let body = &rest[i + 6..];
+        let j = body.find("```").unwrap();
+        blocks.push(body[..j].to_string());
+        rest = &body[j + 3..];
+    }
+    blocks
+}
+
+/// Splits a block's output into the JSON documents curl printed (one per command).
+fn documents(out: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(out)
+        .into_iter::<Value>()
+        .map(|v| v.unwrap_or(Value::Null))
+        .collect()
+}
+
+#[test]
+fn readme_curl_examples_work_as_written() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is not installed (tests/run installs it)");
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks = curl_blocks(&readme);
+    assert!(blocks.len() >= 8, "found {} blocks", blocks.len());
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::Child::start(dir.path());
+    let port = c.addr.port().to_string();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The blocks share one shell session, like a reader's terminal.
+    let mut script = String::from("set -e\n");
+    for (i, block) in blocks.iter().enumerate() {
+        let block = block
+            .replace("127.0.0.1:8421", &format!("127.0.0.1:{port}"))
+            // The event stream runs until Ctrl-C; stop it after a moment.
+            .replace("curl -N ", "curl -N --max-time 1 ");
+        script.push_str(&format!("echo '@@BLOCK {i}'\n{block}\necho\n"));
+    }
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            script
+                .replace("curl -N --max-time 1 ", "{ curl -N --max-time 1 ")
+                .replace("/events\n", "/events || true; }\n"),
+        )
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .envs(common::env_for(dir.path(), &c.addr.to_string()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "bash failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs: Vec<&str> = stdout.split("@@BLOCK ").skip(1).collect();
+    assert_eq!(outputs.len(), blocks.len());
+    let docs = |i: usize| documents(outputs[i].split_once('\n').unwrap().1);
+    // No example may hit a security or content-type refusal.
+    for (i, o) in outputs.iter().enumerate() {
+        for bad in [
+            "Unauthorized",
+            "HostNotAllowed",
+            "UnsupportedMediaType",
+            "MalformedJson",
+        ] {
+            assert!(!o.contains(bad), "block {i} answered {bad}: {o}");
+        }
+    }
+    let find = |needle: &str| {
+        blocks
+            .iter()
+            .position(|b| b.contains(needle))
+            .unwrap_or_else(|| panic!("no block with {needle}"))
+    };
+    let health = docs(find("/health"));
+    assert_eq!(health[0]["status"], "ok");
+    let submitted = docs(find("\"PV farms Vienna\""));
+    assert_eq!(submitted[0]["status"], "created", "{submitted:?}");
+    assert_eq!(submitted[0]["id"], 1);
+    let reads = docs(find("/unit_jobs/1\n"));
+    assert_eq!(reads[0]["title"], "PV farms Vienna");
+    assert_eq!(reads[1][0]["id"], 1);
+    assert!(reads[2]["processing_jobs"].is_array());
+    let results = docs(find("/unit_jobs/1/results"));
+    assert_eq!(results[0]["code"], "ResultsNotAvailable");
+    let oops = docs(find("\"oops\""));
+    assert_eq!(oops[0]["status"], 422);
+    let names: Vec<&str> = oops[0]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains("spatial_extent")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.contains("temporal_extent")),
+        "{names:?}"
+    );
+    let tiles = docs(find("/tiles"));
+    assert_eq!(tiles[0]["type"], "GeometryCollection");
+    let task = docs(find("/upscale_tasks \\"));
+    assert_eq!(task[0]["jobs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(task[2]["id"], 1);
+    let events = outputs[find("/events")];
+    assert!(events.contains("event: hello"), "{events}");
+    let openapi = docs(find("/openapi.json"));
+    assert!(openapi[0]["paths"]["/unit_jobs"].is_object());
+    // After the cancel/delete block job 1 and task 1 are gone.
+    std::thread::sleep(Duration::from_millis(10));
+    let check = Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            &format!("Authorization: Bearer {}", c.token()),
+            &format!("http://127.0.0.1:{port}/jobs_status"),
+        ])
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(st["processing_jobs"], serde_json::json!([]), "{st}");
+    assert_eq!(st["upscaling_tasks"], serde_json::json!([]), "{st}");
+}
