@@ -253,7 +253,12 @@ fn non_loopback_bind_refuses_to_start() {
     assert_eq!(status, Some(1));
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("not a loopback address"), "{err}");
     assert!(err.contains("allow_remote"), "{err}");
 }
@@ -318,10 +323,18 @@ fn token_file_is_private_and_loose_one_refused() {
 
     std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut child = spawn_serve(dir.path(), "127.0.0.1:0", &[]);
-    assert_eq!(wait_with_timeout(&mut child, Duration::from_secs(20)), Some(1));
+    assert_eq!(
+        wait_with_timeout(&mut child, Duration::from_secs(20)),
+        Some(1)
+    );
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("chmod 600"), "{err}");
 }
 

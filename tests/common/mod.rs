@@ -219,9 +219,18 @@ pub fn free_port() -> u16 {
 /// The environment that puts every folder of the daemon under `root`.
 pub fn env_for(root: &Path, listen: &str) -> Vec<(String, String)> {
     vec![
-        ("EODISPATCH_CONFIG_DIR".into(), root.join("config").display().to_string()),
-        ("EODISPATCH_STATE_DIR".into(), root.join("state").display().to_string()),
-        ("EODISPATCH_RESULTS_DIR".into(), root.join("results").display().to_string()),
+        (
+            "EODISPATCH_CONFIG_DIR".into(),
+            root.join("config").display().to_string(),
+        ),
+        (
+            "EODISPATCH_STATE_DIR".into(),
+            root.join("state").display().to_string(),
+        ),
+        (
+            "EODISPATCH_RESULTS_DIR".into(),
+            root.join("results").display().to_string(),
+        ),
         ("EODISPATCH_LISTEN".into(), listen.into()),
         ("EODISPATCH_LOG".into(), "info".into()),
     ]
@@ -291,7 +300,10 @@ impl Child {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "child daemon did not become healthy");
+            assert!(
+                Instant::now() < deadline,
+                "child daemon did not become healthy"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
