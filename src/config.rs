@@ -119,6 +119,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `tracing` filter for the daemon's log (e.g. `info`, `eodispatch=debug`).
     pub log: String,
+    /// Shortest interval between two polls of a backend, in seconds (default 5).
+    pub poll_interval_min_s: f64,
+    /// Longest interval between two polls of a backend, in seconds (default 60).
+    pub poll_interval_max_s: f64,
     /// Extra backends, by name.
     pub backends: BTreeMap<String, BackendConfig>,
 }
@@ -133,6 +137,8 @@ struct RawConfig {
     results_dir: Option<String>,
     max_body_bytes: Option<usize>,
     log: Option<String>,
+    poll_interval_min_s: Option<f64>,
+    poll_interval_max_s: Option<f64>,
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
 }
@@ -217,7 +223,19 @@ impl Config {
                 message: "must be at least 1024".into(),
             });
         }
+        let poll_interval_min_s = raw.poll_interval_min_s.unwrap_or(5.0);
+        let poll_interval_max_s = raw.poll_interval_max_s.unwrap_or(60.0);
+        if !(0.01..=3600.0).contains(&poll_interval_min_s)
+            || !(poll_interval_min_s..=86400.0).contains(&poll_interval_max_s)
+        {
+            return Err(ConfigError::Invalid {
+                origin: "poll_interval_min_s, poll_interval_max_s".into(),
+                message: "need 0.01 <= min <= 3600 and min <= max <= 86400 seconds".into(),
+            });
+        }
         Ok(Config {
+            poll_interval_min_s,
+            poll_interval_max_s,
             listen,
             allow_remote: raw.allow_remote.unwrap_or(false),
             config_dir,
@@ -240,6 +258,8 @@ impl Config {
             results_dir: root.join("results"),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             log: "info".into(),
+            poll_interval_min_s: 5.0,
+            poll_interval_max_s: 60.0,
             backends: BTreeMap::new(),
         }
     }

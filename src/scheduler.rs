@@ -39,9 +39,9 @@ use crate::platform::backends::{normalise_endpoint, Backend};
 use crate::platform::openeo::{OpenEoBackend, OpenEoError, RemoteJob};
 use crate::store::{JobPatch, StoreError};
 
-/// Shortest poll interval.
+/// Shortest poll interval (default of `poll_interval_min_s`).
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
-/// Longest poll interval.
+/// Longest poll interval (default of `poll_interval_max_s`).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest backoff after failures.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -84,9 +84,18 @@ pub fn map_status(remote: &str) -> Option<Status> {
 }
 
 /// Full-jitter exponential backoff: a random delay in `[0, min(cap, base · 2^n)]`,
-/// at least `floor` (a `Retry-After`).
+/// at least `floor` (a `Retry-After`). `base` is 2 s with the default intervals.
 pub fn backoff(failures: u32, floor: Option<Duration>, rng: &mut impl Rng) -> Duration {
-    let base = 2.0_f64;
+    backoff_from(2.0, failures, floor, rng)
+}
+
+/// [`backoff`] with a given base in seconds.
+pub fn backoff_from(
+    base: f64,
+    failures: u32,
+    floor: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Duration {
     let ceiling = (base * 2f64.powi(failures.min(16) as i32)).min(MAX_BACKOFF.as_secs_f64());
     let d = Duration::from_secs_f64(rng.random_range(0.0..=ceiling));
     match floor {
@@ -114,11 +123,8 @@ impl Scheduler {
 
     /// Starts a worker for every backend that has active jobs (at daemon start).
     pub async fn start(&self, daemon: &Daemon) -> Result<(), StoreError> {
-        let mut seen = HashSet::new();
-        for job in daemon.store().active_jobs().await? {
-            if seen.insert(normalise_endpoint(&job.service.endpoint)) {
-                self.ensure_worker(daemon, &job.service.endpoint);
-            }
+        for endpoint in daemon.store().active_endpoints().await? {
+            self.ensure_worker(daemon, &endpoint);
         }
         Ok(())
     }
@@ -189,7 +195,12 @@ struct WorkerRun {
 
 impl WorkerRun {
     async fn run(mut self) {
-        let mut interval = MIN_INTERVAL;
+        let cfg = self.daemon.config();
+        let min_interval = Duration::from_secs_f64(cfg.poll_interval_min_s);
+        let max_interval = Duration::from_secs_f64(cfg.poll_interval_max_s);
+        let nudge_gap = MIN_NUDGE_GAP.min(min_interval);
+        let backoff_base = cfg.poll_interval_min_s * 0.4;
+        let mut interval = min_interval;
         loop {
             let cycle = match self.cycle().await {
                 Ok(c) => c,
@@ -204,14 +215,14 @@ impl WorkerRun {
             };
             let wait = if let Some(retry_after) = cycle.failed {
                 self.failures += 1;
-                backoff(self.failures, retry_after, &mut rand::rng())
-                    .max(Duration::from_millis(200))
+                backoff_from(backoff_base, self.failures, retry_after, &mut rand::rng())
+                    .max(nudge_gap.min(Duration::from_millis(200)))
             } else {
                 self.failures = 0;
                 if cycle.changed {
-                    interval = MIN_INTERVAL;
+                    interval = min_interval;
                 } else {
-                    interval = (interval.mul_f64(1.5)).min(MAX_INTERVAL);
+                    interval = (interval.mul_f64(1.5)).min(max_interval);
                 }
                 let jitter = rand::rng().random_range(0.8..1.2);
                 interval.mul_f64(jitter)
@@ -224,13 +235,13 @@ impl WorkerRun {
                     if cycle.failed.is_some() {
                         tokio::time::sleep(wait).await;
                     } else {
-                        tokio::time::sleep(MIN_NUDGE_GAP).await;
-                        interval = MIN_INTERVAL;
+                        tokio::time::sleep(nudge_gap).await;
+                        interval = min_interval;
                     }
                 }
             } else {
                 self.worker.wake.notified().await;
-                interval = MIN_INTERVAL;
+                interval = min_interval;
             }
         }
     }
@@ -238,14 +249,22 @@ impl WorkerRun {
     /// One pass over this backend's active jobs.
     async fn cycle(&mut self) -> Result<Cycle, StoreError> {
         let mut out = Cycle::default();
-        let jobs: Vec<Job> = self
+        let endpoints: Vec<String> = self
             .daemon
             .store()
-            .active_jobs()
+            .active_endpoints()
             .await?
             .into_iter()
-            .filter(|j| normalise_endpoint(&j.service.endpoint) == self.key)
+            .filter(|e| normalise_endpoint(e) == self.key)
             .collect();
+        if endpoints.is_empty() {
+            return Ok(out);
+        }
+        let jobs = self
+            .daemon
+            .store()
+            .scheduler_jobs(endpoints, self.backend.max_running)
+            .await?;
         if jobs.is_empty() {
             return Ok(out);
         }

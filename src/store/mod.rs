@@ -335,6 +335,24 @@ impl Store {
         self.read(rows::select_active_jobs).await
     }
 
+    /// Distinct endpoints that have jobs which are not terminal.
+    pub async fn active_endpoints(&self) -> Result<Vec<String>, StoreError> {
+        self.read(rows::select_active_endpoints).await
+    }
+
+    /// A scheduler's work list for `endpoints` (raw endpoint strings of one backend):
+    /// every non-terminal job handed (or being handed) to the backend, then the oldest
+    /// queued ones — only as many as could fill `max_active`, so that a backend with
+    /// thousands of queued jobs costs no more than one with a few.
+    pub async fn scheduler_jobs(
+        &self,
+        endpoints: Vec<String>,
+        max_active: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.read(move |c| rows::select_scheduler_jobs(c, &endpoints, max_active))
+            .await
+    }
+
     /// Jobs, newest first (by id).
     pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
         self.read(move |c| rows::select_jobs(c, &filter)).await
