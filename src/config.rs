@@ -98,7 +98,8 @@ pub struct BackendConfig {
     /// A fixed openEO access token, for backends without a login flow (and for tests);
     /// sent as `Bearer oidc/<provider_id>/<token>`. Prefer `eodispatch login`.
     pub access_token: Option<Secret>,
-    /// The OIDC provider id of `access_token` (default `oidc`).
+    /// The OIDC provider id of `access_token` (default: the backend's first provider
+    /// in `/credentials/oidc`).
     pub provider_id: Option<String>,
 }
 

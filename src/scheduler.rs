@@ -408,7 +408,10 @@ impl WorkerRun {
         fut: impl std::future::Future<Output = Result<T, OpenEoError>>,
     ) -> Result<T, OpenEoError> {
         self.backend.limiter.acquire().await;
-        let r = fut.await;
+        let r = match self.backend.ensure_credentials().await {
+            Ok(()) => fut.await,
+            Err(e) => Err(e),
+        };
         match &r {
             Ok(_) => {
                 if self.backend.mark_ok() {

@@ -114,6 +114,20 @@ fn readme_curl_examples_work_as_written() {
     assert!(reads[2]["processing_jobs"].is_array());
     let results = docs(find("/unit_jobs/1/results"));
     assert_eq!(results[0]["code"], "ResultsNotAvailable");
+    // Offline, the backend cannot be reached: no logs yet, and /backends says so.
+    assert_eq!(results[1]["code"], "JobNotSubmitted", "{results:?}");
+    let backends = results[2].as_array().unwrap();
+    assert!(backends
+        .iter()
+        .any(|b| b["url"] == "https://openeofed.dataspace.copernicus.eu"));
+    let params = docs(find("/params"));
+    let spatial = params[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "spatial_extent")
+        .unwrap();
+    assert_eq!(spatial["type"], "bounding-box");
     let oops = docs(find("\"oops\""));
     assert_eq!(oops[0]["status"], 422);
     let names: Vec<&str> = oops[0]["errors"]
@@ -153,4 +167,26 @@ fn readme_curl_examples_work_as_written() {
     let st: Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(st["processing_jobs"], serde_json::json!([]), "{st}");
     assert_eq!(st["upscaling_tasks"], serde_json::json!([]), "{st}");
+}
+
+/// The configuration example in the README is a valid `config.toml`.
+#[test]
+fn readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("toml block") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), &readme[start..end]).unwrap();
+    let env = vec![
+        ("HOME".to_string(), dir.path().display().to_string()),
+        (
+            "EODISPATCH_CONFIG_DIR".to_string(),
+            dir.path().display().to_string(),
+        ),
+    ];
+    let c = eodispatch::config::Config::load_from(&env).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8421");
+    assert_eq!(c.backends["cdse"].max_running_jobs, Some(2));
+    assert_eq!(c.poll_interval_max_s, 60.0);
 }

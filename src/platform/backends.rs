@@ -99,6 +99,9 @@ pub struct BackendState {
 
 /// One backend.
 pub struct Backend {
+    /// A configured access token whose provider id is still to be looked up in the
+    /// backend's `/credentials/oidc` (its first provider).
+    pending_token: tokio::sync::Mutex<Option<crate::config::Secret>>,
     /// The openEO client.
     pub client: OpenEoBackend,
     /// Paces requests.
@@ -109,6 +112,19 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Completes the configured credentials: a token without a provider id gets the
+    /// backend's default provider (one request, once).
+    pub async fn ensure_credentials(&self) -> Result<(), OpenEoError> {
+        let mut pending = self.pending_token.lock().await;
+        if let Some(token) = pending.as_ref() {
+            let provider = self.client.default_provider_id().await?;
+            self.client
+                .set_bearer(Some(Bearer::oidc(&provider, token.expose())));
+            *pending = None;
+        }
+        Ok(())
+    }
+
     /// Records a successful contact; `true` if the state changed.
     pub fn mark_ok(&self) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -170,11 +186,11 @@ impl Backends {
                     .iter()
                     .find(|c| normalise_endpoint(&c.url) == key);
                 let client = OpenEoBackend::new(endpoint.trim_end_matches('/'));
-                if let Some(token) = cfg.and_then(|c| c.access_token.as_ref()) {
-                    let provider = cfg
-                        .and_then(|c| c.provider_id.clone())
-                        .unwrap_or_else(|| "oidc".into());
-                    client.set_bearer(Some(Bearer::oidc(&provider, token.expose())));
+                let token = cfg.and_then(|c| c.access_token.clone());
+                if let (Some(token), Some(provider)) =
+                    (&token, cfg.and_then(|c| c.provider_id.as_deref()))
+                {
+                    client.set_bearer(Some(Bearer::oidc(provider, token.expose())));
                 }
                 let max_running = cfg
                     .and_then(|c| c.max_running_jobs)
@@ -183,7 +199,14 @@ impl Backends {
                 let rate = cfg
                     .and_then(|c| c.requests_per_second)
                     .unwrap_or(DEFAULT_RATE_PER_S);
+                let needs_provider =
+                    token.is_some() && cfg.is_some_and(|c| c.provider_id.is_none());
                 Arc::new(Backend {
+                    pending_token: tokio::sync::Mutex::new(if needs_provider {
+                        token
+                    } else {
+                        None
+                    }),
                     client,
                     limiter: RateLimiter::new(rate, DEFAULT_BURST.max(rate)),
                     max_running,

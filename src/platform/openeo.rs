@@ -685,6 +685,29 @@ impl OpenEoBackend {
     /// A job's results document (`GET /jobs/{id}/results`): the STAC Item or
     /// Collection as is. Its asset links are secrets (signed); fetch it again just
     /// before downloading rather than storing them.
+    /// `GET /credentials/oidc`: the backend's OIDC providers as the JSON document
+    /// (`{"providers": [{id, issuer, title, scopes, default_clients}]}`).
+    pub async fn oidc_providers(&self) -> Result<Value, OpenEoError> {
+        let url = self.url(&["credentials", "oidc"]).await?;
+        let answer = self.send(Method::GET, url, None, Kind::Idempotent).await?;
+        let v = self.json(&answer)?;
+        if !v.get("providers").is_some_and(Value::is_array) {
+            return Err(self.protocol("/credentials/oidc has no providers list".into()));
+        }
+        Ok(v)
+    }
+
+    /// The id of the backend's first (default) OIDC provider.
+    pub async fn default_provider_id(&self) -> Result<String, OpenEoError> {
+        let v = self.oidc_providers().await?;
+        v["providers"]
+            .get(0)
+            .and_then(|p| p.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| self.protocol("/credentials/oidc lists no provider".into()))
+    }
+
     pub async fn results(&self, id: &str) -> Result<Value, OpenEoError> {
         let url = self.url(&["jobs", id, "results"]).await?;
         let answer = self.send(Method::GET, url, None, Kind::Idempotent).await?;
