@@ -1,0 +1,167 @@
+//! Bearer authentication: `Authorization: Bearer oidc/<provider>/<token>` or
+//! `Bearer basic//<token>`, checked by the configured [`TokenCheck`]. A missing header is
+//! 401 `AuthenticationRequired`; anything malformed or rejected is 403 `TokenInvalid`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
+
+use crate::config::TokenCheck;
+use crate::error::ApiError;
+use crate::state::Shared;
+
+/// How long userinfo answers are cached.
+const USERINFO_CACHE: Duration = Duration::from_secs(5);
+
+/// The authenticated caller.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct User {
+    pub id: String,
+    pub name: String,
+}
+
+impl FromRequestParts<Arc<Shared>> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    "AuthenticationRequired",
+                    "Unauthorized: the request requires authentication (Authorization: Bearer oidc/<provider>/<token>).",
+                )
+            })?
+            .to_str()
+            .map_err(|_| ApiError::token_invalid())?;
+        let (scheme, value) = header.split_once(' ').ok_or_else(ApiError::token_invalid)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::token_invalid());
+        }
+        let mut parts3 = value.trim().splitn(3, '/');
+        let (method, provider, token) = match (parts3.next(), parts3.next(), parts3.next()) {
+            (Some(m), Some(p), Some(t)) => (m, p, t),
+            _ => return Err(ApiError::token_invalid()),
+        };
+        match method {
+            "oidc" => {
+                let known = shared
+                    .config
+                    .effective_providers()
+                    .iter()
+                    .any(|p| p.id == provider);
+                if !known {
+                    return Err(ApiError::token_invalid());
+                }
+            }
+            "basic" if provider.is_empty() => {}
+            _ => return Err(ApiError::token_invalid()),
+        }
+        if token.is_empty() {
+            return Err(ApiError::token_invalid());
+        }
+        check_token(shared, token).await
+    }
+}
+
+async fn check_token(shared: &Shared, token: &str) -> Result<User, ApiError> {
+    match shared.token_check().as_ref() {
+        TokenCheck::Any => Ok(User {
+            id: "user".into(),
+            name: "Fake User".into(),
+        }),
+        TokenCheck::Static(tokens) => {
+            if tokens.contains(token) {
+                let id = sanitize(token);
+                Ok(User {
+                    name: format!("Fake user {id}"),
+                    id,
+                })
+            } else {
+                Err(ApiError::token_invalid())
+            }
+        }
+        TokenCheck::Userinfo { url } => {
+            if let Some(hit) = cached(shared, token) {
+                return hit.ok_or_else(ApiError::token_invalid);
+            }
+            let answer = shared
+                .http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        503,
+                        "ServiceUnavailable",
+                        format!("The identity provider could not be reached: {e}"),
+                    )
+                })?;
+            let user = if answer.status().is_success() {
+                let info: serde_json::Value = answer.json().await.unwrap_or_default();
+                let sub = info
+                    .get("sub")
+                    .and_then(|v| v.as_str())
+                    .map(sanitize)
+                    .unwrap_or_else(|| "user".into());
+                let name = info
+                    .get("name")
+                    .or_else(|| info.get("preferred_username"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(&sub)
+                    .to_string();
+                Some(User { id: sub, name })
+            } else {
+                None
+            };
+            shared
+                .token_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .insert(
+                    token.to_string(),
+                    (Instant::now(), user.clone().map(|u| (u.id, u.name))),
+                );
+            user.ok_or_else(ApiError::token_invalid)
+        }
+    }
+}
+
+fn cached(shared: &Shared, token: &str) -> Option<Option<User>> {
+    let mut cache = shared.token_cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entries
+        .retain(|_, (at, _)| at.elapsed() < USERINFO_CACHE);
+    cache
+        .entries
+        .get(token)
+        .map(|(_, u)| u.clone().map(|(id, name)| User { id, name }))
+}
+
+/// A user id matching `^[\w\-\.~]+$`.
+fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '~') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "user".into()
+    } else {
+        out
+    }
+}
