@@ -186,7 +186,8 @@ impl Config {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if name == ENV_CONFIG_DIR {
+            // Not configuration: the folder of config.toml, and the crash-test failpoint.
+            if name == ENV_CONFIG_DIR || name == crate::scheduler::FAILPOINT_ENV {
                 continue;
             }
             let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();

@@ -263,7 +263,7 @@ impl WorkerRun {
         let jobs = self
             .daemon
             .store()
-            .scheduler_jobs(endpoints, self.backend.max_running)
+            .scheduler_jobs(endpoints.clone(), self.backend.max_running)
             .await?;
         if jobs.is_empty() {
             return Ok(out);
@@ -300,7 +300,14 @@ impl WorkerRun {
         // One listing serves reconciliation and polling.
         let mut listing: Option<HashMap<String, RemoteJob>> = None;
         if !submitting.is_empty() || (submitted.len() > 1 && client.lists_jobs().await) {
-            match self.call(client.list_jobs()).await {
+            // Reconciliation needs the whole list; polling only the tracked jobs,
+            // which are on the first page(s) as backends list newest first.
+            let tracked: HashSet<String> = submitted
+                .iter()
+                .filter_map(|j| j.backend_job_id.clone())
+                .collect();
+            let wanted = submitting.is_empty().then_some(&tracked);
+            match self.call(client.list_jobs_covering(wanted)).await {
                 Ok(list) => {
                     listing = Some(list.into_iter().map(|r| (r.id.clone(), r)).collect());
                 }
@@ -365,7 +372,19 @@ impl WorkerRun {
                 Err(Failure::Backend(e)) => return self.failed(out, &e),
             }
         }
-        // 3. Submit.
+        // 3. Submit. Jobs that ended in this cycle freed their slots: read the work list
+        // again so that those slots are filled now, not one interval later.
+        let openeo: Vec<Job> = if out.changed {
+            self.daemon
+                .store()
+                .scheduler_jobs(endpoints.clone(), self.backend.max_running)
+                .await?
+                .into_iter()
+                .filter(|j| j.label == Label::Openeo)
+                .collect()
+        } else {
+            openeo
+        };
         let active_remote = openeo
             .iter()
             .filter(|j| j.submit_state != SubmitState::Pending)
@@ -376,7 +395,7 @@ impl WorkerRun {
             .any(|j| j.submit_state == SubmitState::Pending);
         if free > 0 && queued && self.backend.state().state != "ok" {
             // Probe before marking jobs `submitting` against a backend that was down.
-            if let Err(e) = self.call(client.capabilities()).await {
+            if let Err(e) = self.call(client.ping()).await {
                 return self.failed(out, &e);
             }
         }
@@ -534,8 +553,10 @@ impl WorkerRun {
         match self.call(self.backend.client.create_job(&body)).await {
             Ok(remote_id) => {
                 failpoint("submit:after_post");
+                // Linked even if the user canceled meanwhile: the remote id is what
+                // lets us cancel the remote job.
                 let Some(job) = self
-                    .patch(
+                    .write_patch(
                         &job,
                         JobPatch {
                             submit_state: Some(SubmitState::Submitted),
@@ -551,6 +572,10 @@ impl WorkerRun {
                 };
                 failpoint("submit:after_link");
                 tracing::info!(job = job.id, remote = %remote_id, "submitted");
+                if job.status.is_terminal() {
+                    self.cancel_remote(&remote_id).await;
+                    return Ok(());
+                }
                 self.start(&job, &remote_id).await
             }
             Err(e @ OpenEoError::Unreachable { .. }) => {
@@ -591,20 +616,27 @@ impl WorkerRun {
         }
     }
 
-    /// Starts a linked job (`POST /jobs/{id}/results`), then marks it queued.
+    /// Starts a linked job (`POST /jobs/{id}/results`), then marks it queued. If the
+    /// user canceled or deleted it while the start was in flight, the remote job is
+    /// canceled again.
     async fn start(&self, job: &Job, remote_id: &str) -> Result<(), Failure> {
         match self.call(self.backend.client.start_job(remote_id)).await {
             Ok(()) => {
-                self.patch(
-                    job,
-                    JobPatch {
-                        status: Some(Status::Queued),
-                        backend_status: Some(Some("queued".into())),
-                        progress: Some(Some(0.0)),
-                        ..JobPatch::default()
-                    },
-                )
-                .await?;
+                let queued = self
+                    .patch(
+                        job,
+                        JobPatch {
+                            status: Some(Status::Queued),
+                            backend_status: Some(Some("queued".into())),
+                            progress: Some(Some(0.0)),
+                            ..JobPatch::default()
+                        },
+                    )
+                    .await?;
+                if queued.is_none() {
+                    tracing::info!(job = job.id, "canceled while starting: canceling remotely");
+                    self.cancel_remote(remote_id).await;
+                }
                 Ok(())
             }
             Err(e) if e.is_transient() || matches!(e, OpenEoError::Auth { .. }) => {
@@ -615,6 +647,13 @@ impl WorkerRun {
                 self.fail(job, e.code(), &e.to_string()).await?;
                 Ok(())
             }
+        }
+    }
+
+    /// Cancels a remote job the user no longer wants (best effort; logged on failure).
+    async fn cancel_remote(&self, remote_id: &str) {
+        if let Err(e) = self.call(self.backend.client.cancel_job(remote_id)).await {
+            tracing::warn!(remote = %remote_id, error = %e, "could not cancel an unwanted remote job");
         }
     }
 
@@ -698,8 +737,22 @@ impl WorkerRun {
         Ok(())
     }
 
-    /// Writes a patch and publishes the job (and its task when the status changed).
+    /// Writes a patch — only while the job is not terminal, so that a user's cancel is
+    /// never undone — and publishes the job (and its task when the status changed).
+    /// `None`: the job was deleted, or has ended (canceled) meanwhile.
     async fn patch(&self, job: &Job, patch: JobPatch) -> Result<Option<Job>, StoreError> {
+        self.write_patch(
+            job,
+            JobPatch {
+                only_if_active: true,
+                ..patch
+            },
+        )
+        .await
+    }
+
+    /// Writes a patch as given (no guard) and publishes the job.
+    async fn write_patch(&self, job: &Job, patch: JobPatch) -> Result<Option<Job>, StoreError> {
         let status_change = patch.status.is_some_and(|s| s != job.status);
         let updated = self.daemon.store().update_job(job.id, patch).await?;
         if let Some(u) = &updated {

@@ -14,7 +14,7 @@ fn curl_blocks(readme: &str) -> Vec<String> {
     let start = readme.find("## Try it with curl").expect("section");
     let end = start
         + readme[start..]
-            .find("\n## The command line")
+            .find("\n## Try a whole job without an account")
             .expect("next section");
     let mut blocks = Vec::new();
     let mut rest = &readme[start..end];
@@ -189,4 +189,103 @@ fn readme_config_example_is_valid() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8421");
     assert_eq!(c.backends["cdse"].max_running_jobs, Some(2));
     assert_eq!(c.poll_interval_max_s, 60.0);
+}
+
+/// The "Try a whole job without an account" section: the fake backend in this process
+/// on a free port (instead of `cargo run ... --port 9000`), the daemon as a child, the
+/// curl block run as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_fake_backend_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Try a whole job without an account")
+        .expect("section");
+    let end = start
+        + readme[start..]
+            .find("\n## The command line")
+            .expect("next section");
+    let section = &readme[start..end];
+    let blocks: Vec<&str> = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks[0].contains("fake-openeo -- --port 9000"));
+    assert!(blocks[0].contains("--anonymous"));
+    let fake = fake_openeo::start(
+        fake_openeo::FakeConfig::default()
+            .with_timing(0.2, 0.5)
+            .with_token_check(fake_openeo::TokenCheck::Anonymous),
+    )
+    .await
+    .unwrap();
+    let fake_port = fake.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let c =
+            common::Child::start_with_env(&dir_path, &[("EODISPATCH_POLL_INTERVAL_MIN_S", "0.2")]);
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let script = blocks_owned_script(&readme_blocks(), c.addr.port(), fake_port);
+        let out = Command::new("timeout")
+            .args(["60", "bash", "-c", &script])
+            .env("PATH", path)
+            .env("HOME", &dir_path)
+            .envs(common::env_for(&dir_path, &c.addr.to_string()))
+            .output()
+            .unwrap();
+        c.signal("TERM");
+        out
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"openEO.tif\":{"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("http://127.0.0.1:{fake_port}/openeo/1.2/jobs/")),
+        "{stdout}"
+    );
+    assert_eq!(fake.stats().jobs_created, 1);
+}
+
+fn readme_blocks() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Try a whole job without an account")
+        .unwrap();
+    let end = start + readme[start..].find("\n## The command line").unwrap();
+    readme[start..end]
+        .split("```sh\n")
+        .nth(2)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn blocks_owned_script(block: &str, daemon_port: u16, fake_port: u16) -> String {
+    format!(
+        "set -e\n{}",
+        block
+            .replace("127.0.0.1:8421", &format!("127.0.0.1:{daemon_port}"))
+            .replace("127.0.0.1:9000", &format!("127.0.0.1:{fake_port}"))
+            .replace("sleep 2", "sleep 0.2")
+    )
 }

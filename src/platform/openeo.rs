@@ -596,6 +596,18 @@ impl OpenEoBackend {
     /// 50 pages; the bearer goes only to links on the backend's own origin). Entries
     /// without an id are skipped; one without a status gets `unknown`.
     pub async fn list_jobs(&self) -> Result<Vec<RemoteJob>, OpenEoError> {
+        self.list_jobs_covering(None).await
+    }
+
+    /// Like [`OpenEoBackend::list_jobs`], but stops paging as soon as every id in
+    /// `wanted` has been seen (backends list newest first, so the jobs a client tracks
+    /// are usually on the first page). `None` lists everything.
+    pub async fn list_jobs_covering(
+        &self,
+        wanted: Option<&std::collections::HashSet<String>>,
+    ) -> Result<Vec<RemoteJob>, OpenEoError> {
+        let mut missing: Option<std::collections::HashSet<&str>> =
+            wanted.map(|w| w.iter().map(String::as_str).collect());
         let mut url = self.url(&["jobs"]).await?;
         url.query_pairs_mut()
             .append_pair("limit", &LIST_PAGE_SIZE.to_string());
@@ -619,7 +631,16 @@ impl OpenEoBackend {
                 .get("jobs")
                 .and_then(Value::as_array)
                 .ok_or_else(|| self.protocol("the job list has no `jobs` array".into()))?;
+            let before = jobs.len();
             jobs.extend(list.iter().filter_map(|j| parse_job(j, false)));
+            if let Some(m) = missing.as_mut() {
+                for j in &jobs[before..] {
+                    m.remove(j.id.as_str());
+                }
+                if m.is_empty() {
+                    break;
+                }
+            }
             let next = v
                 .get("links")
                 .and_then(Value::as_array)
@@ -695,6 +716,13 @@ impl OpenEoBackend {
             return Err(self.protocol("/credentials/oidc has no providers list".into()));
         }
         Ok(v)
+    }
+
+    /// `GET /` without the cache: is the backend answering right now?
+    pub async fn ping(&self) -> Result<(), OpenEoError> {
+        let url = self.url(&[""]).await?;
+        self.send(Method::GET, url, None, Kind::Idempotent).await?;
+        Ok(())
     }
 
     /// The id of the backend's first (default) OIDC provider.

@@ -176,6 +176,10 @@ pub struct JobPatch {
     pub backend_status: Option<Option<String>>,
     /// New submission state (`Submitting` also counts an attempt).
     pub submit_state: Option<SubmitState>,
+    /// Apply only while the job is not terminal (`created`, `queued`, `running`): the
+    /// scheduler's updates must never undo a user's cancel. `update_job` returns `None`
+    /// when the guard refuses.
+    pub only_if_active: bool,
 }
 
 /// Counters of the writer since the store was opened (for benchmarks and logs).

@@ -436,7 +436,7 @@ pub(super) fn update_job(
         backend_status = CASE WHEN ?17 THEN ?18 ELSE backend_status END, \
         submit_state = CASE WHEN ?19 THEN ?20 ELSE submit_state END, \
         submit_attempts = submit_attempts + CASE WHEN ?19 AND ?20 = 'submitting' THEN 1 ELSE 0 END \
-        WHERE id = ?1";
+        WHERE id = ?1 AND (NOT ?21 OR status IN ('created', 'queued', 'running'))";
     let now = rfc3339_z::format(&now_utc());
     let error = patch.error.as_ref().map(|e| e.as_ref());
     let results = patch.results.as_ref();
@@ -461,6 +461,7 @@ pub(super) fn update_job(
         patch.backend_status.as_ref().and_then(|b| b.as_deref()),
         patch.submit_state.is_some(),
         patch.submit_state.map(SubmitState::as_str),
+        patch.only_if_active,
     ])?;
     if changed == 0 {
         return Ok(None);

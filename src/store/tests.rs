@@ -113,6 +113,7 @@ async fn job_round_trips_every_field() {
         }),
         backend_status: Some(Some("error".into())),
         submit_state: Some(SubmitState::Submitted),
+        only_if_active: false,
     };
     let updated = store
         .update_job(job.id, patch.clone())
@@ -134,6 +135,27 @@ async fn job_round_trips_every_field() {
         (job.uuid, &job.parameters, &job.service)
     );
     assert_eq!(store.job(job.id).await.unwrap(), Some(updated.clone()));
+
+    // The scheduler's guard: no change to a job that has ended.
+    let refused = store
+        .update_job(
+            job.id,
+            JobPatch {
+                status: Some(Status::Queued),
+                only_if_active: true,
+                ..JobPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused, None,
+        "a finished job must not be moved by a guarded patch"
+    );
+    assert_eq!(
+        store.job(job.id).await.unwrap().unwrap().status,
+        Status::Finished
+    );
 
     // An empty patch changes nothing but `updated`.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -269,11 +269,20 @@ impl Child {
         Child::start_with_umask(root, "022")
     }
 
+    /// Like [`Child::start`], with extra environment variables.
+    pub fn start_with_env(root: &Path, extra_env: &[(&str, &str)]) -> Child {
+        Child::start_full(root, "022", extra_env)
+    }
+
     /// Like [`Child::start`], with the given umask.
     pub fn start_with_umask(root: &Path, umask: &str) -> Child {
+        Child::start_full(root, umask, &[])
+    }
+
+    fn start_full(root: &Path, umask: &str, extra_env: &[(&str, &str)]) -> Child {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = spawn_serve_umask(root, &addr.to_string(), &[], umask);
+        let child = spawn_serve_umask(root, &addr.to_string(), extra_env, umask);
         let c = Child {
             child,
             addr,

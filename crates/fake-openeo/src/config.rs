@@ -141,6 +141,9 @@ pub enum TokenCheck {
         /// The userinfo endpoint.
         url: String,
     },
+    /// Like `Any`, and a request without `Authorization` is the user `anonymous`
+    /// (demos without a login; real backends never do this).
+    Anonymous,
 }
 
 /// One OIDC provider as listed by `GET /credentials/oidc`.

@@ -36,6 +36,10 @@ struct Cli {
     /// Accept only this bearer token (repeatable); default: any non-empty token.
     #[arg(long = "token")]
     tokens: Vec<String>,
+    /// Also accept requests without any token (as the user `anonymous`), for demos
+    /// before logging in exists.
+    #[arg(long)]
+    anonymous: bool,
     /// Issuer URL of the `fake` OIDC provider.
     #[arg(long, default_value = fake_openeo::DEFAULT_ISSUER)]
     issuer: String,
@@ -61,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
         udp_dir,
         plan: JobPlan::finishing(cli.queued_secs, cli.running_secs),
         link_ttl_secs: cli.link_ttl_secs,
-        token_check: if cli.tokens.is_empty() {
+        token_check: if cli.anonymous {
+            TokenCheck::Anonymous
+        } else if cli.tokens.is_empty() {
             TokenCheck::Any
         } else {
             TokenCheck::Static(cli.tokens.into_iter().collect::<HashSet<_>>())
