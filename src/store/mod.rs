@@ -334,11 +334,6 @@ impl Store {
         self.read(move |c| rows::select_job_by_uuid(c, uuid)).await
     }
 
-    /// Jobs that are not terminal, oldest first: the scheduler's work list.
-    pub async fn active_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        self.read(rows::select_active_jobs).await
-    }
-
     /// Distinct endpoints that have jobs which are not terminal.
     pub async fn active_endpoints(&self) -> Result<Vec<String>, StoreError> {
         self.read(rows::select_active_endpoints).await

@@ -181,16 +181,6 @@ fn query_jobs(
     Ok(out)
 }
 
-/// Jobs that are not terminal, oldest first (the scheduler's work list).
-pub(super) fn select_active_jobs(conn: &Connection) -> Result<Vec<Job>, StoreError> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        job_columns!(),
-        " FROM unit_jobs WHERE status IN ('created', 'queued', 'running') ORDER BY id"
-    );
-    query_jobs(conn, SQL, [])
-}
-
 /// Distinct endpoints of the jobs that are not terminal.
 pub(super) fn select_active_endpoints(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
