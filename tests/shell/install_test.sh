@@ -119,7 +119,7 @@ if [[ $m == 600 ]]; then pass "token file mode is 600"; else fail "token file mo
 m=$(mode_of "$STATE_DIR")
 if [[ $m == 700 ]]; then pass "state folder mode is 700"; else fail "state folder mode is 700 (got $m)"; fi
 
-JOB='{"title":"t","label":"openeo","service":{"endpoint":"https://openeo.example","application":"https://example.org/udp.json"},"parameters":{},"format":"gtiff"}'
+JOB='{"title":"t","label":"openeo","service":{"endpoint":"https://openeo.example","application":"https://raw.githubusercontent.com/ESA-APEx/apex_algorithms/refs/heads/main/algorithm_catalog/eurac/eurac_pv_farm_detection/openeo_udp/eurac_pv_farm_detection.json"},"parameters":{},"format":"gtiff"}'
 code=$(curl -sS -m 10 -o "$OUT/job.json" -w '%{http_code}' -X POST \
 	-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
 	--data "$JOB" "$URL/unit_jobs" 2>"$OUT/curl.err" || true)
