@@ -1292,22 +1292,9 @@ impl UdpError {
     }
 }
 
-/// `url` without its query (and fragment after it) and without user info, for
-/// messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let base = url.split('?').next().unwrap_or_default();
-    match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find(['/', '#']) {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => base.to_string(),
-    }
-}
+/// `url` without user info, query or fragment, for messages and logs (the one
+/// implementation lives with the openEO adapter).
+pub use super::openeo::redact_url;
 
 /// The bundled UDP text for a URL whose last path segment is a bundled file name.
 pub fn bundled_for(url: &str) -> Option<&'static str> {
@@ -2570,7 +2557,7 @@ mod tests {
         );
         assert_eq!(
             redact_url("https://example.org/a.json#id"),
-            "https://example.org/a.json#id"
+            "https://example.org/a.json"
         );
         assert!(bundled_for("https://x.org/a/cropsar1d.json?x=1").is_some());
         assert!(bundled_for("https://x.org/a/cropsar1d.json#cropsar1d").is_some());
