@@ -544,3 +544,66 @@ async fn health_needs_no_token_and_checks_the_store() {
     assert_eq!(v["database"]["status"], "ok");
     d.stop().await;
 }
+
+/// `Idempotency-Key`: a retry or a double click never makes a second job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_makes_retries_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(dir.path()).await;
+    let post = |key: Option<&str>, body: Value| {
+        let mut r = d
+            .http
+            .post(d.url("/unit_jobs"))
+            .bearer_auth(&d.token)
+            .json(&body);
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s1, a) = post(Some("k-1"), pv_job("once")).await;
+    let (s2, b) = post(Some("k-1"), pv_job("once")).await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(a["id"], b["id"], "the same job answers the retry");
+    assert_eq!(d.job_count().await, 1);
+    let (s, p) = post(Some("k-1"), pv_job("another body")).await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["errors"][0]["name"], "Idempotency-Key");
+    assert_eq!(d.job_count().await, 1);
+    // Concurrent double click: one job.
+    let (x, y) = tokio::join!(
+        post(Some("k-2"), pv_job("twice")),
+        post(Some("k-2"), pv_job("twice"))
+    );
+    assert_eq!(x.1["id"], y.1["id"]);
+    assert_eq!(d.job_count().await, 2);
+    // No key: two jobs.
+    post(None, pv_job("free")).await;
+    post(None, pv_job("free")).await;
+    assert_eq!(d.job_count().await, 4);
+    let (s, p) = post(Some(""), pv_job("bad key")).await;
+    assert_eq!(
+        (s, p["errors"][0]["name"].as_str()),
+        (422, Some("Idempotency-Key"))
+    );
+    // Survives a restart.
+    d.stop().await;
+    let d = TestDaemon::start(dir.path()).await;
+    let r = d
+        .http
+        .post(d.url("/unit_jobs"))
+        .bearer_auth(&d.token)
+        .header("Idempotency-Key", "k-1")
+        .json(&pv_job("once"))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], a["id"]);
+    assert_eq!(d.job_count().await, 4);
+    d.stop().await;
+}

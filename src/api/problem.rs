@@ -207,6 +207,10 @@ impl IntoResponse for Problem {
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         match e {
+            StoreError::KeyReused => Problem::invalid_field(
+                "Idempotency-Key",
+                "this key was used before with a different request body; use a new key for a new job",
+            ),
             StoreError::Closed => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ShuttingDown",

@@ -2,10 +2,11 @@
 //! plus the *ext* list, cancel and results-download routes).
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, Id};
@@ -57,9 +58,13 @@ pub struct ListQuery {
 
 /// Submit a unit job. It is validated, stored, and answered at once with 201; the
 /// scheduler sends it to the backend afterwards. Nothing is stored for a rejected
-/// request.
+/// request. With an `Idempotency-Key` header, sending the same body again with the
+/// same key answers the job created the first time (a retry or a double click never
+/// makes two jobs); another body with that key is a 422.
 #[utoipa::path(post, path = "/unit_jobs", tag = "unit jobs",
     request_body = JobRequestBody,
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Makes retries safe: the same key and body answer the job created the first time")),
     responses(
         (status = 201, description = "Job accepted", body = Job,
          headers(("Location" = String, description = "URL of the new job"))),
@@ -68,7 +73,12 @@ pub struct ListQuery {
         (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn create(State(d): State<Daemon>, ApiJson(body): ApiJson) -> Result<Response, Problem> {
+pub async fn create(
+    State(d): State<Daemon>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
     let mut req = parse_job_request(&body).map_err(Problem::invalid)?;
     if req.label == Label::Openeo {
         // Validate against the UDP and keep what will actually be sent.
@@ -79,7 +89,24 @@ pub async fn create(State(d): State<Daemon>, ApiJson(body): ApiJson) -> Result<R
             .map_err(udp_problem)?;
         req.parameters = validate_arguments(&udp, &req.parameters).map_err(Problem::invalid)?;
     }
-    let job = d.store().insert_job(req).await?;
+    let job = match key {
+        Some(key) => {
+            let hash = format!("{:x}", Sha256::digest(body.to_string().as_bytes()));
+            let (job, created) = d.store().insert_job_idempotent(req, key, hash).await?;
+            if !created {
+                // A retry: the same answer as the first time, nothing new.
+                let location = format!("/unit_jobs/{}", job.id);
+                return Ok((
+                    StatusCode::CREATED,
+                    [(header::LOCATION, location)],
+                    Json(job),
+                )
+                    .into_response());
+            }
+            job
+        }
+        None => d.store().insert_job(req).await?,
+    };
     d.events().job_changed(&job);
     d.scheduler().job_added(&d, &job);
     let location = format!("/unit_jobs/{}", job.id);
@@ -89,6 +116,22 @@ pub async fn create(State(d): State<Daemon>, ApiJson(body): ApiJson) -> Result<R
         Json(job),
     )
         .into_response())
+}
+
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(Problem::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters, e.g. a UUID",
+        )),
+    }
 }
 
 /// List unit jobs, newest first (*ext*).

@@ -141,6 +141,9 @@ pub enum StoreError {
     /// The writer thread could not be started.
     #[error("cannot start the job store's writer thread: {0}")]
     Thread(std::io::Error),
+    /// An `Idempotency-Key` was sent again with a different body.
+    #[error("the idempotency key was used before with a different request")]
+    KeyReused,
     /// A bug (a panic inside a store operation).
     #[error("internal job store error: {0}")]
     Internal(String),
@@ -314,6 +317,20 @@ impl Store {
     pub async fn insert_job(&self, req: JobRequest) -> Result<Job, StoreError> {
         let uuid = Uuid::new_v4();
         self.write(move |c| rows::insert_job(c, req, uuid)).await
+    }
+
+    /// Stores a new job under a client's idempotency key: the same key and body give
+    /// back the job created the first time (`false`), another body is
+    /// [`StoreError::KeyReused`].
+    pub async fn insert_job_idempotent(
+        &self,
+        req: JobRequest,
+        key: String,
+        body_hash: String,
+    ) -> Result<(Job, bool), StoreError> {
+        let uuid = Uuid::new_v4();
+        self.write(move |c| rows::insert_job_idempotent(c, req, uuid, &key, &body_hash))
+            .await
     }
 
     /// Stores a new task and its sub-jobs (one per dimension value, titled

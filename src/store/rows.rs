@@ -6,7 +6,7 @@
 //! the table, column and row.
 
 use rusqlite::types::FromSql;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -362,6 +362,41 @@ fn request_json(req: &JobRequest) -> Result<String, StoreError> {
 }
 
 /// Inserts a new standalone job (status `created`, results pending).
+/// Inserts a job under an idempotency key: the job created before under the same key
+/// and body (`false`), or a new one (`true`); `KeyReused` for another body.
+pub(super) fn insert_job_idempotent(
+    conn: &Connection,
+    req: JobRequest,
+    uuid: Uuid,
+    key: &str,
+    body_hash: &str,
+) -> Result<(Job, bool), StoreError> {
+    let known: Option<(String, i64)> = conn
+        .prepare_cached("SELECT body_hash, job_id FROM idempotency_keys WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((hash, job_id)) = known {
+        if hash != body_hash {
+            return Err(StoreError::KeyReused);
+        }
+        if let Some(job) = select_job(conn, job_id)? {
+            return Ok((job, false));
+        }
+    }
+    let job = insert_job(conn, req, uuid)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency_keys (key, body_hash, job_id, created) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        key,
+        body_hash,
+        job.id,
+        rfc3339_z::format(&job.created)
+    ])?;
+    Ok((job, true))
+}
+
 pub(super) fn insert_job(
     conn: &Connection,
     req: JobRequest,

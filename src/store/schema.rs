@@ -10,7 +10,10 @@ use super::StoreError;
 
 /// The migrations, in order: `(version, sql)`. Append-only: never edit or reorder a
 /// released entry; add `NNNN_name.sql` with the next version instead.
-pub(super) const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+pub(super) const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_idempotency_keys.sql")),
+];
 
 /// The newest schema version this binary knows (`PRAGMA user_version` after all
 /// migrations). A database with a higher version is refused ([`StoreError::TooNew`]).
