@@ -5,6 +5,7 @@
 //! port 0) until the `shutdown` future completes.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
