@@ -421,7 +421,7 @@ fn parse_job_fields(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> O
         Label::parse,
         errors,
     );
-    let service = parse_service(obj.get("service"), errors);
+    let service = parse_service(obj.get("service"), false, errors);
     let parameters = parse_parameters(obj.get("parameters"), errors);
     let format = parse_enum(
         "format",
@@ -498,7 +498,39 @@ fn parse_enum<T>(
     None
 }
 
-fn parse_service(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<ServiceDetails> {
+/// Parses a `POST /params` body `{label, service: {endpoint, application,
+/// namespace?}}`, collecting every mistake; for openEO the application must be the
+/// public http(s) URL of the UDP.
+pub fn parse_service_request(body: &Value) -> Result<(Label, ServiceDetails), Vec<FieldError>> {
+    let Some(obj) = body.as_object() else {
+        return Err(vec![FieldError::new("body", "must be a JSON object")]);
+    };
+    let mut errors = Vec::new();
+    let label = parse_enum(
+        "label",
+        obj.get("label"),
+        &Label::ALL.map(Label::as_str),
+        Label::parse,
+        &mut errors,
+    );
+    let service = parse_service(
+        obj.get("service"),
+        label == Some(Label::Openeo),
+        &mut errors,
+    );
+    reject_unknown_fields("", obj, &["label", "service"], &mut errors);
+    match (label, service) {
+        (Some(label), Some(service)) if errors.is_empty() => Ok((label, service)),
+        _ => Err(errors),
+    }
+}
+
+/// `service`; with `application_is_url`, the application must be an http(s) URL.
+fn parse_service(
+    v: Option<&Value>,
+    application_is_url: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<ServiceDetails> {
     let m = match v {
         None | Some(Value::Null) => {
             errors.push(FieldError::new(
@@ -532,10 +564,18 @@ fn parse_service(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Serv
         .and_then(|a| {
             if a.trim().is_empty() {
                 errors.push(FieldError::new("service.application", "must not be empty"));
-                None
-            } else {
-                Some(a.to_owned())
+                return None;
             }
+            if application_is_url {
+                if let Err(reason) = check_http_url(a) {
+                    errors.push(FieldError::new(
+                        "service.application",
+                        format!("{reason}: the public URL of the openEO UDP JSON"),
+                    ));
+                    return None;
+                }
+            }
+            Some(a.to_owned())
         });
     let namespace = match m.get("namespace") {
         None | Some(Value::Null) => Some(None),
