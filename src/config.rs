@@ -124,6 +124,9 @@ pub struct Config {
     pub poll_interval_min_s: f64,
     /// Longest interval between two polls of a backend, in seconds (default 60).
     pub poll_interval_max_s: f64,
+    /// Where backend refresh tokens and client secrets are kept: the OS keyring
+    /// (default) or, only when asked for, a 0600 file in the state folder.
+    pub token_store: crate::auth::tokens::StoreKind,
     /// Extra backends, by name.
     pub backends: BTreeMap<String, BackendConfig>,
 }
@@ -140,6 +143,7 @@ struct RawConfig {
     log: Option<String>,
     poll_interval_min_s: Option<f64>,
     poll_interval_max_s: Option<f64>,
+    token_store: Option<crate::auth::tokens::StoreKind>,
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
 }
@@ -245,6 +249,9 @@ impl Config {
             results_dir,
             max_body_bytes,
             log: raw.log.unwrap_or_else(|| "info".to_string()),
+            token_store: raw
+                .token_store
+                .unwrap_or(crate::auth::tokens::StoreKind::Keyring),
             backends: raw.backends,
         })
     }
@@ -262,6 +269,7 @@ impl Config {
             log: "info".into(),
             poll_interval_min_s: 5.0,
             poll_interval_max_s: 60.0,
+            token_store: crate::auth::tokens::StoreKind::Keyring,
             backends: BTreeMap::new(),
         }
     }
@@ -274,6 +282,21 @@ impl Config {
     /// Path of the SQLite database.
     pub fn db_path(&self) -> PathBuf {
         self.state_dir.join(DB_FILE)
+    }
+
+    /// Path of the token file, used only with `token_store = "file"`.
+    pub fn token_file(&self) -> PathBuf {
+        self.state_dir.join("backend-tokens.json")
+    }
+
+    /// The token store the configuration asks for.
+    pub fn token_store(&self) -> crate::auth::tokens::TokenStore {
+        match self.token_store {
+            crate::auth::tokens::StoreKind::Keyring => crate::auth::tokens::TokenStore::keyring(),
+            crate::auth::tokens::StoreKind::File => {
+                crate::auth::tokens::TokenStore::file(self.token_file())
+            }
+        }
     }
 
     /// Path of `config.toml` (which may not exist).

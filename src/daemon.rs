@@ -62,6 +62,8 @@ struct DaemonState {
     udps: UdpCache,
     /// Backends in use.
     backends: Backends,
+    /// Backend logins.
+    auth: crate::auth::Auth,
     /// Sends jobs out and follows them.
     scheduler: Scheduler,
     /// Port the API listens on (for the Host check and URLs we hand out).
@@ -100,6 +102,10 @@ impl Daemon {
     /// Backends in use.
     pub fn backends(&self) -> &Backends {
         &self.0.backends
+    }
+    /// Backend logins.
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.0.auth
     }
     /// The scheduler.
     pub fn scheduler(&self) -> &Scheduler {
@@ -149,6 +155,10 @@ pub async fn run(
     let store = Store::open(&config.db_path()).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let backends = Backends::new(&config);
+    for known in crate::auth::KNOWN_BACKENDS {
+        backends.get(known);
+    }
+    let auth = crate::auth::Auth::new(config.token_store());
     let daemon = Daemon(Arc::new(DaemonState {
         config,
         store: store.clone(),
@@ -156,11 +166,13 @@ pub async fn run(
         token,
         udps: UdpCache::new(),
         backends,
+        auth,
         scheduler: Scheduler::new(),
         port: addr.port(),
         started: Instant::now(),
         shutdown: shutdown_rx,
     }));
+    daemon.auth().restore(&daemon).await?;
     daemon.scheduler().start(&daemon).await?;
     let app = crate::api::router(daemon.clone());
     tracing::info!(%addr, version = VERSION, "eodispatch listening");

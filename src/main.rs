@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use eodispatch::api::unit_jobs::MAX_LIMIT;
-use eodispatch::cli::{self, commands, doctor, serve, submit};
+use eodispatch::cli::{self, commands, doctor, login, serve, submit};
 use eodispatch::job::{Label, OutputFormat, Status};
 
 /// Local dispatcher of Earth-observation processing jobs (openEO, OGC API Processes).
@@ -73,6 +73,50 @@ enum Command {
     Delete {
         /// Job id
         id: i64,
+    },
+    /// Log in to a backend (device code by default); tokens go to the OS keyring
+    #[command(after_help = "Examples:
+  eodispatch login https://openeofed.dataspace.copernicus.eu
+  eodispatch login https://openeofed.dataspace.copernicus.eu --browser
+  printf %s \"$SECRET\" | eodispatch login URL --client-credentials --client-id ID")]
+    Login {
+        /// Backend URL
+        url: String,
+        /// Device code flow: shows a code to enter on a web page (default)
+        #[arg(long, conflicts_with_all = ["browser", "client_credentials"])]
+        device: bool,
+        /// Browser flow: opens the provider's login page, which returns to the daemon
+        #[arg(long, conflicts_with = "client_credentials")]
+        browser: bool,
+        /// Service account: the client secret is read from standard input
+        #[arg(long, requires = "client_id")]
+        client_credentials: bool,
+        /// OAuth client id (required with --client-credentials)
+        #[arg(long, value_name = "ID")]
+        client_id: Option<String>,
+        /// OIDC provider id (default: the backend's first)
+        #[arg(long, value_name = "ID")]
+        provider: Option<String>,
+        /// Do not open a browser; only print the page to visit
+        #[arg(long)]
+        no_browser: bool,
+        /// Print the outcome as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log out of a backend and remove its tokens from the keyring
+    Logout {
+        /// Backend URL
+        url: String,
+        /// Print the backend as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List backends with their state and login
+    Backends {
+        /// Print the JSON array the daemon returns
+        #[arg(long)]
+        json: bool,
     },
     /// Check the installation and say how to fix what is broken
     Doctor {
@@ -191,6 +235,34 @@ async fn main() -> ExitCode {
         }
         Command::Cancel { id, json } => cli::finish(commands::cancel(id, json).await),
         Command::Delete { id } => cli::finish(commands::delete(id).await),
+        Command::Login {
+            url,
+            device: _,
+            browser,
+            client_credentials,
+            client_id,
+            provider,
+            no_browser,
+            json,
+        } => cli::finish(
+            login::login(login::LoginOptions {
+                endpoint: url,
+                flow: if client_credentials {
+                    login::LoginFlow::ClientCredentials
+                } else if browser {
+                    login::LoginFlow::Browser
+                } else {
+                    login::LoginFlow::Device
+                },
+                provider,
+                client_id,
+                no_browser,
+                json,
+            })
+            .await,
+        ),
+        Command::Logout { url, json } => cli::finish(login::logout(url, json).await),
+        Command::Backends { json } => cli::finish(login::backends(json).await),
         Command::Doctor { json } => doctor::doctor(json).await,
     }
 }

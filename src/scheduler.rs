@@ -113,6 +113,8 @@ pub struct Scheduler {
 /// What a backend worker shares with the rest of the daemon.
 struct Worker {
     wake: Notify,
+    /// Set with a wake-up that should also end a backoff (the user just logged in).
+    resume: std::sync::atomic::AtomicBool,
 }
 
 impl Scheduler {
@@ -145,6 +147,16 @@ impl Scheduler {
         }
     }
 
+    /// The user logged in to `endpoint`: its waiting jobs go on now, without waiting
+    /// for the end of a backoff.
+    pub fn backend_ready(&self, daemon: &Daemon, endpoint: &str) {
+        let worker = self.ensure_worker(daemon, endpoint);
+        worker
+            .resume
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        worker.wake.notify_one();
+    }
+
     fn ensure_worker(&self, daemon: &Daemon, endpoint: &str) -> Arc<Worker> {
         let key = normalise_endpoint(endpoint);
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
@@ -153,6 +165,7 @@ impl Scheduler {
         }
         let worker = Arc::new(Worker {
             wake: Notify::new(),
+            resume: std::sync::atomic::AtomicBool::new(false),
         });
         workers.insert(key.clone(), worker.clone());
         let backend = daemon.backends().get(endpoint);
@@ -232,7 +245,14 @@ impl WorkerRun {
                 if woken.is_ok() {
                     // A nudge or a new job: look now, but not more often than
                     // MIN_NUDGE_GAP, and not while backing off.
-                    if cycle.failed.is_some() {
+                    let resume = self
+                        .worker
+                        .resume
+                        .swap(false, std::sync::atomic::Ordering::SeqCst);
+                    if resume {
+                        self.failures = 0;
+                        interval = min_interval;
+                    } else if cycle.failed.is_some() {
                         tokio::time::sleep(wait).await;
                     } else {
                         tokio::time::sleep(nudge_gap).await;
@@ -241,6 +261,9 @@ impl WorkerRun {
                 }
             } else {
                 self.worker.wake.notified().await;
+                self.worker
+                    .resume
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
                 interval = min_interval;
             }
         }
@@ -449,10 +472,7 @@ impl WorkerRun {
     fn publish_backend(&self) {
         let state = self.backend.state();
         tracing::info!(backend = %state.url, state = state.state, "backend state");
-        self.daemon.events().publish(
-            crate::events::EventKind::Auth,
-            serde_json::to_value(&state).unwrap_or(Value::Null),
-        );
+        self.daemon.auth().publish(&self.daemon, &state.url, None);
     }
 
     /// The cycle ends early after a transient failure (or a refused login).

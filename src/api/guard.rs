@@ -23,8 +23,13 @@ use super::problem::Problem;
 use crate::daemon::Daemon;
 
 /// Routes that need no API token, each for a reason: `/health` tells only whether the
-/// daemon is alive.
-pub const PUBLIC_PATHS: &[&str] = &["/health"];
+/// daemon is alive; `/auth/callback` is where the identity provider sends the user's
+/// browser back after a login (protected by the single-use `state` and PKCE).
+pub const PUBLIC_PATHS: &[&str] = &["/health", CALLBACK_PATH];
+
+/// The browser-login redirect target: the one route a browser may reach (a top-level
+/// cross-site navigation from the identity provider).
+pub const CALLBACK_PATH: &str = "/auth/callback";
 
 /// Is `host` (the raw `Host` header) one of the three loopback names with our port?
 pub fn host_allowed(host: &str, port: u16) -> bool {
@@ -69,14 +74,15 @@ fn check(daemon: &Daemon, req: &Request<Body>) -> Result<(), Problem> {
             ),
         ));
     }
-    // 2. Browsers
+    // 2. Browsers (except the login redirect, which only a browser makes)
+    let path = req.uri().path();
     let sec_fetch_site = headers
         .get("sec-fetch-site")
         .map(|v| v.to_str().unwrap_or("?"));
-    if headers.contains_key(header::ORIGIN)
+    let browser = headers.contains_key(header::ORIGIN)
         || headers.contains_key(header::REFERER)
-        || sec_fetch_site.is_some_and(|v| v != "none")
-    {
+        || sec_fetch_site.is_some_and(|v| v != "none");
+    if browser && !(path == CALLBACK_PATH && req.method() == Method::GET) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "BrowserRequestRejected",
@@ -86,7 +92,6 @@ fn check(daemon: &Daemon, req: &Request<Body>) -> Result<(), Problem> {
         ));
     }
     // 3. Token
-    let path = req.uri().path();
     if !PUBLIC_PATHS.contains(&path) {
         let presented = headers
             .get(header::AUTHORIZATION)

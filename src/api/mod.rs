@@ -10,6 +10,7 @@
 // `Problem` is returned once per failed request; boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod extract;
 pub mod guard;
 pub mod params;
@@ -60,6 +61,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
         (name = "unit jobs", description = "Single processing jobs"),
         (name = "upscale tasks", description = "Fan-out of a service over a parameter dimension"),
         (name = "tiles", description = "Splitting an area of interest into a grid"),
+        (name = "backends", description = "Backends and logging in to them"),
         (name = "system", description = "Health, status overview and live events"),
     )
 )]
@@ -93,7 +95,11 @@ fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
         .routes(routes!(params::params))
         .routes(routes!(system::health))
         .routes(routes!(system::jobs_status))
-        .routes(routes!(system::backends))
+        .routes(routes!(auth::backends))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::login_status))
+        .routes(routes!(auth::callback))
+        .routes(routes!(auth::logout))
         .split_for_parts();
     let (streams, streams_doc) = OpenApiRouter::new()
         .routes(routes!(system::events))

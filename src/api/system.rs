@@ -169,12 +169,3 @@ pub async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// Backends in use and their state: `ok`, `unreachable` (jobs wait and keep their
-/// status) or `login_required` (*ext*). Never shows a token.
-#[utoipa::path(get, path = "/backends", tag = "system",
-    responses((status = 200, description = "Backends", body = Vec<crate::platform::backends::BackendState>)))]
-pub async fn backends(
-    State(d): State<Daemon>,
-) -> Json<Vec<crate::platform::backends::BackendState>> {
-    Json(d.backends().all().iter().map(|b| b.state()).collect())
-}

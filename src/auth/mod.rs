@@ -1,6 +1,917 @@
-//! Backend authentication: where backend login tokens (refresh tokens) are kept.
+//! Backend authentication: logging in to a backend once and keeping its credential fresh.
 //!
-//! [`tokens`] is the token store over the OS keyring (Secret Service), with an opt-in
-//! 0600 file store for machines without one.
+//! - [`oidc`]: the protocol (the backend's providers, discovery, device / browser / client
+//!   credentials flows, refresh);
+//! - [`session`]: a logged-in backend and its credential (access token in memory, renewal
+//!   ahead of expiry, one renewal at a time per issuer and client);
+//! - [`tokens`]: the token store over the OS keyring (or an opt-in 0600 file);
+//! - this module: [`Auth`], the daemon's registry of logins: it starts logins (answering
+//!   the API at once; device logins are polled by a background task, browser logins end
+//!   at `GET /auth/callback`), remembers which backend uses which provider and client (in
+//!   SQLite, nothing secret), restores sessions after a restart, logs out, and describes
+//!   each backend for `GET /backends` and `auth` events.
 
+pub mod oidc;
+pub mod session;
 pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+use utoipa::ToSchema;
+
+use self::oidc::{Discovery, Flow, OidcError, Pkce, Provider};
+use self::session::{Credential, Method, Session, SessionError};
+use self::tokens::{SecretString, StoreKind, TokenKey, TokenStore, TokenStoreError};
+use crate::daemon::Daemon;
+use crate::events::EventKind;
+use crate::platform::backends::{normalise_endpoint, Backend};
+use crate::platform::openeo::OpenEoError;
+use crate::store::{LoginRecord, StoreError};
+
+/// How long a browser login may take from start to callback.
+const BROWSER_TTL: Duration = Duration::from_secs(600);
+
+/// How often `GET /backends` may try to reach a backend it knows nothing about.
+const PROBE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long `GET /backends` waits for backends it probes.
+const PROBE_WAIT: Duration = Duration::from_millis(1500);
+
+/// Backends known out of the box: those the bundled APEx service records run on.
+pub const KNOWN_BACKENDS: &[&str] = &["https://openeofed.dataspace.copernicus.eu"];
+
+/// Errors of logins and logouts.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The backend could not be asked for its providers.
+    #[error(transparent)]
+    Backend(#[from] OpenEoError),
+    /// The identity provider failed or refused.
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
+    /// The token store failed (no keyring, locked, ...).
+    #[error(transparent)]
+    Tokens(#[from] TokenStoreError),
+    /// Installing the credential failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A request field is missing or wrong.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No such login attempt.
+    #[error("no login attempt {0}")]
+    UnknownLogin(String),
+}
+
+/// A login request (`POST /auth/login`), validated at the HTTP edge.
+pub struct LoginRequest {
+    /// Backend URL.
+    pub endpoint: String,
+    /// Flow.
+    pub method: Method,
+    /// A provider other than the backend's first.
+    pub provider_id: Option<String>,
+    /// A client other than the provider's default one (required for client credentials).
+    pub client_id: Option<String>,
+    /// Client secret (client credentials only).
+    pub client_secret: Option<SecretString>,
+}
+
+/// The answer to `POST /auth/login`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoginStarted {
+    /// Id of this login attempt (`GET /auth/logins/{login_id}`).
+    pub login_id: String,
+    /// Backend URL.
+    pub endpoint: String,
+    /// `device`, `browser` or `client_credentials`.
+    pub method: &'static str,
+    /// `pending` (device, browser) or `logged_in` (client credentials).
+    pub state: &'static str,
+    /// Provider id used.
+    pub provider_id: String,
+    /// Device flow: the code the user enters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    /// Device flow: the page where the code is entered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_uri: Option<String>,
+    /// Device flow: the page with the code filled in (if the provider offers one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_uri_complete: Option<String>,
+    /// Device flow: seconds until the code expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// Device flow: seconds between the daemon's polls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+    /// Browser flow: the page to open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+}
+
+/// Where a login attempt stands (`GET /auth/logins/{login_id}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoginStatus {
+    /// Id of the attempt.
+    pub login_id: String,
+    /// Backend URL.
+    pub endpoint: String,
+    /// Flow.
+    pub method: &'static str,
+    /// `pending`, `logged_in`, `failed` or `expired`.
+    pub state: &'static str,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Login state of a backend in [`BackendEntry`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoginInfo {
+    /// `logged_in`, `logged_out`, `pending` or `login_required`.
+    pub state: &'static str,
+    /// `device`, `browser`, `client_credentials`, `config_token` or null.
+    pub method: Option<&'static str>,
+    /// Provider id.
+    pub provider_id: Option<String>,
+    /// Provider title.
+    pub provider_title: Option<String>,
+    /// Issuer URL.
+    pub issuer: Option<String>,
+    /// When the current access token expires (RFC 3339), if known.
+    pub expires_at: Option<String>,
+    /// Why a new login is needed.
+    pub message: Option<String>,
+}
+
+/// What the backend says about itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CapabilitiesInfo {
+    /// openEO API version.
+    pub api_version: String,
+    /// Backend software version.
+    pub backend_version: String,
+    /// Title.
+    pub title: String,
+}
+
+/// A provider offered by a backend.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProviderInfo {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Issuer URL.
+    pub issuer: String,
+}
+
+/// One backend in `GET /backends` and in `auth` events. Never contains a token.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BackendEntry {
+    /// Backend URL.
+    pub url: String,
+    /// The backend's title, once known.
+    pub title: Option<String>,
+    /// `ok`, `unreachable` or `login_required`: what the last contact showed.
+    pub state: &'static str,
+    /// The last problem, in words.
+    pub message: Option<String>,
+    /// When the backend last answered (RFC 3339).
+    pub last_contact: Option<String>,
+    /// Limit on active jobs.
+    pub max_running_jobs: u32,
+    /// Login state.
+    pub login: LoginInfo,
+    /// Where refresh tokens are kept: `keyring` or `file`.
+    pub token_store: &'static str,
+    /// The backend's capabilities, once fetched.
+    pub capabilities: Option<CapabilitiesInfo>,
+    /// Its OIDC providers, once fetched.
+    pub providers: Vec<ProviderInfo>,
+    /// Login attempt this event ends (auth events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_id: Option<String>,
+}
+
+struct Attempt {
+    endpoint: String,
+    method: Method,
+    state: &'static str,
+    error: Option<String>,
+    created: Instant,
+}
+
+struct BrowserPending {
+    login_id: String,
+    endpoint: String,
+    provider: Provider,
+    client_id: String,
+    discovery: Discovery,
+    pkce: Pkce,
+    redirect_uri: String,
+    scope: String,
+    created: Instant,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    tokens: TokenStore,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    credentials: Mutex<HashMap<TokenKey, Arc<Credential>>>,
+    attempts: Mutex<HashMap<String, Attempt>>,
+    browser: Mutex<HashMap<String, BrowserPending>>,
+    providers: Mutex<HashMap<String, Vec<Provider>>>,
+    probed: Mutex<HashMap<String, Instant>>,
+}
+
+/// The daemon's logins. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth(Arc<Inner>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Auth {
+    /// Logins over `tokens`; nothing is read until [`restore`](Self::restore).
+    pub fn new(tokens: TokenStore) -> Auth {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("eodispatch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            // Identity providers answer token requests directly; never follow a
+            // redirect with a form full of secrets.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("building the HTTP client (rustls) must not fail");
+        Auth(Arc::new(Inner {
+            http,
+            tokens,
+            sessions: Mutex::default(),
+            credentials: Mutex::default(),
+            attempts: Mutex::default(),
+            browser: Mutex::default(),
+            providers: Mutex::default(),
+            probed: Mutex::default(),
+        }))
+    }
+
+    /// The token store.
+    pub fn tokens(&self) -> &TokenStore {
+        &self.0.tokens
+    }
+
+    /// The session of `endpoint`, if logged in.
+    pub fn session(&self, endpoint: &str) -> Option<Arc<Session>> {
+        lock(&self.0.sessions)
+            .get(&normalise_endpoint(endpoint))
+            .cloned()
+    }
+
+    /// Restores the logins remembered in the store (no keyring access: the first
+    /// request of each backend renews its access token).
+    pub async fn restore(&self, d: &Daemon) -> Result<(), StoreError> {
+        for r in d.store().logins().await? {
+            let Some(method) = Method::parse(&r.method) else {
+                continue;
+            };
+            let credential = self.credential(
+                TokenKey::new(&r.issuer, &r.client_id),
+                method,
+                "openid".into(),
+                None,
+                false,
+            );
+            let session = Arc::new(Session {
+                endpoint: r.endpoint.clone(),
+                provider_id: r.provider_id,
+                provider_title: r.provider_title,
+                credential,
+            });
+            d.backends()
+                .get(&r.endpoint)
+                .client
+                .set_session(Some(session.clone()));
+            lock(&self.0.sessions).insert(r.endpoint, session);
+        }
+        Ok(())
+    }
+
+    /// The shared credential of `key`; `fresh` replaces an existing one (a new login).
+    fn credential(
+        &self,
+        key: TokenKey,
+        method: Method,
+        scope: String,
+        discovery: Option<Discovery>,
+        fresh: bool,
+    ) -> Arc<Credential> {
+        let mut map = lock(&self.0.credentials);
+        if !fresh {
+            if let Some(c) = map.get(&key) {
+                return c.clone();
+            }
+        }
+        let c = Arc::new(Credential::new(
+            key.clone(),
+            method,
+            scope,
+            self.0.http.clone(),
+            self.0.tokens.clone(),
+            discovery,
+        ));
+        map.insert(key, c.clone());
+        c
+    }
+
+    /// Starts a login. Device and browser logins answer `pending` at once and end in the
+    /// background (an `auth` event says when); client credentials end before answering.
+    pub async fn start_login(
+        &self,
+        d: &Daemon,
+        req: LoginRequest,
+    ) -> Result<LoginStarted, AuthError> {
+        let endpoint = normalise_endpoint(&req.endpoint);
+        let backend = d.backends().get(&req.endpoint);
+        let providers = oidc::parse_providers(&backend.client.oidc_providers().await?)?;
+        lock(&self.0.providers).insert(endpoint.clone(), providers.clone());
+        let provider = oidc::pick_provider(&providers, req.provider_id.as_deref())
+            .map_err(|e| AuthError::Invalid {
+                field: "provider_id",
+                reason: e.to_string(),
+            })?
+            .clone();
+        let discovery = oidc::discover(&self.0.http, &provider.issuer).await?;
+        let login_id = oidc::random_token(12);
+        let mut started = LoginStarted {
+            login_id: login_id.clone(),
+            endpoint: endpoint.clone(),
+            method: req.method.as_str(),
+            state: "pending",
+            provider_id: provider.id.clone(),
+            user_code: None,
+            verification_uri: None,
+            verification_uri_complete: None,
+            expires_in: None,
+            interval: None,
+            authorization_url: None,
+        };
+        let flow_client = |flow: Flow, what: &str| -> Result<String, AuthError> {
+            match &req.client_id {
+                Some(c) => Ok(c.clone()),
+                None => oidc::pick_client(&provider, flow)
+                    .map(|c| c.id.clone())
+                    .ok_or_else(|| AuthError::Invalid {
+                        field: "client_id",
+                        reason: format!(
+                            "provider {:?} lists no default client for the {what} flow; pass a client_id registered for it",
+                            provider.id
+                        ),
+                    }),
+            }
+        };
+        match req.method {
+            Method::Device => {
+                let client_id = flow_client(Flow::Device, "device code")?;
+                let scope = oidc::scope(&provider, &discovery, true);
+                let pkce = Pkce::new();
+                let dev = oidc::device_authorize(
+                    &self.0.http,
+                    &discovery,
+                    &client_id,
+                    &scope,
+                    Some(&pkce),
+                )
+                .await?;
+                started.user_code = Some(dev.user_code.clone());
+                started.verification_uri = Some(dev.verification_uri.clone());
+                started.verification_uri_complete = dev.verification_uri_complete.clone();
+                started.expires_in = Some(dev.expires_in);
+                started.interval = Some(dev.interval);
+                self.new_attempt(&login_id, &endpoint, Method::Device);
+                let this = self.clone();
+                let daemon = d.clone();
+                let job = DeviceJob {
+                    login_id: login_id.clone(),
+                    endpoint: endpoint.clone(),
+                    provider,
+                    client_id,
+                    discovery,
+                    pkce,
+                    scope,
+                    device: dev,
+                };
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = this.poll_device(&daemon, job) => {}
+                        _ = daemon.shutting_down() => {}
+                    }
+                });
+            }
+            Method::Browser => {
+                let client_id = flow_client(Flow::Browser, "authorization code")?;
+                let scope = oidc::scope(&provider, &discovery, true);
+                let pkce = Pkce::new();
+                let state = oidc::random_token(32);
+                let redirect_uri = format!("http://127.0.0.1:{}/auth/callback", d.port());
+                let url = oidc::authorization_url(
+                    &discovery,
+                    &client_id,
+                    &redirect_uri,
+                    &scope,
+                    &state,
+                    &pkce,
+                )?;
+                started.authorization_url = Some(url);
+                self.new_attempt(&login_id, &endpoint, Method::Browser);
+                let mut pending = lock(&self.0.browser);
+                pending.retain(|_, p| p.created.elapsed() < BROWSER_TTL);
+                pending.insert(
+                    state,
+                    BrowserPending {
+                        login_id: login_id.clone(),
+                        endpoint: endpoint.clone(),
+                        provider,
+                        client_id,
+                        discovery,
+                        pkce,
+                        redirect_uri,
+                        scope,
+                        created: Instant::now(),
+                    },
+                );
+            }
+            Method::ClientCredentials => {
+                let client_id = req.client_id.clone().ok_or(AuthError::Invalid {
+                    field: "client_id",
+                    reason: "required for client_credentials".into(),
+                })?;
+                let secret = req.client_secret.as_ref().ok_or(AuthError::Invalid {
+                    field: "client_secret",
+                    reason: "required for client_credentials".into(),
+                })?;
+                let scope = oidc::scope(&provider, &discovery, false);
+                let set = oidc::client_credentials(
+                    &self.0.http,
+                    &discovery,
+                    &client_id,
+                    secret,
+                    &scope,
+                )
+                .await?;
+                self.new_attempt(&login_id, &endpoint, Method::ClientCredentials);
+                let done = Done {
+                    login_id: login_id.clone(),
+                    endpoint: endpoint.clone(),
+                    provider: &provider,
+                    client_id: &client_id,
+                    method: Method::ClientCredentials,
+                    discovery,
+                    scope,
+                };
+                if let Err(e) = self.finish(d, done, set, Some(secret)).await {
+                    self.end_attempt(d, &login_id, "failed", Some(e.to_string()));
+                    return Err(e);
+                }
+                started.state = "logged_in";
+            }
+        }
+        self.publish(d, &endpoint, None);
+        Ok(started)
+    }
+
+    fn new_attempt(&self, login_id: &str, endpoint: &str, method: Method) {
+        let mut attempts = lock(&self.0.attempts);
+        attempts.retain(|_, a| a.created.elapsed() < Duration::from_secs(24 * 3600));
+        attempts.insert(
+            login_id.to_string(),
+            Attempt {
+                endpoint: endpoint.to_string(),
+                method,
+                state: "pending",
+                error: None,
+                created: Instant::now(),
+            },
+        );
+    }
+
+    fn end_attempt(&self, d: &Daemon, login_id: &str, state: &'static str, error: Option<String>) {
+        let endpoint = {
+            let mut attempts = lock(&self.0.attempts);
+            let Some(a) = attempts.get_mut(login_id) else {
+                return;
+            };
+            a.state = state;
+            a.error = error;
+            a.endpoint.clone()
+        };
+        self.publish(d, &endpoint, Some(login_id.to_string()));
+    }
+
+    /// Where a login attempt stands.
+    pub fn attempt(&self, login_id: &str) -> Result<LoginStatus, AuthError> {
+        let attempts = lock(&self.0.attempts);
+        let a = attempts
+            .get(login_id)
+            .ok_or_else(|| AuthError::UnknownLogin(login_id.to_string()))?;
+        Ok(LoginStatus {
+            login_id: login_id.to_string(),
+            endpoint: a.endpoint.clone(),
+            method: a.method.as_str(),
+            state: a.state,
+            error: a.error.clone(),
+        })
+    }
+
+    async fn poll_device(&self, d: &Daemon, job: DeviceJob) {
+        let deadline = Instant::now() + Duration::from_secs(job.device.expires_in);
+        let mut interval = Duration::from_secs(job.device.interval);
+        loop {
+            tokio::time::sleep(interval).await;
+            if Instant::now() >= deadline {
+                self.end_attempt(
+                    d,
+                    &job.login_id,
+                    "expired",
+                    Some("the code expired before the login was completed".into()),
+                );
+                return;
+            }
+            if lock(&self.0.attempts)
+                .get(&job.login_id)
+                .is_none_or(|a| a.state != "pending")
+            {
+                return; // cancelled by a logout or a newer login
+            }
+            let poll = oidc::device_poll(
+                &self.0.http,
+                &job.discovery,
+                &job.client_id,
+                &job.device.device_code,
+                Some(&job.pkce),
+            )
+            .await;
+            match poll {
+                Ok(oidc::DevicePoll::Pending) => {}
+                Ok(oidc::DevicePoll::SlowDown) => interval += Duration::from_secs(5),
+                Ok(oidc::DevicePoll::Done(set)) => {
+                    let done = Done {
+                        login_id: job.login_id.clone(),
+                        endpoint: job.endpoint.clone(),
+                        provider: &job.provider,
+                        client_id: &job.client_id,
+                        method: Method::Device,
+                        discovery: job.discovery.clone(),
+                        scope: job.scope.clone(),
+                    };
+                    if let Err(e) = self.finish(d, done, set, None).await {
+                        self.end_attempt(d, &job.login_id, "failed", Some(e.to_string()));
+                    }
+                    return;
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "device login: provider unreachable; polling on");
+                }
+                Err(e) => {
+                    let state = match &e {
+                        OidcError::Rejected { error, .. } if error == "expired_token" => "expired",
+                        _ => "failed",
+                    };
+                    self.end_attempt(d, &job.login_id, state, Some(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends a browser login (`GET /auth/callback`). The `state` is single-use.
+    pub async fn callback(
+        &self,
+        d: &Daemon,
+        state: Option<&str>,
+        code: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<String, String> {
+        let pending = state.and_then(|s| lock(&self.0.browser).remove(s));
+        let Some(p) = pending else {
+            return Err("This login link is unknown or was already used. Start the login again.".into());
+        };
+        if p.created.elapsed() >= BROWSER_TTL {
+            self.end_attempt(d, &p.login_id, "expired", Some("the login took too long".into()));
+            return Err("This login took too long. Start it again.".into());
+        }
+        if let Some(e) = error {
+            let e: String = e.chars().filter(|c| !c.is_control()).take(200).collect();
+            self.end_attempt(d, &p.login_id, "failed", Some(format!("the identity provider answered {e}")));
+            return Err(format!("The identity provider refused the login ({e})."));
+        }
+        let Some(code) = code else {
+            self.end_attempt(d, &p.login_id, "failed", Some("no code in the redirect".into()));
+            return Err("The redirect carried no authorization code.".into());
+        };
+        let set = match oidc::exchange_code(
+            &self.0.http,
+            &p.discovery,
+            &p.client_id,
+            code,
+            &p.redirect_uri,
+            &p.pkce,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.end_attempt(d, &p.login_id, "failed", Some(e.to_string()));
+                return Err(format!("The login could not be completed: {e}"));
+            }
+        };
+        let done = Done {
+            login_id: p.login_id.clone(),
+            endpoint: p.endpoint.clone(),
+            provider: &p.provider,
+            client_id: &p.client_id,
+            method: Method::Browser,
+            discovery: p.discovery.clone(),
+            scope: p.scope.clone(),
+        };
+        match self.finish(d, done, set, None).await {
+            Ok(()) => Ok(p.endpoint),
+            Err(e) => {
+                self.end_attempt(d, &p.login_id, "failed", Some(e.to_string()));
+                Err(format!("The login could not be completed: {e}"))
+            }
+        }
+    }
+
+    /// A login succeeded: secret into the token store, login into SQLite, session onto
+    /// the backend; waiting jobs go on.
+    async fn finish(
+        &self,
+        d: &Daemon,
+        done: Done<'_>,
+        set: oidc::TokenSet,
+        secret: Option<&SecretString>,
+    ) -> Result<(), AuthError> {
+        if done.method != Method::ClientCredentials && set.refresh_token.is_none() {
+            tracing::warn!(issuer = %done.provider.issuer, "the provider gave no refresh token: the login lasts as long as the access token");
+        }
+        let key = TokenKey::new(&done.provider.issuer, done.client_id);
+        let credential = self.credential(
+            key.clone(),
+            done.method,
+            done.scope.clone(),
+            Some(done.discovery.clone()),
+            true,
+        );
+        credential.install(set, secret).await?;
+        d.store()
+            .put_login(LoginRecord {
+                endpoint: done.endpoint.clone(),
+                provider_id: done.provider.id.clone(),
+                provider_title: Some(done.provider.title.clone()).filter(|t| !t.is_empty()),
+                issuer: done.provider.issuer.clone(),
+                client_id: done.client_id.to_string(),
+                method: done.method.as_str().to_string(),
+            })
+            .await?;
+        let session = Arc::new(Session {
+            endpoint: done.endpoint.clone(),
+            provider_id: done.provider.id.clone(),
+            provider_title: Some(done.provider.title.clone()).filter(|t| !t.is_empty()),
+            credential: credential.clone(),
+        });
+        // Other backends logged in with the same issuer and client share the new
+        // credential (their stored refresh token was just replaced).
+        let mut others = Vec::new();
+        {
+            let mut sessions = lock(&self.0.sessions);
+            for (ep, s) in sessions.iter_mut() {
+                if ep != &done.endpoint && s.credential.key() == &key {
+                    *s = Arc::new(Session {
+                        endpoint: s.endpoint.clone(),
+                        provider_id: s.provider_id.clone(),
+                        provider_title: s.provider_title.clone(),
+                        credential: credential.clone(),
+                    });
+                    others.push((ep.clone(), s.clone()));
+                }
+            }
+            sessions.insert(done.endpoint.clone(), session.clone());
+        }
+        for (ep, s) in others {
+            d.backends().get(&ep).client.set_session(Some(s));
+            d.scheduler().backend_ready(d, &ep);
+        }
+        let backend = d.backends().get(&done.endpoint);
+        backend.client.set_session(Some(session));
+        backend.mark_ok();
+        tracing::info!(backend = %done.endpoint, provider = %done.provider.id, method = done.method.as_str(), "logged in");
+        {
+            let mut attempts = lock(&self.0.attempts);
+            if let Some(a) = attempts.get_mut(&done.login_id) {
+                a.state = "logged_in";
+            }
+        }
+        self.publish(d, &done.endpoint, Some(done.login_id.clone()));
+        d.scheduler().backend_ready(d, &done.endpoint);
+        Ok(())
+    }
+
+    /// Logs out of `endpoint`: its secret leaves the token store (unless another
+    /// backend still uses the same issuer and client), the login is forgotten.
+    pub async fn logout(&self, d: &Daemon, endpoint: &str) -> Result<BackendEntry, AuthError> {
+        let key = normalise_endpoint(endpoint);
+        let removed = lock(&self.0.sessions).remove(&key);
+        {
+            let mut attempts = lock(&self.0.attempts);
+            for a in attempts.values_mut() {
+                if a.endpoint == key && a.state == "pending" {
+                    a.state = "failed";
+                    a.error = Some("logged out".into());
+                }
+            }
+        }
+        lock(&self.0.browser).retain(|_, p| p.endpoint != key);
+        let backend = d.backends().get(endpoint);
+        backend.client.set_session(None);
+        if let Some(s) = removed {
+            let shared = lock(&self.0.sessions)
+                .values()
+                .any(|o| o.credential.key() == s.credential.key());
+            if !shared {
+                self.0.tokens.delete(s.credential.key()).await?;
+                lock(&self.0.credentials).remove(s.credential.key());
+            }
+        }
+        d.store().delete_login(key.clone()).await?;
+        tracing::info!(backend = %key, "logged out");
+        self.publish(d, &key, None);
+        Ok(self.entry(d, &backend))
+    }
+
+    /// Publishes an `auth` event with the backend's entry.
+    pub fn publish(&self, d: &Daemon, endpoint: &str, login_id: Option<String>) {
+        let backend = d.backends().get(endpoint);
+        let mut entry = self.entry(d, &backend);
+        entry.login_id = login_id;
+        d.events().publish(
+            EventKind::Auth,
+            serde_json::to_value(&entry).unwrap_or(serde_json::Value::Null),
+        );
+    }
+
+    /// Describes a backend (no I/O, no token).
+    pub fn entry(&self, d: &Daemon, backend: &Backend) -> BackendEntry {
+        let s = backend.state();
+        let key = normalise_endpoint(&s.url);
+        let session = lock(&self.0.sessions).get(&key).cloned();
+        let pending = lock(&self.0.attempts)
+            .values()
+            .any(|a| a.endpoint == key && a.state == "pending");
+        let configured_token = d
+            .config()
+            .backends
+            .values()
+            .any(|b| normalise_endpoint(&b.url) == key && b.access_token.is_some());
+        let login = match &session {
+            Some(sess) => {
+                let refused = sess.credential.refused();
+                LoginInfo {
+                    state: if refused.is_some() {
+                        "login_required"
+                    } else {
+                        "logged_in"
+                    },
+                    method: Some(sess.credential.method().as_str()),
+                    provider_id: Some(sess.provider_id.clone()),
+                    provider_title: sess.provider_title.clone(),
+                    issuer: Some(sess.credential.key().issuer().to_string()),
+                    expires_at: sess
+                        .credential
+                        .expires_at()
+                        .map(|t| crate::job::rfc3339_z::format(&t)),
+                    message: refused,
+                }
+            }
+            None => LoginInfo {
+                state: if pending {
+                    "pending"
+                } else if configured_token {
+                    "logged_in"
+                } else if s.state == "login_required" {
+                    "login_required"
+                } else {
+                    "logged_out"
+                },
+                method: configured_token.then_some("config_token"),
+                provider_id: None,
+                provider_title: None,
+                issuer: None,
+                expires_at: None,
+                message: None,
+            },
+        };
+        let capabilities = backend.client.cached_capabilities();
+        let providers = lock(&self.0.providers)
+            .get(&key)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| ProviderInfo {
+                        id: p.id.clone(),
+                        title: p.title.clone(),
+                        issuer: p.issuer.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        BackendEntry {
+            url: s.url,
+            title: capabilities.as_ref().map(|c| c.title.clone()),
+            state: s.state,
+            message: s.message,
+            last_contact: s.last_contact,
+            max_running_jobs: s.max_running_jobs,
+            login,
+            token_store: self.0.tokens.kind().as_str(),
+            capabilities: capabilities.map(|c| CapabilitiesInfo {
+                api_version: c.api_version.clone(),
+                backend_version: c.backend_version.clone(),
+                title: c.title.clone(),
+            }),
+            providers,
+            login_id: None,
+        }
+    }
+
+    /// Every known backend, after a short, bounded attempt to learn the capabilities and
+    /// providers of those not asked yet (at most once a minute each).
+    pub async fn entries(&self, d: &Daemon) -> Vec<BackendEntry> {
+        let backends = d.backends().all();
+        let mut probes = Vec::new();
+        for b in &backends {
+            let key = normalise_endpoint(&b.state().url);
+            let known = b.client.cached_capabilities().is_some()
+                && lock(&self.0.providers).contains_key(&key);
+            let due = lock(&self.0.probed)
+                .get(&key)
+                .is_none_or(|t| t.elapsed() >= PROBE_EVERY);
+            if !known && due {
+                lock(&self.0.probed).insert(key.clone(), Instant::now());
+                let b = b.clone();
+                let this = self.clone();
+                probes.push(tokio::spawn(async move {
+                    let _ = b.client.capabilities().await;
+                    if let Ok(doc) = b.client.oidc_providers().await {
+                        if let Ok(ps) = oidc::parse_providers(&doc) {
+                            lock(&this.0.providers).insert(key, ps);
+                        }
+                    }
+                }));
+            }
+        }
+        if !probes.is_empty() {
+            let _ = tokio::time::timeout(PROBE_WAIT, futures_util::future::join_all(probes)).await;
+        }
+        backends.iter().map(|b| self.entry(d, b)).collect()
+    }
+
+    /// Checks that the token store works (for `doctor`).
+    pub async fn probe_store(&self) -> Result<StoreKind, TokenStoreError> {
+        self.0.tokens.probe().await?;
+        Ok(self.0.tokens.kind())
+    }
+}
+
+struct DeviceJob {
+    login_id: String,
+    endpoint: String,
+    provider: Provider,
+    client_id: String,
+    discovery: Discovery,
+    pkce: Pkce,
+    scope: String,
+    device: oidc::DeviceStart,
+}
+
+struct Done<'a> {
+    login_id: String,
+    endpoint: String,
+    provider: &'a Provider,
+    client_id: &'a str,
+    method: Method,
+    discovery: Discovery,
+    scope: String,
+}

@@ -167,7 +167,17 @@ pub async fn run_checks() -> Vec<Check> {
         checks.push(check_store(config.db_path()).await);
         checks.push(check_results(config));
     }
-    checks.push(check_keyring().await);
+    checks.push(match &config {
+        Some(c) if c.token_store == crate::auth::tokens::StoreKind::File => Check::warn(
+            "keyring",
+            format!(
+                "token store: plain file {} (0600), as config.toml asks",
+                c.token_file().display()
+            ),
+            "prefer the OS keyring: remove `token_store = \"file\"` from config.toml",
+        ),
+        _ => check_keyring().await,
+    });
     checks.push(check_gdal().await);
     checks
 }
@@ -422,7 +432,10 @@ async fn check_keyring() -> Check {
         return Check::fail("keyring", format!("keyring not checked ({e})"), "retry");
     }
     match tokio::time::timeout(KEYRING_TIMEOUT, rx).await {
-        Ok(Ok(Ok(()))) => Check::ok("keyring", "keyring available (Secret Service)"),
+        Ok(Ok(Ok(()))) => Check::ok(
+            "keyring",
+            "token store: OS keyring (Secret Service) available",
+        ),
         Ok(Ok(Err(why))) => Check::fail(
             "keyring",
             format!("keyring not available ({why})"),

@@ -15,6 +15,7 @@ pub mod client;
 pub mod commands;
 pub mod doctor;
 pub mod human;
+pub mod login;
 pub mod serve;
 pub mod submit;
 pub mod table;

@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use crate::auth::session::{Session, SessionError};
 use crate::job::OutputFormat;
 
 // ============================================================================
@@ -369,6 +370,8 @@ struct Inner {
     client: reqwest::Client,
     /// The credential; a std lock because it is never held across an `.await`.
     bearer: RwLock<Option<Bearer>>,
+    /// The login session that renews the bearer, if logged in.
+    session: RwLock<Option<Arc<Session>>>,
     /// The API URL found by version discovery (errors are not cached).
     api: OnceCell<Url>,
     /// The capabilities document (errors are not cached).
@@ -419,6 +422,7 @@ impl OpenEoBackend {
                 shown: redact_url(endpoint.trim_end_matches('/')),
                 client,
                 bearer: RwLock::new(None),
+                session: RwLock::new(None),
                 api: OnceCell::new(),
                 capabilities: OnceCell::new(),
                 requests: AtomicU64::new(0),
@@ -456,13 +460,21 @@ impl OpenEoBackend {
         Ok(self.api().await?.as_str().trim_end_matches('/').to_string())
     }
 
+    /// The capabilities document if it was fetched already (no I/O).
+    pub fn cached_capabilities(&self) -> Option<Arc<Capabilities>> {
+        self.inner.capabilities.get().cloned()
+    }
+
     /// The capabilities document (`GET {api}/`), fetched once.
     pub async fn capabilities(&self) -> Result<Arc<Capabilities>, OpenEoError> {
         self.inner
             .capabilities
             .get_or_try_init(|| async {
                 let url = self.url(&[""]).await?;
-                let answer = self.send(Method::GET, url, None, Kind::Idempotent).await?;
+                // Public, like `/credentials/oidc`.
+                let answer = self
+                    .send_to(Method::GET, url, None, Kind::Idempotent, false)
+                    .await?;
                 let v = self.json(&answer)?;
                 Capabilities::parse(&v).map(Arc::new).ok_or_else(|| {
                     self.protocol("the capabilities document has no api_version".into())
@@ -710,7 +722,11 @@ impl OpenEoBackend {
     /// (`{"providers": [{id, issuer, title, scopes, default_clients}]}`).
     pub async fn oidc_providers(&self) -> Result<Value, OpenEoError> {
         let url = self.url(&["credentials", "oidc"]).await?;
-        let answer = self.send(Method::GET, url, None, Kind::Idempotent).await?;
+        // Public: no credential, so that a backend whose login expired can be logged
+        // in to again.
+        let answer = self
+            .send_to(Method::GET, url, None, Kind::Idempotent, false)
+            .await?;
         let v = self.json(&answer)?;
         if !v.get("providers").is_some_and(Value::is_array) {
             return Err(self.protocol("/credentials/oidc has no providers list".into()));
@@ -811,8 +827,9 @@ impl OpenEoBackend {
         self.send_to(method, url, body, kind, own).await
     }
 
-    /// Sends one request and classifies the outcome. `with_bearer`: attach the
-    /// credential (only ever for the backend's own origin).
+    /// Sends a request and classifies the outcome. `with_bearer`: attach the credential
+    /// (only ever for the backend's own origin). With a login [`Session`], the access token
+    /// is renewed ahead of expiry, and a 403 `TokenInvalid` renews it and retries once.
     async fn send_to(
         &self,
         method: Method,
@@ -821,12 +838,92 @@ impl OpenEoBackend {
         kind: Kind,
         with_bearer: bool,
     ) -> Result<Answer, OpenEoError> {
+        let session = if with_bearer { self.session() } else { None };
+        let Some(session) = session else {
+            let header = if with_bearer { self.bearer_header()? } else { None };
+            return self.send_once(method, url, body, kind, header).await;
+        };
+        let (bearer, used) = session
+            .bearer()
+            .await
+            .map_err(|e| self.session_error(e))?;
+        let header = self.remember(bearer)?;
+        let first = self
+            .send_once(method.clone(), url.clone(), body, kind, header)
+            .await;
+        match first {
+            Err(OpenEoError::Auth { ref code, .. }) if code == "TokenInvalid" => {
+                tracing::info!(backend = %self.inner.shown, "token refused; renewing it and retrying once");
+                let bearer = session
+                    .rejected(&used)
+                    .await
+                    .map_err(|e| self.session_error(e))?;
+                let header = self.remember(bearer)?;
+                self.send_once(method, url, body, kind, header).await
+            }
+            other => other,
+        }
+    }
+
+    /// The login session, if the backend has one.
+    pub fn session(&self) -> Option<Arc<Session>> {
+        self.inner
+            .session
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Sets (or clears) the login session; it takes precedence over a fixed bearer.
+    pub fn set_session(&self, session: Option<Arc<Session>>) {
+        let clear = session.is_none();
+        *self
+            .inner
+            .session
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = session;
+        if clear {
+            self.set_bearer(None);
+        }
+    }
+
+    /// Keeps `bearer` as the current credential (so that error texts are scrubbed of it)
+    /// and returns its header value.
+    fn remember(&self, bearer: Bearer) -> Result<Option<HeaderValue>, OpenEoError> {
+        self.set_bearer(Some(bearer));
+        self.bearer_header()
+    }
+
+    fn session_error(&self, e: SessionError) -> OpenEoError {
+        let backend = self.inner.shown.clone();
+        match e {
+            SessionError::LoginRequired(message) => OpenEoError::Auth {
+                backend,
+                code: "LoginRequired".into(),
+                message,
+            },
+            SessionError::Store(message) => OpenEoError::Auth {
+                backend,
+                code: "TokenStoreUnavailable".into(),
+                message,
+            },
+            SessionError::Unreachable(reason) => OpenEoError::Unreachable { backend, reason },
+        }
+    }
+
+    /// Sends one request with the given `Authorization` value and classifies the outcome.
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Map<String, Value>>,
+        kind: Kind,
+        authorization: Option<HeaderValue>,
+    ) -> Result<Answer, OpenEoError> {
         let shown_url = redact_url(url.as_str());
         let mut req = self.inner.client.request(method.clone(), url);
-        if with_bearer {
-            if let Some(value) = self.bearer_header()? {
-                req = req.header(AUTHORIZATION, value);
-            }
+        if let Some(value) = authorization {
+            req = req.header(AUTHORIZATION, value);
         }
         if let Some(b) = body {
             req = req.json(b);

@@ -18,6 +18,7 @@
 //!   handle) lets the writer finish every queued operation, checkpoints the WAL and
 //!   closes the connections.
 
+mod logins;
 mod readers;
 mod rows;
 mod schema;
@@ -39,6 +40,7 @@ use crate::job::{
     Job, JobError, JobRequest, Results, Status, SubmitState, Task, TaskRequest, TaskSummary,
 };
 
+pub use logins::LoginRecord;
 pub use schema::SCHEMA_VERSION;
 
 /// Errors of the store.

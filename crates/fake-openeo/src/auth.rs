@@ -141,6 +141,74 @@ async fn check_token(shared: &Shared, token: &str) -> Result<User, ApiError> {
                 );
             user.ok_or_else(ApiError::token_invalid)
         }
+        TokenCheck::Introspect {
+            url,
+            client_id,
+            client_secret,
+        } => {
+            if let Some(hit) = cached(shared, token) {
+                return hit.ok_or_else(ApiError::token_invalid);
+            }
+            let answer = shared
+                .http
+                .post(url)
+                .basic_auth(client_id, Some(client_secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        503,
+                        "ServiceUnavailable",
+                        format!("The identity provider could not be reached: {e}"),
+                    )
+                })?;
+            let info: serde_json::Value = if answer.status().is_success() {
+                answer.json().await.unwrap_or_default()
+            } else {
+                serde_json::Value::Null
+            };
+            let active = info.get("active").and_then(|v| v.as_bool()) == Some(true);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let exp = info.get("exp").and_then(|v| v.as_u64());
+            let user = if active && exp.is_none_or(|e| e > now) {
+                let sub = info
+                    .get("sub")
+                    .or_else(|| info.get("client_id"))
+                    .and_then(|v| v.as_str())
+                    .map(sanitize)
+                    .unwrap_or_else(|| "user".into());
+                Some(User {
+                    name: sub.clone(),
+                    id: sub,
+                })
+            } else {
+                None
+            };
+            // Cache for USERINFO_CACHE, but never past the token's expiry.
+            let cache_from = match exp {
+                Some(e) if user.is_some() => {
+                    let left = Duration::from_secs(e.saturating_sub(now));
+                    Instant::now()
+                        .checked_sub(USERINFO_CACHE.saturating_sub(left))
+                        .unwrap_or_else(Instant::now)
+                }
+                _ => Instant::now(),
+            };
+            shared
+                .token_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .insert(
+                    token.to_string(),
+                    (cache_from, user.clone().map(|u| (u.id, u.name))),
+                );
+            user.ok_or_else(ApiError::token_invalid)
+        }
     }
 }
 

@@ -144,6 +144,19 @@ pub enum TokenCheck {
     /// Like `Any`, and a request without `Authorization` is the user `anonymous`
     /// (demos without a login; real backends never do this).
     Anonymous,
+    /// The token is valid if the OIDC provider's introspection endpoint (RFC 7662), asked
+    /// with HTTP Basic `client_id:client_secret`, says `active: true`. Works for every kind of
+    /// access token, including client-credentials tokens that userinfo refuses. The user id
+    /// is `sub` (or `client_id` for a service account). Answers are cached for a few seconds,
+    /// never past the token's `exp`.
+    Introspect {
+        /// The introspection endpoint.
+        url: String,
+        /// Client id the fake authenticates with.
+        client_id: String,
+        /// Its secret.
+        client_secret: String,
+    },
 }
 
 /// One OIDC provider as listed by `GET /credentials/oidc`.

@@ -40,6 +40,16 @@ struct Cli {
     /// before logging in exists.
     #[arg(long)]
     anonymous: bool,
+    /// Check bearer tokens with this OIDC introspection endpoint (RFC 7662) instead; needs
+    /// `--introspect-client`.
+    #[arg(long, requires = "introspect_client")]
+    introspect: Option<String>,
+    /// `client_id:client_secret` the fake authenticates with at `--introspect`.
+    #[arg(long)]
+    introspect_client: Option<String>,
+    /// Client id listed as the provider's default client (default `fake-client`).
+    #[arg(long)]
+    default_client: Option<String>,
     /// Issuer URL of the `fake` OIDC provider.
     #[arg(long, default_value = fake_openeo::DEFAULT_ISSUER)]
     issuer: String,
@@ -65,13 +75,30 @@ async fn main() -> anyhow::Result<()> {
         udp_dir,
         plan: JobPlan::finishing(cli.queued_secs, cli.running_secs),
         link_ttl_secs: cli.link_ttl_secs,
-        token_check: if cli.anonymous {
+        token_check: if let (Some(url), Some(client)) = (cli.introspect, cli.introspect_client) {
+            let (client_id, client_secret) = client
+                .split_once(':')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--introspect-client must be ID:SECRET"))?;
+            TokenCheck::Introspect {
+                url,
+                client_id,
+                client_secret,
+            }
+        } else if cli.anonymous {
             TokenCheck::Anonymous
         } else if cli.tokens.is_empty() {
             TokenCheck::Any
         } else {
             TokenCheck::Static(cli.tokens.into_iter().collect::<HashSet<_>>())
         },
+        providers: cli.default_client.map(|id| {
+            let mut p = fake_openeo::OidcProvider::fake(&cli.issuer);
+            for c in &mut p.default_clients {
+                c.id = id.clone();
+            }
+            vec![p]
+        }),
         issuer: cli.issuer,
         ..FakeConfig::default()
     };
