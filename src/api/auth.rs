@@ -15,13 +15,13 @@ use utoipa::ToSchema;
 
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
-use crate::job::validate::FieldError;
 use super::unit_jobs::backend_problem;
 use crate::auth::session::Method;
 use crate::auth::tokens::SecretString;
 use crate::auth::{AuthError, BackendEntry, LoginRequest, LoginStarted, LoginStatus};
 use crate::daemon::Daemon;
 use crate::job::validate::check_http_url;
+use crate::job::validate::FieldError;
 
 /// Body of `POST /auth/login`.
 #[derive(Deserialize, ToSchema)]
@@ -187,10 +187,7 @@ pub async fn login_status(
     State(d): State<Daemon>,
     Path(login_id): Path<String>,
 ) -> Result<Json<LoginStatus>, Problem> {
-    d.auth()
-        .attempt(&login_id)
-        .map(Json)
-        .map_err(auth_problem)
+    d.auth().attempt(&login_id).map(Json).map_err(auth_problem)
 }
 
 /// The redirect of a browser login.

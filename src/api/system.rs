@@ -168,4 +168,3 @@ pub async fn events(
         .take_until(async move { shutdown.shutting_down().await });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
-

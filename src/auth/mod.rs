@@ -464,14 +464,9 @@ impl Auth {
                     reason: "required for client_credentials".into(),
                 })?;
                 let scope = oidc::scope(&provider, &discovery, false);
-                let set = oidc::client_credentials(
-                    &self.0.http,
-                    &discovery,
-                    &client_id,
-                    secret,
-                    &scope,
-                )
-                .await?;
+                let set =
+                    oidc::client_credentials(&self.0.http, &discovery, &client_id, secret, &scope)
+                        .await?;
                 self.new_attempt(&login_id, &endpoint, Method::ClientCredentials);
                 let done = Done {
                     login_id: login_id.clone(),
@@ -607,19 +602,36 @@ impl Auth {
     ) -> Result<String, String> {
         let pending = state.and_then(|s| lock(&self.0.browser).remove(s));
         let Some(p) = pending else {
-            return Err("This login link is unknown or was already used. Start the login again.".into());
+            return Err(
+                "This login link is unknown or was already used. Start the login again.".into(),
+            );
         };
         if p.created.elapsed() >= BROWSER_TTL {
-            self.end_attempt(d, &p.login_id, "expired", Some("the login took too long".into()));
+            self.end_attempt(
+                d,
+                &p.login_id,
+                "expired",
+                Some("the login took too long".into()),
+            );
             return Err("This login took too long. Start it again.".into());
         }
         if let Some(e) = error {
             let e: String = e.chars().filter(|c| !c.is_control()).take(200).collect();
-            self.end_attempt(d, &p.login_id, "failed", Some(format!("the identity provider answered {e}")));
+            self.end_attempt(
+                d,
+                &p.login_id,
+                "failed",
+                Some(format!("the identity provider answered {e}")),
+            );
             return Err(format!("The identity provider refused the login ({e})."));
         }
         let Some(code) = code else {
-            self.end_attempt(d, &p.login_id, "failed", Some("no code in the redirect".into()));
+            self.end_attempt(
+                d,
+                &p.login_id,
+                "failed",
+                Some("no code in the redirect".into()),
+            );
             return Err("The redirect carried no authorization code.".into());
         };
         let set = match oidc::exchange_code(

@@ -142,7 +142,9 @@ pub enum Flow {
 pub fn pick_client(provider: &Provider, flow: Flow) -> Option<&DefaultClient> {
     let fits = |c: &&DefaultClient| {
         c.grant_types.iter().any(|g| match flow {
-            Flow::Device => g == DEVICE_GRANT || g == "urn:ietf:params:oauth:grant-type:device_code+pkce",
+            Flow::Device => {
+                g == DEVICE_GRANT || g == "urn:ietf:params:oauth:grant-type:device_code+pkce"
+            }
             Flow::Browser => g == "authorization_code" || g == "authorization_code+pkce",
         })
     };
@@ -215,7 +217,10 @@ pub fn scope(provider: &Provider, discovery: &Discovery, want_refresh: bool) -> 
     set.insert("openid".into());
     if want_refresh
         && (discovery.scopes_supported.is_empty()
-            || discovery.scopes_supported.iter().any(|s| s == "offline_access"))
+            || discovery
+                .scopes_supported
+                .iter()
+                .any(|s| s == "offline_access"))
     {
         set.insert("offline_access".into());
     }
@@ -284,13 +289,19 @@ pub async fn device_authorize(
     scope: &str,
     pkce: Option<&Pkce>,
 ) -> Result<DeviceStart, OidcError> {
-    let endpoint = discovery.device_authorization_endpoint.as_deref().ok_or_else(|| {
-        OidcError::Unsupported(format!(
+    let endpoint = discovery
+        .device_authorization_endpoint
+        .as_deref()
+        .ok_or_else(|| {
+            OidcError::Unsupported(format!(
             "the identity provider {} does not offer the device code flow; use the browser flow",
             discovery.issuer
         ))
-    })?;
-    let mut form = vec![("client_id", client_id.to_string()), ("scope", scope.to_string())];
+        })?;
+    let mut form = vec![
+        ("client_id", client_id.to_string()),
+        ("scope", scope.to_string()),
+    ];
     if let Some(p) = pkce {
         form.push(("code_challenge", p.challenge.clone()));
         form.push(("code_challenge_method", "S256".into()));
@@ -307,7 +318,11 @@ pub async fn device_authorize(
             .ok_or_else(|| OidcError::Protocol("no verification_uri".into()))?,
         verification_uri_complete: text("verification_uri_complete"),
         expires_in: v.get("expires_in").and_then(Value::as_u64).unwrap_or(600),
-        interval: v.get("interval").and_then(Value::as_u64).unwrap_or(5).max(1),
+        interval: v
+            .get("interval")
+            .and_then(Value::as_u64)
+            .unwrap_or(5)
+            .max(1),
     })
 }
 
@@ -442,7 +457,14 @@ async fn token_request(
     form: &[(&str, String)],
     basic: Option<(&str, &SecretString)>,
 ) -> Result<TokenSet, OidcError> {
-    let v = post_form(http, &discovery.issuer, &discovery.token_endpoint, form, basic).await?;
+    let v = post_form(
+        http,
+        &discovery.issuer,
+        &discovery.token_endpoint,
+        form,
+        basic,
+    )
+    .await?;
     let token_type = v.get("token_type").and_then(Value::as_str).unwrap_or("");
     if !token_type.eq_ignore_ascii_case("bearer") {
         return Err(OidcError::Protocol(format!(
@@ -510,17 +532,17 @@ async fn post_form(
 
 /// Keeps a provider's words short and printable.
 fn clean(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(300)
-        .collect()
+    s.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
     // reqwest's Display includes the URL; endpoint URLs carry no secrets (forms go in bodies).
     let mut message = e.to_string();
     if let Some(url) = e.url() {
-        message = message.replace(url.as_str(), &crate::platform::openeo::redact_url(url.as_str()));
+        message = message.replace(
+            url.as_str(),
+            &crate::platform::openeo::redact_url(url.as_str()),
+        );
     }
     OidcError::Unreachable {
         issuer: issuer.to_string(),

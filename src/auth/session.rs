@@ -142,7 +142,10 @@ impl Credential {
 
     /// Why a new login is needed, if it is.
     pub fn refused(&self) -> Option<String> {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// When the current access token expires, if known.

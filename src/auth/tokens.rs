@@ -591,7 +591,7 @@ mod tests {
     /// Printed by a child test when its checks passed.
     const CHILD_OK: &str = "TOKENS-CHILD-OK";
     /// Set (to 1) to make the keyring tests fail instead of skipping without a keyring.
-    const REQUIRE_ENV: &str = "EODISPATCH_REQUIRE_SECRET_SERVICE";
+    const REQUIRE_ENV: &str = "TESTS_REQUIRE_SECRET_SERVICE";
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777

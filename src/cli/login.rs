@@ -150,7 +150,11 @@ fn read_secret() -> Result<String, CliError> {
         .lock()
         .take(64 * 1024)
         .read_to_string(&mut s)
-        .map_err(|e| CliError::Input(format!("cannot read the client secret from standard input: {e}")))?;
+        .map_err(|e| {
+            CliError::Input(format!(
+                "cannot read the client secret from standard input: {e}"
+            ))
+        })?;
     let secret = s.lines().next().unwrap_or("").to_string();
     if secret.is_empty() {
         return Err(CliError::Input(

@@ -840,13 +840,14 @@ impl OpenEoBackend {
     ) -> Result<Answer, OpenEoError> {
         let session = if with_bearer { self.session() } else { None };
         let Some(session) = session else {
-            let header = if with_bearer { self.bearer_header()? } else { None };
+            let header = if with_bearer {
+                self.bearer_header()?
+            } else {
+                None
+            };
             return self.send_once(method, url, body, kind, header).await;
         };
-        let (bearer, used) = session
-            .bearer()
-            .await
-            .map_err(|e| self.session_error(e))?;
+        let (bearer, used) = session.bearer().await.map_err(|e| self.session_error(e))?;
         let header = self.remember(bearer)?;
         let first = self
             .send_once(method.clone(), url.clone(), body, kind, header)

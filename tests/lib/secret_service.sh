@@ -37,6 +37,8 @@ for ((i = 0; i < 50; i++)); do
 done
 [[ $owned == 1 ]] || echo "warning: no Secret Service on the session bus after 5 s" >&2
 
+# Tests that need the Secret Service fail (instead of skipping) inside this session.
+export TESTS_REQUIRE_SECRET_SERVICE=1
 status=0
 "$@" || status=$?
 exit "$status"

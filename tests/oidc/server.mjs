@@ -6,7 +6,9 @@
 //     consent, so an HTTP client that follows redirects (and posts the device confirmation form)
 //     plays the browser;
 //   - an in-memory storage adapter the tests can empty (POST /_test/revoke: every grant, access
-//     and refresh token is forgotten, as when an administrator revokes a session);
+//     and refresh token is forgotten, as when an administrator revokes a session;
+//     `?what=access` forgets access tokens only, as when they expire early);
+//   - GET /_test/issued: every token value issued so far;
 //   - GET /_test/stats: how many token requests of each grant type the provider answered and
 //     which scopes were asked for.
 //
@@ -27,10 +29,16 @@ const user = args.user ?? 'alice';
 
 // ---- storage the tests can empty -------------------------------------------------------
 const store = new Map();
+// Every token value issued (opaque tokens are stored under their value), so that tests can
+// look for them where they must never be.
+const issued = new Set();
 class TestAdapter {
   constructor(model) { this.model = model; }
   key(id) { return `${this.model}:${id}`; }
   async upsert(id, payload, expiresIn) {
+    if (['AccessToken', 'RefreshToken', 'ClientCredentials', 'DeviceCode', 'AuthorizationCode'].includes(this.model)) {
+      issued.add(id);
+    }
     store.set(this.key(id), { payload, expires: expiresIn ? Date.now() + expiresIn * 1000 : null });
     if (payload.grantId) store.set(`grant:${payload.grantId}:${this.key(id)}`, { payload: id });
     if (payload.userCode) store.set(`userCode:${payload.userCode}`, { payload: id });
@@ -64,10 +72,13 @@ class TestAdapter {
     }
   }
 }
-function revokeEverything() {
+function revokeEverything(accessOnly) {
   let n = 0;
+  const what = accessOnly
+    ? /^(AccessToken|ClientCredentials):/
+    : /^(Grant|AccessToken|RefreshToken|ClientCredentials|DeviceCode|AuthorizationCode):/;
   for (const k of [...store.keys()]) {
-    if (/^(Grant|AccessToken|RefreshToken|ClientCredentials|DeviceCode|AuthorizationCode):/.test(k)) {
+    if (what.test(k)) {
       store.delete(k);
       n += 1;
     }
@@ -161,8 +172,12 @@ provider.use(async (ctx, next) => {
     ctx.body = stats;
     return;
   }
+  if (ctx.path === '/_test/issued') {
+    ctx.body = [...issued];
+    return;
+  }
   if (ctx.path === '/_test/revoke' && ctx.method === 'POST') {
-    ctx.body = { revoked: revokeEverything() };
+    ctx.body = { revoked: revokeEverything(ctx.query.what === 'access') };
     return;
   }
   // The user signs in and consents without typing.

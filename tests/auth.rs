@@ -1,0 +1,782 @@
+//! Backend logins against a real OpenID Connect provider (panva's `oidc-provider` from the
+//! npm registry, `tests/oidc/server.mjs`) and a fake openEO backend that checks every bearer
+//! token by introspection at that provider; tokens kept in a real Secret Service
+//! (gnome-keyring, when the tests run under `tests/lib/secret_service.sh` as `tests/run`
+//! does; elsewhere the keyring tests skip unless TESTS_REQUIRE_SECRET_SERVICE=1).
+
+mod common;
+#[path = "common/fake.rs"]
+mod fake;
+#[path = "common/oidc.rs"]
+mod oidc;
+
+use std::time::Duration;
+
+use common::TestDaemon;
+use eodispatch::auth::tokens::{TokenKey, TokenStore};
+use fake::{backend_state, pv_request, submit, wait_for, wait_status, Events};
+use oidc::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn job(d: &TestDaemon, id: i64) -> Value {
+    let (s, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
+    assert_eq!(s, 200, "{j}");
+    j
+}
+
+/// Waits until job `id` waits for a login (error code `LoginRequired`, not failed).
+async fn wait_login_required(d: &TestDaemon, id: i64) -> Value {
+    wait_for("the job to wait for a login", WAIT, || async {
+        let j = job(d, id).await;
+        (j["error"]["code"] == "LoginRequired").then_some(j)
+    })
+    .await
+}
+
+/// Starts a device login and approves it like a person would; returns the login id.
+async fn device_login(d: &TestDaemon, endpoint: &str) -> String {
+    let (s, started) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": endpoint, "method": "device"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{started}");
+    let login_id = started["login_id"].as_str().unwrap().to_string();
+    approve_device(started["verification_uri_complete"].as_str().unwrap()).await;
+    wait_logged_in(d, &login_id).await;
+    login_id
+}
+
+async fn wait_logged_in(d: &TestDaemon, login_id: &str) {
+    wait_for("the login to complete", WAIT, || async {
+        let (s, v) = d.get_json(&format!("/auth/logins/{login_id}")).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(
+            v["state"] == "pending" || v["state"] == "logged_in",
+            "login ended {v}"
+        );
+        (v["state"] == "logged_in").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_login_lets_waiting_jobs_run_and_survives_a_restart() {
+    if !secret_service().await {
+        return;
+    }
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config_without_token(tmp.path(), &url);
+    let d = TestDaemon::start_with(cfg.clone()).await;
+
+    // Before any login: logged out, providers discovered, tokens would go to the keyring.
+    let b = backend_state(&d, &url).await;
+    assert_eq!(b["login"]["state"], "logged_out", "{b}");
+    assert_eq!(b["token_store"], "keyring");
+    assert_eq!(b["providers"][0]["id"], PROVIDER_ID, "{b}");
+    assert_eq!(b["providers"][0]["issuer"], idp.issuer.as_str());
+    assert_eq!(b["capabilities"]["api_version"], "1.2.0", "{b}");
+    // A job submitted now waits for a login: it is not failed.
+    let waiting = submit(&d, &pv_request(&url, "before login")).await;
+    let j = wait_login_required(&d, waiting).await;
+    assert_eq!(j["status"], "created", "{j}");
+
+    let events = Events::subscribe(&d).await;
+    let (s, started) = d
+        .post_json("/auth/login", &json!({"endpoint": url, "method": "device"}))
+        .await;
+    assert_eq!(s, 202, "{started}");
+    assert_eq!(started["state"], "pending");
+    assert_eq!(started["provider_id"], PROVIDER_ID);
+    for k in [
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "expires_in",
+        "interval",
+    ] {
+        assert!(!started[k].is_null(), "{k} missing: {started}");
+    }
+    assert!(started.get("device_code").is_none(), "{started}");
+    let login_id = started["login_id"].as_str().unwrap().to_string();
+    assert_eq!(backend_state(&d, &url).await["login"]["state"], "pending");
+    approve_device(started["verification_uri_complete"].as_str().unwrap()).await;
+    wait_logged_in(&d, &login_id).await;
+
+    let b = backend_state(&d, &url).await;
+    assert_eq!(b["login"]["state"], "logged_in", "{b}");
+    assert_eq!(b["login"]["method"], "device");
+    assert_eq!(b["login"]["provider_id"], PROVIDER_ID);
+    assert_eq!(b["login"]["issuer"], idp.issuer.as_str());
+    assert!(b["login"]["expires_at"].is_string(), "{b}");
+    // The waiting job went on by itself, and a new one runs too.
+    wait_status(&d, waiting, "finished", WAIT).await;
+    let second = submit(&d, &pv_request(&url, "after login")).await;
+    wait_status(&d, second, "finished", WAIT).await;
+    let auth_events = events.of_kind("auth");
+    assert!(
+        auth_events
+            .iter()
+            .any(|e| e["login"]["state"] == "logged_in" && e["login_id"] == login_id.as_str()),
+        "no auth event ending the login: {auth_events:?}"
+    );
+    // offline_access was asked for (a refresh token), with PKCE (the provider requires it).
+    let stats = idp.stats().await;
+    assert!(
+        stats["scopes_requested"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .any(|x| x == "offline_access")),
+        "{stats}"
+    );
+    assert_eq!(idp.grants("refresh_token").await, 0, "{stats}");
+    drop(events);
+
+    // Restart: the access token was in memory only; the refresh token in the keyring
+    // gives a new one with exactly one refresh.
+    d.stop().await;
+    let d = TestDaemon::start_with(cfg).await;
+    let b = backend_state(&d, &url).await;
+    assert_eq!(b["login"]["state"], "logged_in", "{b}");
+    assert_eq!(b["login"]["method"], "device");
+    let third = submit(&d, &pv_request(&url, "after restart")).await;
+    wait_status(&d, third, "finished", WAIT).await;
+    assert_eq!(
+        idp.grants("refresh_token").await,
+        1,
+        "{}",
+        idp.stats().await
+    );
+    // Logging out removes the refresh token from the keyring.
+    let (s, b) = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["login"]["state"], "logged_out", "{b}");
+    let key = TokenKey::new(&idp.issuer, PUBLIC_CLIENT);
+    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_returns_to_the_callback_once() {
+    if !secret_service().await {
+        return;
+    }
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+
+    let (s, started) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": url, "method": "browser"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{started}");
+    let auth_url = reqwest::Url::parse(started["authorization_url"].as_str().unwrap()).unwrap();
+    assert!(auth_url
+        .as_str()
+        .starts_with(&format!("{}/auth?", idp.issuer)));
+    let q: std::collections::HashMap<_, _> = auth_url.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], PUBLIC_CLIENT);
+    assert_eq!(
+        q["redirect_uri"],
+        format!("http://127.0.0.1:{}/auth/callback", d.addr.port())
+    );
+    assert!(q["state"].len() >= 32);
+
+    // The "browser" follows the provider's redirects back to the daemon.
+    let b = browser();
+    let r = b.get(auth_url.as_str()).send().await.unwrap();
+    let landed = r.url().clone();
+    let status = r.status();
+    let page = r.text().await.unwrap();
+    assert_eq!(landed.path(), "/auth/callback", "{landed}");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("You can close this tab"), "{page}");
+    wait_logged_in(&d, started["login_id"].as_str().unwrap()).await;
+    let id = submit(&d, &pv_request(&url, "browser login")).await;
+    wait_status(&d, id, "finished", WAIT).await;
+    assert_eq!(backend_state(&d, &url).await["login"]["method"], "browser");
+
+    // The state is single-use: the same redirect again is refused.
+    let again = b.get(landed.as_str()).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("already used"));
+    // A forged state is refused and changes nothing.
+    let forged = reqwest::get(d.url("/auth/callback?state=forged&code=abc"))
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    assert_eq!(backend_state(&d, &url).await["login"]["state"], "logged_in");
+    let _ = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_keep_the_secret_in_the_keyring_until_logout() {
+    if !secret_service().await {
+        return;
+    }
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+    let key = TokenKey::new(&idp.issuer, ROBOT);
+
+    // A wrong secret is refused, and not echoed.
+    let (s, p) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": url, "method": "client_credentials", "client_id": ROBOT,
+                    "client_secret": "WRONG-SECRET-SENTINEL"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["code"], "LoginRefused");
+    assert!(!p.to_string().contains("WRONG-SECRET-SENTINEL"), "{p}");
+    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+
+    let (s, v) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": url, "method": "client_credentials", "client_id": ROBOT,
+                    "client_secret": ROBOT_SECRET}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "logged_in");
+    assert!(!v.to_string().contains(ROBOT_SECRET));
+    assert_eq!(
+        TokenStore::keyring()
+            .get(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        ROBOT_SECRET
+    );
+    let id = submit(&d, &pv_request(&url, "service account")).await;
+    wait_status(&d, id, "finished", WAIT).await;
+    let b = backend_state(&d, &url).await;
+    assert_eq!(b["login"]["method"], "client_credentials", "{b}");
+    assert!(!b.to_string().contains(ROBOT_SECRET));
+
+    let (s, b) = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["login"]["state"], "logged_out");
+    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+    // Without a login, a new job waits (the backend answers 401).
+    let id = submit(&d, &pv_request(&url, "after logout")).await;
+    wait_login_required(&d, id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_calls_with_an_expiring_token_refresh_once() {
+    if !secret_service().await {
+        return;
+    }
+    // Access tokens live 3 s: renewed 0.75 s before expiry.
+    let idp = Oidc::start(3);
+    let fake = idp.fake(0.1, 0.2).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+    device_login(&d, &url).await;
+    let id = submit(&d, &pv_request(&url, "logs source")).await;
+    wait_status(&d, id, "finished", WAIT).await;
+    // No job is active now, so the scheduler makes no calls: let the token go stale.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let before = idp.grants("refresh_token").await;
+    let calls = (0..50).map(|_| {
+        let http = d.http.clone();
+        let u = d.url(&format!("/unit_jobs/{id}/logs"));
+        let token = d.token.clone();
+        async move {
+            http.get(u)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let after = idp.grants("refresh_token").await;
+    assert_eq!(after - before, 1, "{}", idp.stats().await);
+
+    // A token the provider revoked early: the backend says 403 TokenInvalid, the daemon
+    // renews once and retries, and the caller sees success.
+    idp.revoke_access_tokens().await;
+    fake.set_token_check(idp.fake_config(0.1, 0.2).token_check); // forget cached answers
+    let before = idp.grants("refresh_token").await;
+    let (s, v) = d.get_json(&format!("/unit_jobs/{id}/logs")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(idp.grants("refresh_token").await - before, 1);
+    let _ = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_token_makes_jobs_wait_until_the_next_login() {
+    if !secret_service().await {
+        return;
+    }
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+    device_login(&d, &url).await;
+    let events = Events::subscribe(&d).await;
+
+    // The provider forgets every grant (an administrator ended the session).
+    idp.revoke_all().await;
+    fake.set_token_check(idp.fake_config(0.2, 0.4).token_check);
+    let id = submit(&d, &pv_request(&url, "after revocation")).await;
+    let j = wait_login_required(&d, id).await;
+    assert_eq!(
+        j["status"], "created",
+        "the job waits, it does not fail: {j}"
+    );
+    let b = backend_state(&d, &url).await;
+    assert_eq!(b["login"]["state"], "login_required", "{b}");
+    assert_eq!(b["state"], "login_required", "{b}");
+    wait_for("an auth event saying login_required", WAIT, || async {
+        events
+            .of_kind("auth")
+            .iter()
+            .any(|e| e["state"] == "login_required" && e["url"] == url.trim_end_matches('/'))
+            .then_some(())
+    })
+    .await;
+    // The dead refresh token was removed from the keyring.
+    let key = TokenKey::new(&idp.issuer, PUBLIC_CLIENT);
+    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+    // The job stays waiting...
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(job(&d, id).await["status"], "created");
+    // ...until the user logs in again.
+    device_login(&d, &url).await;
+    wait_status(&d, id, "finished", WAIT).await;
+    assert_eq!(backend_state(&d, &url).await["login"]["state"], "logged_in");
+    let _ = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_requests_are_validated_and_the_callback_is_the_only_open_door() {
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+
+    let cases = [
+        (json!({}), vec!["endpoint"]),
+        (json!({"endpoint": "ftp://example.org"}), vec!["endpoint"]),
+        (
+            json!({"endpoint": url, "method": "password"}),
+            vec!["method"],
+        ),
+        (
+            json!({"endpoint": url, "method": "client_credentials"}),
+            vec!["client_id", "client_secret"],
+        ),
+        (
+            json!({"endpoint": url, "client_secret": "x"}),
+            vec!["client_secret"],
+        ),
+        (json!({"endpoint": url, "token": "x"}), vec!["token"]),
+        (json!({"endpoint": 5}), vec!["endpoint"]),
+    ];
+    for (body, fields) in cases {
+        let (s, p) = d.post_json("/auth/login", &body).await;
+        assert_eq!(s, 422, "{body} → {p}");
+        let named: Vec<&str> = p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(named, fields, "{body} → {p}");
+    }
+    // An unknown provider is named.
+    let (s, p) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": url, "provider_id": "nope"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["errors"][0]["name"], "provider_id", "{p}");
+    assert!(p["errors"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains(PROVIDER_ID));
+    // An unreachable backend is a 503.
+    let (s, p) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": format!("http://127.0.0.1:{}", common::free_port())}),
+        )
+        .await;
+    assert_eq!(s, 503, "{p}");
+    assert_eq!(p["code"], "BackendUnreachable");
+    // Unknown login attempts.
+    let (s, p) = d.get_json("/auth/logins/nope").await;
+    assert_eq!(s, 404, "{p}");
+    assert_eq!(p["code"], "LoginNotFound");
+
+    let raw = |req: String| common::raw_status(&common::raw_http(d.addr, &req));
+    let host = format!("127.0.0.1:{}", d.addr.port());
+    // The callback needs no token and lets a browser in (Referer, Sec-Fetch-Site)...
+    let s = raw(format!(
+        "GET /auth/callback?state=x&code=y HTTP/1.1\r\nHost: {host}\r\nReferer: http://idp.example/\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(s, 400);
+    // ...but not with a foreign Host (DNS rebinding), and nothing else opens up.
+    let s = raw(format!(
+        "GET /auth/callback?state=x HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\r\n",
+        d.addr.port()
+    ));
+    assert_eq!(s, 403);
+    let s = raw(format!(
+        "GET /backends HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\r\n",
+        d.token
+    ));
+    assert_eq!(s, 403);
+    let s = raw(format!(
+        "GET /auth/logins/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(s, 401);
+    // The out-of-the-box backend is listed.
+    let (_, list) = d.get_json("/backends").await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["url"] == "https://openeofed.dataspace.copernicus.eu"),
+        "{list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_store_is_used_only_when_configured_and_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config_without_token(tmp.path(), &url);
+    cfg.token_store = eodispatch::auth::tokens::StoreKind::File;
+    let d = TestDaemon::start_with(cfg.clone()).await;
+    assert_eq!(backend_state(&d, &url).await["token_store"], "file");
+    let (s, v) = d
+        .post_json(
+            "/auth/login",
+            &json!({"endpoint": url, "method": "client_credentials", "client_id": ROBOT,
+                    "client_secret": ROBOT_SECRET}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let file = cfg.token_file();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains(ROBOT_SECRET));
+    let id = submit(&d, &pv_request(&url, "file store")).await;
+    wait_status(&d, id, "finished", WAIT).await;
+    let (s, _) = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
+    assert_eq!(s, 200);
+    assert!(!std::fs::read_to_string(&file)
+        .unwrap()
+        .contains(ROBOT_SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_keyring_is_a_clear_error_with_a_remedy() {
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let child = common::Child::start_with_env(
+        tmp.path(),
+        &[
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus"),
+            ("EODISPATCH_BACKENDS__FAKE__URL", url.as_str()),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{}/auth/login", child.addr))
+        .bearer_auth(child.token())
+        .json(
+            &json!({"endpoint": url, "method": "client_credentials", "client_id": ROBOT,
+                      "client_secret": ROBOT_SECRET}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "TokenStoreUnavailable", "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("gnome-keyring") && detail.contains("token_store"),
+        "the error should say what to install or configure: {detail}"
+    );
+    assert!(!p.to_string().contains(ROBOT_SECRET));
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p, bytes));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_reaches_logs_database_answers_or_results() {
+    if !secret_service().await {
+        return;
+    }
+    // Access tokens live 3 s, jobs run 4 s: the scenario includes refreshes.
+    let idp = Oidc::start(3);
+    let fake = idp.fake(0.3, 4.0).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let port = common::free_port();
+    let log_path = root.join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"))
+        .arg("serve")
+        .env("HOME", root)
+        .envs(common::env_for(root, &format!("127.0.0.1:{port}")))
+        .env("EODISPATCH_LOG", "debug")
+        .env("EODISPATCH_POLL_INTERVAL_MIN_S", "0.1")
+        .env("EODISPATCH_POLL_INTERVAL_MAX_S", "0.5")
+        .env("EODISPATCH_BACKENDS__FAKE__URL", &url)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_for("the daemon", WAIT, || async {
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    let token = std::fs::read_to_string(root.join("state/api-token"))
+        .or_else(|_| {
+            // The token file's name is the daemon's business; find it.
+            let f = files_under(&root.join("state"))
+                .into_iter()
+                .find(|(p, _)| p.to_string_lossy().contains("token"))
+                .unwrap();
+            Ok::<_, std::io::Error>(String::from_utf8(f.1).unwrap())
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    // Everything the API says goes into `answers`.
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let http = http.clone();
+        let base = base.clone();
+        let token = token.clone();
+        let answers = answers.clone();
+        async move {
+            let mut req = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            answers.lock().unwrap().push_str(&text);
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    // The event stream, recorded throughout.
+    let sse = {
+        let r = http
+            .get(format!("{base}/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let answers = answers.clone();
+        tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            let mut s = r.bytes_stream();
+            while let Some(Ok(chunk)) = s.next().await {
+                answers
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+    };
+
+    // A service-account login first (its secret must stay in the keyring); then
+    // a person logs in (device) over it.
+    let (s, v) = call(
+        reqwest::Method::POST,
+        "/auth/login".into(),
+        Some(json!({"endpoint": url, "method": "client_credentials",
+                    "client_id": ROBOT, "client_secret": ROBOT_SECRET})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // Login (device), submit, refresh while the job runs, results and logs.
+    let (s, started) = call(
+        reqwest::Method::POST,
+        "/auth/login".into(),
+        Some(json!({"endpoint": url, "method": "device"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{started}");
+    approve_device(started["verification_uri_complete"].as_str().unwrap()).await;
+    let login = format!("/auth/logins/{}", started["login_id"].as_str().unwrap());
+    wait_for("login", WAIT, || async {
+        (call(reqwest::Method::GET, login.clone(), None).await.1["state"] == "logged_in")
+            .then_some(())
+    })
+    .await;
+    let (s, j) = call(
+        reqwest::Method::POST,
+        "/unit_jobs".into(),
+        Some(pv_request(&url, "sentinel run")),
+    )
+    .await;
+    assert_eq!(s, 201, "{j}");
+    let id = j["id"].as_i64().unwrap();
+    wait_for("the job to finish", Duration::from_secs(40), || async {
+        let (_, j) = call(reqwest::Method::GET, format!("/unit_jobs/{id}"), None).await;
+        (j["status"] == "finished").then_some(())
+    })
+    .await;
+    assert!(
+        idp.grants("refresh_token").await >= 1,
+        "the scenario must include a refresh: {}",
+        idp.stats().await
+    );
+    for path in [
+        format!("/unit_jobs/{id}/results"),
+        format!("/unit_jobs/{id}/logs"),
+        "/backends".to_string(),
+        "/jobs_status".to_string(),
+        "/unit_jobs".to_string(),
+    ] {
+        let (s, v) = call(reqwest::Method::GET, path.clone(), None).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    // Failure: the provider revokes everything; the next job waits for a login.
+    idp.revoke_all().await;
+    fake.set_token_check(idp.fake_config(0.3, 4.0).token_check);
+    let (_, j) = call(
+        reqwest::Method::POST,
+        "/unit_jobs".into(),
+        Some(pv_request(&url, "after revocation")),
+    )
+    .await;
+    let id2 = j["id"].as_i64().unwrap();
+    wait_for("the job to wait for a login", WAIT, || async {
+        let (_, j) = call(reqwest::Method::GET, format!("/unit_jobs/{id2}"), None).await;
+        (j["error"]["code"] == "LoginRequired").then_some(())
+    })
+    .await;
+    let (_, b) = call(reqwest::Method::GET, "/backends".into(), None).await;
+    assert!(b.to_string().contains("login_required"), "{b}");
+    let (s, _) = call(
+        reqwest::Method::POST,
+        "/auth/logout".into(),
+        Some(json!({"endpoint": url})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    sse.abort();
+    // Stop the daemon cleanly so the log and the database are complete.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let mut secrets = idp.issued().await;
+    secrets.push(ROBOT_SECRET.to_string());
+    secrets.retain(|s| s.len() >= 16);
+    assert!(
+        secrets.len() >= 6,
+        "too few tokens issued to be a fair test: {}",
+        secrets.len()
+    );
+    let log_text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log_text.contains("logged in"),
+        "the log is not the daemon's: {log_text}"
+    );
+    let mut haystacks: Vec<(String, Vec<u8>)> = vec![
+        ("daemon log".into(), log_text.into_bytes()),
+        (
+            "API answers".into(),
+            answers.lock().unwrap().clone().into_bytes(),
+        ),
+    ];
+    for (p, bytes) in files_under(&root.join("state"))
+        .into_iter()
+        .chain(files_under(&root.join("results")))
+        .chain(files_under(&root.join("config")))
+    {
+        haystacks.push((p.display().to_string(), bytes));
+    }
+    assert!(
+        haystacks.iter().any(|(n, _)| n.ends_with("eodispatch.db")),
+        "the database was not scanned"
+    );
+    for (name, bytes) in &haystacks {
+        for s in &secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "a token ({}…) was found in {name}",
+                &s[..6]
+            );
+        }
+    }
+}
