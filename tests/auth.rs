@@ -780,3 +780,135 @@ async fn no_token_reaches_logs_database_answers_or_results() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_logs_in_with_each_flow_and_out() {
+    if !secret_service().await {
+        return;
+    }
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = common::Child::start_with_env(
+        tmp.path(),
+        &[("EODISPATCH_BACKENDS__FAKE__URL", url.as_str())],
+    );
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"));
+        c.args(args)
+            .env("HOME", tmp.path())
+            .envs(common::env_for(tmp.path(), &daemon.addr.to_string()))
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY");
+        c
+    };
+    let run = |mut c: std::process::Command, stdin: &str| {
+        use std::io::Write as _;
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // Client credentials: the secret comes from stdin, never argv.
+    let (code, _, err) = run(
+        cli(&["login", &url, "--client-credentials", "--client-id", ROBOT]),
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("standard input"), "{err}");
+    let (code, out, err) = run(
+        cli(&["login", &url, "--client-credentials", "--client-id", ROBOT]),
+        &format!("{ROBOT_SECRET}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Logged in"), "{out}");
+    let (code, out, _) = run(cli(&["backends"]), "");
+    assert_eq!(code, 0);
+    let line = out
+        .lines()
+        .find(|l| l.contains(url.trim_end_matches('/')))
+        .unwrap();
+    assert!(
+        line.contains("logged_in") && line.contains("keyring"),
+        "{out}"
+    );
+
+    // Device: the CLI prints the page and the code, then waits for the person.
+    let mut c = cli(&["login", &url, "--no-browser"]);
+    let mut child = c
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let page = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the CLI prints the page");
+        let t = line.trim();
+        if t.starts_with("http") && t.contains("user_code=") {
+            break t.to_string();
+        }
+    };
+    approve_device(&page).await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Logged in"));
+    let (_, out, _) = run(cli(&["backends", "--json"]), "");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let b = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["url"] == url.trim_end_matches('/'))
+        .unwrap();
+    assert_eq!(b["login"]["method"], "device", "{b}");
+    // The service account's secret was replaced by the device login, so it left the keyring.
+    assert_eq!(
+        TokenStore::keyring()
+            .get(&TokenKey::new(&idp.issuer, ROBOT))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let (code, out, err) = run(cli(&["logout", &url]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed from the keyring"), "{out}");
+    assert_eq!(
+        TokenStore::keyring()
+            .get(&TokenKey::new(&idp.issuer, PUBLIC_CLIENT))
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -189,6 +189,7 @@ fn readme_config_example_is_valid() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8421");
     assert_eq!(c.backends["cdse"].max_running_jobs, Some(2));
     assert_eq!(c.poll_interval_max_s, 60.0);
+    assert_eq!(c.token_store, eodispatch::auth::tokens::StoreKind::Keyring);
 }
 
 /// The "Try a whole job without an account" section: the fake backend in this process
@@ -201,10 +202,7 @@ async fn readme_fake_backend_walkthrough_works_as_written() {
     let start = readme
         .find("## Try a whole job without an account")
         .expect("section");
-    let end = start
-        + readme[start..]
-            .find("\n## The command line")
-            .expect("next section");
+    let end = start + 1 + readme[start + 1..].find("\n## ").expect("next section");
     let section = &readme[start..end];
     let blocks: Vec<&str> = section
         .split("```sh\n")

@@ -708,6 +708,7 @@ impl Auth {
         // Other backends logged in with the same issuer and client share the new
         // credential (their stored refresh token was just replaced).
         let mut others = Vec::new();
+        let replaced;
         {
             let mut sessions = lock(&self.0.sessions);
             for (ep, s) in sessions.iter_mut() {
@@ -721,7 +722,19 @@ impl Auth {
                     others.push((ep.clone(), s.clone()));
                 }
             }
-            sessions.insert(done.endpoint.clone(), session.clone());
+            replaced = sessions.insert(done.endpoint.clone(), session.clone());
+        }
+        // The login this one replaces: its secret goes unless another backend uses it.
+        if let Some(old) = replaced.filter(|o| o.credential.key() != &key) {
+            let used = lock(&self.0.sessions)
+                .values()
+                .any(|s| s.credential.key() == old.credential.key());
+            if !used {
+                lock(&self.0.credentials).remove(old.credential.key());
+                if let Err(e) = self.0.tokens.delete(old.credential.key()).await {
+                    tracing::warn!(error = %e, "could not remove the replaced login's secret");
+                }
+            }
         }
         for (ep, s) in others {
             d.backends().get(&ep).client.set_session(Some(s));
