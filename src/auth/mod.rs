@@ -897,12 +897,21 @@ impl Auth {
                 lock(&self.0.probed).insert(key.clone(), Instant::now());
                 let b = b.clone();
                 let this = self.clone();
+                let daemon = d.clone();
+                // Finishes in the background if it takes longer than PROBE_WAIT (bounded
+                // by the client's timeouts), or ends with the daemon.
                 probes.push(tokio::spawn(async move {
-                    let _ = b.client.capabilities().await;
-                    if let Ok(doc) = b.client.oidc_providers().await {
-                        if let Ok(ps) = oidc::parse_providers(&doc) {
-                            lock(&this.0.providers).insert(key, ps);
+                    let probe = async {
+                        let _ = b.client.capabilities().await;
+                        if let Ok(doc) = b.client.oidc_providers().await {
+                            if let Ok(ps) = oidc::parse_providers(&doc) {
+                                lock(&this.0.providers).insert(key, ps);
+                            }
                         }
+                    };
+                    tokio::select! {
+                        _ = probe => {}
+                        _ = daemon.shutting_down() => {}
                     }
                 }));
             }
