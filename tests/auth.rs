@@ -698,6 +698,10 @@ async fn no_token_reaches_logs_database_answers_or_results() {
         "the scenario must include a refresh: {}",
         idp.stats().await
     );
+    // Renewed ahead of expiry: the backend never saw an expired token while the job ran.
+    let st = fake.stats();
+    assert_eq!(st.statuses.get(&403), None, "{:?}", st.statuses);
+    assert_eq!(st.statuses.get(&401), None, "{:?}", st.statuses);
     for path in [
         format!("/unit_jobs/{id}/results"),
         format!("/unit_jobs/{id}/logs"),

@@ -168,6 +168,14 @@ async fn handle(
             }
         }
     };
+    if !control {
+        *shared
+            .lock()
+            .stats
+            .statuses
+            .entry(response.status().as_u16())
+            .or_insert(0) += 1;
+    }
     with_cors(response)
 }
 
