@@ -387,13 +387,13 @@ impl Auth {
             Method::Device => {
                 let client_id = flow_client(Flow::Device, "device code")?;
                 let scope = oidc::scope(&provider, &discovery, true);
-                let pkce = Pkce::new();
+                let pkce = oidc::device_pkce(&provider, &client_id, &discovery).then(Pkce::new);
                 let dev = oidc::device_authorize(
                     &self.0.http,
                     &discovery,
                     &client_id,
                     &scope,
-                    Some(&pkce),
+                    pkce.as_ref(),
                 )
                 .await?;
                 started.user_code = Some(dev.user_code.clone());
@@ -556,7 +556,7 @@ impl Auth {
                 &job.discovery,
                 &job.client_id,
                 &job.device.device_code,
-                Some(&job.pkce),
+                job.pkce.as_ref(),
             )
             .await;
             match poll {
@@ -935,7 +935,7 @@ struct DeviceJob {
     provider: Provider,
     client_id: String,
     discovery: Discovery,
-    pkce: Pkce,
+    pkce: Option<Pkce>,
     scope: String,
     device: oidc::DeviceStart,
 }

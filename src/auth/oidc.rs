@@ -157,6 +157,22 @@ pub fn pick_client(provider: &Provider, flow: Flow) -> Option<&DefaultClient> {
         .or_else(|| provider.default_clients.iter().find(fits))
 }
 
+/// Whether the device flow uses PKCE (as the openEO Python client decides): yes when the
+/// backend lists the client with `device_code+pkce`; for a client of the user's own, when
+/// the issuer advertises S256.
+pub fn device_pkce(provider: &Provider, client_id: &str, discovery: &Discovery) -> bool {
+    match provider.default_clients.iter().find(|c| c.id == client_id) {
+        Some(c) => c
+            .grant_types
+            .iter()
+            .any(|g| g == "urn:ietf:params:oauth:grant-type:device_code+pkce"),
+        None => discovery
+            .code_challenge_methods_supported
+            .iter()
+            .any(|m| m == "S256"),
+    }
+}
+
 /// The parts of the issuer's `/.well-known/openid-configuration` the daemon uses.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Discovery {
@@ -607,6 +623,27 @@ mod tests {
         assert_eq!(scope(&p, &d, false), "email openid");
         d.scopes_supported = vec!["openid".into()];
         assert_eq!(scope(&p, &d, true), "openid");
+    }
+
+    #[test]
+    fn device_pkce_follows_the_listed_grants() {
+        let p = provider(json!([
+            {"id": "with", "grant_types": ["urn:ietf:params:oauth:grant-type:device_code+pkce"]},
+            {"id": "without", "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}
+        ]));
+        let mut d = Discovery {
+            issuer: "https://i".into(),
+            token_endpoint: "https://t".into(),
+            authorization_endpoint: None,
+            device_authorization_endpoint: None,
+            scopes_supported: vec![],
+            code_challenge_methods_supported: vec!["S256".into()],
+        };
+        assert!(device_pkce(&p, "with", &d));
+        assert!(!device_pkce(&p, "without", &d));
+        assert!(device_pkce(&p, "own-client", &d));
+        d.code_challenge_methods_supported.clear();
+        assert!(!device_pkce(&p, "own-client", &d));
     }
 
     #[test]
