@@ -289,7 +289,7 @@ async fn fifty_concurrent_calls_with_an_expiring_token_refresh_once() {
     if !secret_service().await {
         return;
     }
-    // Access tokens live 3 s: renewed 0.75 s before expiry.
+    // Access tokens live 3 s: renewed 1.5 s before expiry.
     let idp = Oidc::start(3);
     let fake = idp.fake(0.1, 0.2).await;
     let url = fake.base_url();

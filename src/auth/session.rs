@@ -3,7 +3,7 @@
 //! never refresh the same rotating refresh token at once).
 //!
 //! The access token lives in memory only. It is renewed ahead of expiry (a quarter of its
-//! lifetime before, at most a minute) by at most one refresh at a time per credential:
+//! lifetime plus a second before, at most a minute) by at most one refresh at a time per credential:
 //! callers that find it stale wait on the credential's lock, and the first one through
 //! refreshes while the others then find the fresh token. A rotated refresh token is written
 //! to the token store before the new access token is handed out. When the backend refuses
@@ -185,7 +185,12 @@ impl Credential {
         let (renew_at, expires_utc) = match set.expires_in {
             Some(secs) => {
                 let life = Duration::from_secs(secs);
-                let margin = (life / 4).min(MAX_MARGIN);
+                // A quarter of the lifetime plus a second (providers count `iat`/`exp` in
+                // whole seconds, so a token can expire up to a second before our clock
+                // says), at most a minute, at most half the lifetime.
+                let margin = (life / 4 + Duration::from_secs(1))
+                    .min(MAX_MARGIN)
+                    .min(life / 2);
                 (
                     Some(now + life - margin),
                     Some(OffsetDateTime::now_utc() + life),
