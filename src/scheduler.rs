@@ -49,10 +49,12 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const MIN_NUDGE_GAP: Duration = Duration::from_secs(1);
 
 /// Environment variable naming a failpoint at which the daemon aborts (crash tests):
-/// `submit:before_post`, `submit:after_post`, `submit:after_link`.
+/// `submit:before_post`, `submit:after_post`, `submit:after_link`, `refresh:after_store`
+/// (a rotated refresh token was just written to the token store).
 pub const FAILPOINT_ENV: &str = "EODISPATCH_FAILPOINT";
 
-fn failpoint(name: &str) {
+/// Aborts the process when `EODISPATCH_FAILPOINT` is `name` (crash tests).
+pub(crate) fn failpoint(name: &str) {
     static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let point = POINT.get_or_init(|| std::env::var(FAILPOINT_ENV).ok());
     if point.as_deref() == Some(name) {

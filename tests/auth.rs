@@ -916,3 +916,190 @@ async fn the_cli_logs_in_with_each_flow_and_out() {
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_polling_honours_slow_down_and_ends_when_the_code_expires() {
+    // No keyring needed: nothing is stored unless a login completes.
+    let idp = Oidc::start_with(3600, &["--device-ttl", "4"]);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+
+    // Expiry: nobody approves; the attempt ends `expired`, the backend stays logged out.
+    let (s, started) = d
+        .post_json("/auth/login", &json!({"endpoint": url, "method": "device"}))
+        .await;
+    assert_eq!(s, 202, "{started}");
+    assert_eq!(started["expires_in"], 4);
+    let path = format!("/auth/logins/{}", started["login_id"].as_str().unwrap());
+    let ended = wait_for("the code to expire", Duration::from_secs(15), || async {
+        let (_, v) = d.get_json(&path).await;
+        (v["state"] != "pending").then_some(v)
+    })
+    .await;
+    assert_eq!(ended["state"], "expired", "{ended}");
+    assert!(ended["error"].as_str().unwrap().contains("expired"));
+    assert_eq!(
+        backend_state(&d, &url).await["login"]["state"],
+        "logged_out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_polling_slows_down_when_told() {
+    let idp = Oidc::start(3600);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
+    idp.slow_down(1).await;
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (s, started) = d
+        .post_json("/auth/login", &json!({"endpoint": url, "method": "device"}))
+        .await;
+    assert_eq!(s, 202, "{started}");
+    let interval_ms = started["interval"].as_u64().unwrap() * 1000;
+    let polls = wait_for("two polls", Duration::from_secs(30), || async {
+        let p = idp.device_polls().await;
+        (p.len() >= 2).then_some(p)
+    })
+    .await;
+    // The first poll waits one interval; after `slow_down` the interval grows by 5 s.
+    assert!(polls[0] - t0 >= interval_ms - 100, "{polls:?} from {t0}");
+    let gap = polls[1] - polls[0];
+    assert!(
+        gap >= interval_ms + 5000 - 100,
+        "poll gap after slow_down was {gap} ms"
+    );
+    // The attempt is still pending (slow_down is not an error).
+    let (_, v) = d
+        .get_json(&format!(
+            "/auth/logins/{}",
+            started["login_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(v["state"], "pending", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_storing_a_rotated_refresh_token_needs_no_new_login() {
+    if !secret_service().await {
+        return;
+    }
+    // Tokens live 3 s and are renewed 1.5 s ahead; the provider rotates refresh tokens and
+    // treats reuse of an old one as theft (it revokes the grant).
+    let idp = Oidc::start(3);
+    let fake = idp.fake(0.2, 0.4).await;
+    let url = fake.base_url();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let port = common::free_port();
+    let spawn = |failpoint: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"));
+        c.arg("serve")
+            .env("HOME", root)
+            .envs(common::env_for(root, &format!("127.0.0.1:{port}")))
+            .env("EODISPATCH_POLL_INTERVAL_MIN_S", "0.1")
+            .env("EODISPATCH_POLL_INTERVAL_MAX_S", "0.5")
+            .env("EODISPATCH_BACKENDS__FAKE__URL", &url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(f) = failpoint {
+            c.env("EODISPATCH_FAILPOINT", f);
+        }
+        c.spawn().unwrap()
+    };
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let healthy = || async {
+        wait_for("the daemon", WAIT, || async {
+            http.get(format!("{base}/health"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await
+    };
+    let mut first = spawn(Some("refresh:after_store"));
+    healthy().await;
+    let token = std::fs::read_to_string(root.join("state/api-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = post("/auth/login", json!({"endpoint": url, "method": "device"}))
+        .await
+        .unwrap();
+    let started: Value = r.json().await.unwrap();
+    approve_device(started["verification_uri_complete"].as_str().unwrap()).await;
+    let login = format!(
+        "{base}/auth/logins/{}",
+        started["login_id"].as_str().unwrap()
+    );
+    wait_for("login", WAIT, || async {
+        let v: Value = http
+            .get(&login)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["state"] == "logged_in").then_some(())
+    })
+    .await;
+    // Let the access token go stale, then give the daemon work: it refreshes, stores
+    // the rotated refresh token and dies at the failpoint.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let r = post("/unit_jobs", pv_request(&url, "across a crash"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let status = tokio::task::spawn_blocking(move || first.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !status.success(),
+        "the daemon should have aborted at the failpoint"
+    );
+    assert_eq!(idp.grants("refresh_token").await, 1);
+
+    // Restarted: the stored (rotated) refresh token works; no new login.
+    let mut second = spawn(None);
+    healthy().await;
+    let job = wait_for("the job to finish", WAIT, || async {
+        let v: Value = http
+            .get(format!("{base}/unit_jobs/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["status"] == "finished" || v["error"]["code"] == "LoginRequired").then_some(v)
+    })
+    .await;
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(idp.grants("refresh_token").await >= 2);
+    assert_eq!(
+        idp.stats().await["token"]["refresh_token:invalid_grant"],
+        Value::Null
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+}

@@ -251,7 +251,7 @@ impl Credential {
             .get_or_try_init(|| oidc::discover(&self.http, self.key.issuer()))
             .await
             .map_err(|e| self.oidc_error(e))?;
-        let secret = self
+        let mut secret = self
             .tokens
             .get(&self.key)
             .await
@@ -264,32 +264,49 @@ impl Credential {
                     _ => "no refresh token in the token store".to_string(),
                 })
             })?;
-        self.renewals.fetch_add(1, Ordering::Relaxed);
-        let set = match self.method {
-            Method::ClientCredentials => {
-                oidc::client_credentials(
-                    &self.http,
-                    discovery,
-                    self.key.client_id(),
-                    &secret,
-                    &self.scope,
-                )
-                .await
-            }
-            _ => oidc::refresh(&self.http, discovery, self.key.client_id(), &secret).await,
-        };
-        let set = match set {
-            Ok(s) => s,
-            Err(e @ OidcError::Rejected { .. }) => {
-                if self.method != Method::ClientCredentials {
-                    // A refused refresh token is dead; do not keep it around.
-                    if let Err(err) = self.tokens.delete(&self.key).await {
-                        tracing::warn!(issuer = %self.key.issuer(), error = %err, "could not remove a refused refresh token");
-                    }
+        let mut reread = false;
+        let set = loop {
+            self.renewals.fetch_add(1, Ordering::Relaxed);
+            let answer = match self.method {
+                Method::ClientCredentials => {
+                    oidc::client_credentials(
+                        &self.http,
+                        discovery,
+                        self.key.client_id(),
+                        &secret,
+                        &self.scope,
+                    )
+                    .await
                 }
-                return Err(self.refuse(e.to_string()));
+                _ => oidc::refresh(&self.http, discovery, self.key.client_id(), &secret).await,
+            };
+            match answer {
+                Ok(s) => break s,
+                Err(e @ OidcError::Rejected { .. }) => {
+                    if self.method == Method::ClientCredentials {
+                        return Err(self.refuse(e.to_string()));
+                    }
+                    // Another writer (a second daemon on the same keyring) may have
+                    // rotated the refresh token since we read it: try the stored one once.
+                    let stored = self.tokens.get(&self.key).await.ok().flatten();
+                    match stored {
+                        Some(now) if now.expose() != secret.expose() && !reread => {
+                            secret = now;
+                            reread = true;
+                            continue;
+                        }
+                        Some(now) if now.expose() == secret.expose() => {
+                            // The refused token is dead; do not keep it around.
+                            if let Err(err) = self.tokens.delete(&self.key).await {
+                                tracing::warn!(issuer = %self.key.issuer(), error = %err, "could not remove a refused refresh token");
+                            }
+                        }
+                        _ => {}
+                    }
+                    return Err(self.refuse(e.to_string()));
+                }
+                Err(e) => return Err(self.oidc_error(e)),
             }
-            Err(e) => return Err(self.oidc_error(e)),
         };
         if self.method != Method::ClientCredentials {
             if let Some(rotated) = &set.refresh_token {
@@ -300,6 +317,7 @@ impl Credential {
                         .put(&self.key, rotated.expose())
                         .await
                         .map_err(store_error)?;
+                    crate::scheduler::failpoint("refresh:after_store");
                 }
             }
         }

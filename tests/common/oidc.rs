@@ -38,6 +38,11 @@ fn oidc_dir() -> PathBuf {
 impl Oidc {
     /// Starts the provider; access tokens live `access_ttl` seconds.
     pub fn start(access_ttl: u64) -> Oidc {
+        Oidc::start_with(access_ttl, &[])
+    }
+
+    /// Like [`start`](Self::start) with more arguments (e.g. `--device-ttl 4`).
+    pub fn start_with(access_ttl: u64, extra: &[&str]) -> Oidc {
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -47,6 +52,7 @@ impl Oidc {
         let mut child = Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
             .arg(dir.join("server.mjs"))
             .args(["--port", "0", "--access-ttl", &access_ttl.to_string()])
+            .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -102,6 +108,26 @@ impl Oidc {
             .await
             .unwrap();
         assert!(r.status().is_success());
+    }
+
+    /// The next `n` pending device polls answer `slow_down`.
+    pub async fn slow_down(&self, n: u32) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_test/slow_down?n={n}", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// When the device polls arrived (ms since the epoch).
+    pub async fn device_polls(&self) -> Vec<u64> {
+        self.stats().await["device_polls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
     }
 
     /// Forgets the access tokens only (refresh tokens stay valid).

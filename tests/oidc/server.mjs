@@ -12,7 +12,9 @@
 //   - GET /_test/stats: how many token requests of each grant type the provider answered and
 //     which scopes were asked for.
 //
-// Usage: node server.mjs [--port 0] [--access-ttl 3600]
+//   - POST /_test/slow_down?n=N: the next N pending device polls answer `slow_down`.
+//
+// Usage: node server.mjs [--port 0] [--access-ttl 3600] [--device-ttl 600] [--user alice]
 // Prints one line `READY <issuer>` once it listens on 127.0.0.1.
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -25,6 +27,7 @@ const args = Object.fromEntries(
 );
 const port = Number(args.port ?? 0);
 const accessTtl = Number(args['access-ttl'] ?? 3600);
+const deviceTtl = Number(args['device-ttl'] ?? 600);
 const user = args.user ?? 'alice';
 
 // ---- storage the tests can empty -------------------------------------------------------
@@ -87,7 +90,13 @@ function revokeEverything(accessOnly) {
 }
 
 // ---- statistics -------------------------------------------------------------------------
-const stats = { token: {}, device_authorization: 0, authorization: 0, scopes_requested: [] };
+const stats = {
+  token: {}, device_authorization: 0, authorization: 0, scopes_requested: [],
+  device_polls: [], // milliseconds since the epoch of each device_code token request
+};
+// POST /_test/slow_down?n=N: the next N pending device polls answer `slow_down` (the library
+// itself never sends it; RFC 8628 lets a provider do so).
+let slowDowns = 0;
 
 // ---- the provider ------------------------------------------------------------------------
 const server = http.createServer();
@@ -149,7 +158,7 @@ const provider = new Provider(issuer, {
     AccessToken: accessTtl,
     ClientCredentials: accessTtl,
     AuthorizationCode: 60,
-    DeviceCode: 600,
+    DeviceCode: deviceTtl,
     Grant: 14 * 24 * 3600,
     IdToken: 3600,
     Interaction: 600,
@@ -170,6 +179,11 @@ provider.use(async (ctx, next) => {
   // Test plumbing.
   if (ctx.path === '/_test/stats') {
     ctx.body = stats;
+    return;
+  }
+  if (ctx.path === '/_test/slow_down' && ctx.method === 'POST') {
+    slowDowns = Number(ctx.query.n ?? 1);
+    ctx.body = { slow_down: slowDowns };
     return;
   }
   if (ctx.path === '/_test/issued') {
@@ -210,6 +224,13 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/token' && ctx.method === 'POST') {
     await next();
     const grant = ctx.oidc?.params?.grant_type ?? 'unknown';
+    if (grant === 'urn:ietf:params:oauth:grant-type:device_code') {
+      stats.device_polls.push(Date.now());
+      if (slowDowns > 0 && ctx.status === 400 && ctx.body?.error === 'authorization_pending') {
+        slowDowns -= 1;
+        ctx.body = { error: 'slow_down', error_description: 'you are polling too quickly' };
+      }
+    }
     const key = ctx.status === 200 ? grant : `${grant}:${ctx.body?.error ?? ctx.status}`;
     stats.token[key] = (stats.token[key] ?? 0) + 1;
     return;
