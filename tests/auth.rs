@@ -20,6 +20,82 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// What every test here needs: the identity provider, a fake backend checking tokens with
+/// it, the backend's URL and a temporary root for the daemon.
+struct World {
+    idp: Oidc,
+    fake: fake_openeo::FakeHandle,
+    url: String,
+    tmp: tempfile::TempDir,
+}
+
+impl World {
+    /// Access tokens live `access_ttl` s (`extra`: more provider arguments); jobs are
+    /// queued and running for `timing` seconds.
+    async fn start(access_ttl: u64, extra: &[&str], timing: (f64, f64)) -> World {
+        let idp = Oidc::start_with(access_ttl, extra);
+        let fake = idp.fake(timing.0, timing.1).await;
+        World {
+            url: fake.base_url(),
+            fake,
+            idp,
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+/// `eodispatch serve` (the real binary) on `port` for the backend `url`, with short poll
+/// intervals; output to `log` (or nowhere).
+fn spawn_binary(
+    root: &std::path::Path,
+    port: u16,
+    url: &str,
+    env: &[(&str, &str)],
+    log: Option<&std::path::Path>,
+) -> std::process::Child {
+    let out = |log: Option<&std::path::Path>| match log {
+        Some(p) => std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap(),
+        ),
+        None => std::process::Stdio::null(),
+    };
+    std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"))
+        .arg("serve")
+        .env("HOME", root)
+        .envs(common::env_for(root, &format!("127.0.0.1:{port}")))
+        .env("EODISPATCH_POLL_INTERVAL_MIN_S", "0.1")
+        .env("EODISPATCH_POLL_INTERVAL_MAX_S", "0.5")
+        .env("EODISPATCH_BACKENDS__FAKE__URL", url)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(out(log))
+        .stderr(out(log))
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the daemon at `base` is healthy; returns its API token.
+async fn wait_healthy(root: &std::path::Path, base: &str) -> String {
+    let http = reqwest::Client::new();
+    wait_for("the daemon", WAIT, || async {
+        http.get(format!("{base}/health"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+    std::fs::read_to_string(root.join("state/api-token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 async fn job(d: &TestDaemon, id: i64) -> Value {
     let (s, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
     assert_eq!(s, 200, "{j}");
@@ -68,10 +144,12 @@ async fn device_login_lets_waiting_jobs_run_and_survives_a_restart() {
     if !secret_service().await {
         return;
     }
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let cfg = config_without_token(tmp.path(), &url);
     let d = TestDaemon::start_with(cfg.clone()).await;
 
@@ -171,10 +249,12 @@ async fn browser_login_returns_to_the_callback_once() {
     if !secret_service().await {
         return;
     }
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
 
     let (s, started) = d
@@ -230,10 +310,12 @@ async fn client_credentials_keep_the_secret_in_the_keyring_until_logout() {
     if !secret_service().await {
         return;
     }
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
     let key = TokenKey::new(&idp.issuer, ROBOT);
 
@@ -290,10 +372,12 @@ async fn fifty_concurrent_calls_with_an_expiring_token_refresh_once() {
         return;
     }
     // Access tokens live 3 s: renewed 1.5 s before expiry.
-    let idp = Oidc::start(3);
-    let fake = idp.fake(0.1, 0.2).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake,
+        url,
+        tmp,
+    } = World::start(3, &[], (0.1, 0.2)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
     device_login(&d, &url).await;
     let id = submit(&d, &pv_request(&url, "logs source")).await;
@@ -336,10 +420,12 @@ async fn a_refused_refresh_token_makes_jobs_wait_until_the_next_login() {
     if !secret_service().await {
         return;
     }
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
     device_login(&d, &url).await;
     let events = Events::subscribe(&d).await;
@@ -379,10 +465,12 @@ async fn a_refused_refresh_token_makes_jobs_wait_until_the_next_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_requests_are_validated_and_the_callback_is_the_only_open_door() {
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp: _idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
 
     let cases = [
@@ -477,10 +565,12 @@ async fn login_requests_are_validated_and_the_callback_is_the_only_open_door() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_store_is_used_only_when_configured_and_is_private() {
     use std::os::unix::fs::PermissionsExt as _;
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp: _idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let mut cfg = config_without_token(tmp.path(), &url);
     cfg.token_store = eodispatch::auth::tokens::StoreKind::File;
     let d = TestDaemon::start_with(cfg.clone()).await;
@@ -510,10 +600,12 @@ async fn the_file_store_is_used_only_when_configured_and_is_private() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_keyring_is_a_clear_error_with_a_remedy() {
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp: _idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let child = common::Child::start_with_env(
         tmp.path(),
         &[
@@ -566,50 +658,25 @@ async fn no_token_reaches_logs_database_answers_or_results() {
         return;
     }
     // Access tokens live 3 s, jobs run 4 s: the scenario includes refreshes.
-    let idp = Oidc::start(3);
-    let fake = idp.fake(0.3, 4.0).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake,
+        url,
+        tmp,
+    } = World::start(3, &[], (0.3, 4.0)).await;
     let root = tmp.path();
     let port = common::free_port();
     let log_path = root.join("daemon.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"))
-        .arg("serve")
-        .env("HOME", root)
-        .envs(common::env_for(root, &format!("127.0.0.1:{port}")))
-        .env("EODISPATCH_LOG", "debug")
-        .env("EODISPATCH_POLL_INTERVAL_MIN_S", "0.1")
-        .env("EODISPATCH_POLL_INTERVAL_MAX_S", "0.5")
-        .env("EODISPATCH_BACKENDS__FAKE__URL", &url)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_binary(
+        root,
+        port,
+        &url,
+        &[("EODISPATCH_LOG", "debug")],
+        Some(&log_path),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    wait_for("the daemon", WAIT, || async {
-        http.get(format!("{base}/health"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    let token = std::fs::read_to_string(root.join("state/api-token"))
-        .or_else(|_| {
-            // The token file's name is the daemon's business; find it.
-            let f = files_under(&root.join("state"))
-                .into_iter()
-                .find(|(p, _)| p.to_string_lossy().contains("token"))
-                .unwrap();
-            Ok::<_, std::io::Error>(String::from_utf8(f.1).unwrap())
-        })
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = wait_healthy(root, &base).await;
     // Everything the API says goes into `answers`.
     let answers = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {
@@ -790,10 +857,12 @@ async fn the_cli_logs_in_with_each_flow_and_out() {
     if !secret_service().await {
         return;
     }
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let daemon = common::Child::start_with_env(
         tmp.path(),
         &[("EODISPATCH_BACKENDS__FAKE__URL", url.as_str())],
@@ -920,10 +989,12 @@ async fn the_cli_logs_in_with_each_flow_and_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_polling_honours_slow_down_and_ends_when_the_code_expires() {
     // No keyring needed: nothing is stored unless a login completes.
-    let idp = Oidc::start_with(3600, &["--device-ttl", "4"]);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp: _idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &["--device-ttl", "4"], (0.2, 0.4)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
 
     // Expiry: nobody approves; the attempt ends `expired`, the backend stays logged out.
@@ -948,10 +1019,12 @@ async fn device_polling_honours_slow_down_and_ends_when_the_code_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_polling_slows_down_when_told() {
-    let idp = Oidc::start(3600);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
     let d = TestDaemon::start_with(config_without_token(tmp.path(), &url)).await;
     idp.slow_down(1).await;
     let t0 = std::time::SystemTime::now()
@@ -992,47 +1065,24 @@ async fn a_crash_right_after_storing_a_rotated_refresh_token_needs_no_new_login(
     }
     // Tokens live 3 s and are renewed 1.5 s ahead; the provider rotates refresh tokens and
     // treats reuse of an old one as theft (it revokes the grant).
-    let idp = Oidc::start(3);
-    let fake = idp.fake(0.2, 0.4).await;
-    let url = fake.base_url();
-    let tmp = tempfile::tempdir().unwrap();
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3, &[], (0.2, 0.4)).await;
     let root = tmp.path();
     let port = common::free_port();
-    let spawn = |failpoint: Option<&str>| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"));
-        c.arg("serve")
-            .env("HOME", root)
-            .envs(common::env_for(root, &format!("127.0.0.1:{port}")))
-            .env("EODISPATCH_POLL_INTERVAL_MIN_S", "0.1")
-            .env("EODISPATCH_POLL_INTERVAL_MAX_S", "0.5")
-            .env("EODISPATCH_BACKENDS__FAKE__URL", &url)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some(f) = failpoint {
-            c.env("EODISPATCH_FAILPOINT", f);
-        }
-        c.spawn().unwrap()
-    };
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let healthy = || async {
-        wait_for("the daemon", WAIT, || async {
-            http.get(format!("{base}/health"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await
-    };
-    let mut first = spawn(Some("refresh:after_store"));
-    healthy().await;
-    let token = std::fs::read_to_string(root.join("state/api-token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let mut first = spawn_binary(
+        root,
+        port,
+        &url,
+        &[("EODISPATCH_FAILPOINT", "refresh:after_store")],
+        None,
+    );
+    let token = wait_healthy(root, &base).await;
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(&token)
@@ -1079,8 +1129,8 @@ async fn a_crash_right_after_storing_a_rotated_refresh_token_needs_no_new_login(
     assert_eq!(idp.grants("refresh_token").await, 1);
 
     // Restarted: the stored (rotated) refresh token works; no new login.
-    let mut second = spawn(None);
-    healthy().await;
+    let mut second = spawn_binary(root, port, &url, &[], None);
+    wait_healthy(root, &base).await;
     let job = wait_for("the job to finish", WAIT, || async {
         let v: Value = http
             .get(format!("{base}/unit_jobs/{id}"))

@@ -83,6 +83,16 @@ impl Oidc {
         Oidc { issuer, child }
     }
 
+    /// POSTs to one of the provider's `/_test/` routes.
+    async fn control(&self, path: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
     /// `GET /_test/stats`.
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/_test/stats", self.issuer))
@@ -102,22 +112,12 @@ impl Oidc {
 
     /// Forgets every grant and token, as an administrator revoking sessions.
     pub async fn revoke_all(&self) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/_test/revoke", self.issuer))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.control("/_test/revoke").await;
     }
 
     /// The next `n` pending device polls answer `slow_down`.
     pub async fn slow_down(&self, n: u32) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/_test/slow_down?n={n}", self.issuer))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.control(&format!("/_test/slow_down?n={n}")).await;
     }
 
     /// When the device polls arrived (ms since the epoch).
@@ -132,12 +132,7 @@ impl Oidc {
 
     /// Forgets the access tokens only (refresh tokens stay valid).
     pub async fn revoke_access_tokens(&self) {
-        let r = reqwest::Client::new()
-            .post(format!("{}/_test/revoke?what=access", self.issuer))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
+        self.control("/_test/revoke?what=access").await;
     }
 
     /// Every token value the provider issued so far (access, refresh, device codes...).

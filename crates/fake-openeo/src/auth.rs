@@ -130,15 +130,7 @@ async fn check_token(shared: &Shared, token: &str) -> Result<User, ApiError> {
             } else {
                 None
             };
-            shared
-                .token_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entries
-                .insert(
-                    token.to_string(),
-                    (Instant::now(), user.clone().map(|u| (u.id, u.name))),
-                );
+            remember(shared, token, Instant::now(), &user);
             user.ok_or_else(ApiError::token_invalid)
         }
         TokenCheck::Introspect {
@@ -198,18 +190,23 @@ async fn check_token(shared: &Shared, token: &str) -> Result<User, ApiError> {
                 }
                 _ => Instant::now(),
             };
-            shared
-                .token_cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entries
-                .insert(
-                    token.to_string(),
-                    (cache_from, user.clone().map(|u| (u.id, u.name))),
-                );
+            remember(shared, token, cache_from, &user);
             user.ok_or_else(ApiError::token_invalid)
         }
     }
+}
+
+/// Caches an answer about `token` as if it had been given at `at`.
+fn remember(shared: &Shared, token: &str, at: Instant, user: &Option<User>) {
+    shared
+        .token_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entries
+        .insert(
+            token.to_string(),
+            (at, user.clone().map(|u| (u.id, u.name))),
+        );
 }
 
 fn cached(shared: &Shared, token: &str) -> Option<Option<User>> {
