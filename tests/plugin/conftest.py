@@ -106,7 +106,7 @@ class Daemon:
         raise AssertionError(f"job {job_id} never became {status}: {job}")
 
 
-def start_daemon(root: Path) -> Daemon:
+def start_daemon(root: Path, listen: str = "") -> Daemon:
     daemon_bin, _ = _binaries()
     env = dict(os.environ)
     env.update(
@@ -115,7 +115,7 @@ def start_daemon(root: Path) -> Daemon:
             "EODISPATCH_CONFIG_DIR": str(root / "config"),
             "EODISPATCH_STATE_DIR": str(root / "state"),
             "EODISPATCH_RESULTS_DIR": str(root / "results"),
-            "EODISPATCH_LISTEN": f"127.0.0.1:{free_port()}",
+            "EODISPATCH_LISTEN": listen or f"127.0.0.1:{free_port()}",
             "EODISPATCH_LOG": "info",
             "EODISPATCH_POLL_INTERVAL_MIN_S": "0.5",
             "EODISPATCH_POLL_INTERVAL_MAX_S": "1",
