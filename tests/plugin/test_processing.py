@@ -1,0 +1,135 @@
+"""The "EO Dispatch" Processing provider against the real daemon and the fake backend:
+an algorithm per known service with parameters from /params, run through
+processing.run with an extent in a projected CRS; it submits, waits with progress, and
+returns the result layers; cancelling the feedback cancels the job."""
+
+import threading
+import time
+
+import pytest
+
+from conftest import PV_UDP, publish_when_finished, wait_until
+
+
+@pytest.fixture
+def provider(qgis_app, qgis_processing, daemon):
+    from qgis.core import QgsApplication
+
+    from eodispatch.core.client import DaemonClient
+    from eodispatch.core.services import ServiceCatalog, service_key
+    from eodispatch.processing.provider import EoDispatchProvider
+
+    client = DaemonClient()
+    services = client.blocking("GET", "/services")
+    params = {
+        service_key(s["endpoint"], s["application"]): client.blocking(
+            "POST", "/params", {"label": s["label"], "service": {"endpoint": s["endpoint"], "application": s["application"]}})
+        for s in services
+    }
+    catalog = ServiceCatalog(None, persist=False)
+    catalog.set_data(services, params)
+    p = EoDispatchProvider(catalog)
+    assert QgsApplication.processingRegistry().addProvider(p)
+    yield p
+    QgsApplication.processingRegistry().removeProvider(p)
+
+
+def pv_service_on(provider, endpoint):
+    """The PV farm algorithm of the catalogue, pointed at the fake backend."""
+    from eodispatch.processing.algorithms import ServiceAlgorithm
+
+    pv = [s for s in provider.catalog.services if s["id"] == "eurac_pv_farm_detection"][0]
+    alg = ServiceAlgorithm(dict(pv, endpoint=endpoint), provider.catalog.params_of(pv["endpoint"], pv["application"]))
+    alg.initAlgorithm()
+    return alg
+
+
+def test_service_algorithms_have_parameters_from_params(provider):
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("eodispatch:eurac_pv_farm_detection")
+    assert alg is not None and alg.displayName() == "Photovoltaic farms mapping"
+    names = [p.name() for p in alg.parameterDefinitions()]
+    assert names[:3] == ["spatial_extent", "temporal_extent_start", "temporal_extent_end"], names
+    assert {"TITLE", "FORMAT"} <= set(names)
+    assert alg.parameterDefinition("spatial_extent").type() == "extent"
+    assert alg.parameterDefinition("temporal_extent_start").type() == "datetime"
+    assert [o.name() for o in alg.outputDefinitions()] == ["OUTPUT_LAYERS", "OUTPUT_FOLDER", "JOB_ID"]
+    assert QgsApplication.processingRegistry().algorithmById("eodispatch:run_service") is not None
+
+
+def test_algorithm_runs_a_job_and_returns_layers(provider, daemon, fake_backend):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingUtils, QgsProject
+
+    alg = pv_service_on(provider, fake_backend)
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    feedback = QgsProcessingFeedback()
+    progress = []
+    feedback.progressChanged.connect(progress.append)
+    publisher = {}
+
+    def publish():  # until results branch merges: write the folder when the job finished
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            jobs = daemon.api("GET", "/unit_jobs")[1]
+            if jobs:
+                publisher["t"] = publish_when_finished(daemon, jobs[0]["id"])
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=publish, daemon=True).start()
+    result = processing.run(alg, {
+        "spatial_extent": "600000,606000,5310000,5316000 [EPSG:32633]",
+        "temporal_extent_start": "2023-05-01",
+        "temporal_extent_end": "2023-09-30",
+        "TITLE": "PV from Processing",
+        "FORMAT": 0,
+    }, context=context, feedback=feedback)
+    job = daemon.api("GET", f"/unit_jobs/{result['JOB_ID']}")[1]
+    assert job["status"] == "finished" and job["title"] == "PV from Processing"
+    box = job["parameters"]["spatial_extent"]
+    assert 16.3 < box["west"] < box["east"] < 16.5 and 47.9 < box["south"] < box["north"] < 48.1, box
+    assert job["parameters"]["temporal_extent"] == ["2023-05-01", "2023-09-30"]
+    assert result["OUTPUT_FOLDER"] == str(publisher["t"].folder)
+    # processing.run hands back the layers themselves for a multiple-layers output.
+    layers = [QgsProcessingUtils.mapLayerFromString(i, context) if isinstance(i, str) else i
+              for i in result["OUTPUT_LAYERS"]]
+    assert [l.name() for l in layers] == ["PV farms (openEO.tif)", "Farm outlines"]
+    assert all(l.isValid() for l in layers)
+    assert progress and progress[-1] == 100
+    assert set(context.layersToLoadOnCompletion()) == {l.id() for l in layers}
+
+
+def test_generic_algorithm_and_cancellation(provider, daemon, fake_backend):
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback, QgsProject
+
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    feedback = QgsProcessingFeedback()
+    # Cancel as soon as the job exists on the daemon.
+    def cancel_when_submitted():
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if daemon.api("GET", "/unit_jobs")[1]:
+                feedback.cancel()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=cancel_when_submitted, daemon=True).start()
+    with pytest.raises(QgsProcessingException):
+        processing.run("eodispatch:run_service", {
+            "ENDPOINT": fake_backend,
+            "APPLICATION": PV_UDP,
+            "EXTENT": "16.34,16.41,47.96,48.0 [EPSG:4326]",
+            "PARAMETERS": '{"temporal_extent": ["2023-05-01", "2023-09-30"]}',
+            "TITLE": "generic",
+            "FORMAT": 0,
+        }, context=context, feedback=feedback)
+    jobs = daemon.api("GET", "/unit_jobs")[1]
+    assert len(jobs) == 1
+    assert jobs[0]["parameters"]["spatial_extent"] == {"west": 16.34, "south": 47.96, "east": 16.41, "north": 48.0}
+    wait_until(lambda: daemon.api("GET", f"/unit_jobs/{jobs[0]['id']}")[1]["status"] == "canceled", timeout=15,
+               message="job canceled on the daemon")
