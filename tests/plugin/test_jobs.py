@@ -60,6 +60,18 @@ def test_submit_and_follow_live_with_footprints(qgis_app, qgis_iface, qgis_canva
         f = next(layer.getFeatures())
         bb = f.geometry().boundingBox()
         assert abs(bb.xMinimum() - box["west"]) < 1e-9 and abs(bb.yMaximum() - box["north"]) < 1e-9
+        # The backend's log of the job, in a dialog.
+        dock.job_action("logs", jid)
+        wait_until(lambda: dock.logs_dialog is not None, message="logs dialog")
+        from qgis.PyQt.QtWidgets import QPlainTextEdit
+
+        text = dock.logs_dialog.findChild(QPlainTextEdit).toPlainText()
+        assert text and text != "(no log entries)", text
+        dock.logs_dialog.close()
+        # The backend appears in the backends table.
+        dock.client.get("/backends", dock._got_backends)
+        wait_until(lambda: dock.backend_table.rowCount() == 1, message="backends table")
+        assert dock.backend_table.item(0, 0).toolTip() == fake_backend
         # Zoom to the job's extent: the canvas (UTM) now shows it.
         dock.job_action("zoom", jid)
         assert qgis_canvas.extent().contains(QgsRectangle(605000, 5311000, 605500, 5311500))

@@ -74,18 +74,37 @@ def test_plugin_loads_starts_and_unloads_cleanly(qgis_app, qgis_iface, qgis_new_
     assert not [l for l in QgsProject.instance().mapLayers().values() if l.name() == "Job footprints"]
 
 
-def test_dock_offers_to_start_a_stopped_daemon(qgis_app, qgis_iface, qgis_new_project, monkeypatch, tmp_path):
-    from conftest import free_port
+def test_dock_starts_a_stopped_daemon(qgis_app, qgis_iface, qgis_new_project, monkeypatch, tmp_path):
+    import os
+    import signal
 
+    from conftest import TARGET, _binaries, free_port
+
+    _binaries()
+    monkeypatch.setenv("PATH", f"{TARGET}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("EODISPATCH_LISTEN", f"127.0.0.1:{free_port()}")
-    monkeypatch.setenv("EODISPATCH_STATE_DIR", str(tmp_path / "state"))
+    for name in ("CONFIG", "STATE", "RESULTS"):
+        monkeypatch.setenv(f"EODISPATCH_{name}_DIR", str(tmp_path / name.lower()))
     import eodispatch
 
     plugin = eodispatch.classFactory(qgis_iface)
     plugin.initGui()
+    pid = None
     try:
         plugin.dock.check_health()
         wait_until(lambda: "Not running" in plugin.dock.daemon_label.text(), message="not running")
         assert not plugin.dock.start_button.isHidden()
+        plugin.dock.start_button.click()
+        pid = plugin.dock.started_pid
+        assert pid
+        wait_until(lambda: " at http://" in plugin.dock.daemon_label.text(), timeout=20, message="daemon started")
+        assert plugin.dock.start_button.isHidden()
+        assert "API token read" in plugin.dock.daemon_label.text()
+        assert (tmp_path / "state" / "daemon.log").exists()
     finally:
         plugin.unload()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+
+

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 DEFAULT_LISTEN = "127.0.0.1:8421"
 TOKEN_FILE = "api-token"
@@ -140,10 +140,10 @@ def find_binary() -> Optional[str]:
     return str(candidate) if os.access(candidate, os.X_OK) else None
 
 
-def start_daemon(info: DaemonInfo, binary: Optional[str] = None) -> str:
+def start_daemon(info: DaemonInfo, binary: Optional[str] = None) -> Tuple[str, Optional[int]]:
     """Starts ``eodispatch serve`` in the background, detached from QGIS (it keeps
-    running when QGIS exits), logging to ``state_dir/daemon.log``. Returns the program
-    started; raises ``RuntimeError`` with a remedy when there is none. Does not wait:
+    running when QGIS exits), logging to ``state_dir/daemon.log``. Returns what was
+    started and its process id (``None`` through systemd); raises ``RuntimeError`` with a remedy when there is none. Does not wait:
     the caller polls ``/health``.
 
     With a systemd user service installed, ``systemctl --user start eodispatch`` is used
@@ -160,7 +160,7 @@ def start_daemon(info: DaemonInfo, binary: Optional[str] = None) -> str:
             check=False,
         )
         if done.returncode == 0:
-            return "systemctl --user start eodispatch"
+            return "systemctl --user start eodispatch", None
     binary = binary or find_binary()
     if not binary:
         raise RuntimeError(
@@ -170,7 +170,7 @@ def start_daemon(info: DaemonInfo, binary: Optional[str] = None) -> str:
     info.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = open(info.state_dir / "daemon.log", "ab")  # noqa: SIM115 (handed to the child)
     try:
-        subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(  # noqa: S603
             [binary, "serve"],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -180,4 +180,4 @@ def start_daemon(info: DaemonInfo, binary: Optional[str] = None) -> str:
         )
     finally:
         log.close()
-    return binary
+    return binary, proc.pid

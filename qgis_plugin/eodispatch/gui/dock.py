@@ -66,6 +66,8 @@ class EoDispatchDock(QgsDockWidget):
         self.backends: List[Dict[str, Any]] = []
         self.login_dialog: Optional[LoginDialog] = None
         self.last_job: Optional[Dict[str, Any]] = None
+        self.started_pid: Optional[int] = None
+        self.logs_dialog: Optional[QDialog] = None
         self._params_request = None
         self._build()
         stream.connected.connect(self.refresh)
@@ -208,7 +210,7 @@ class EoDispatchDock(QgsDockWidget):
 
     def start_daemon(self) -> None:
         try:
-            how = start_daemon(self.client.info)
+            how, self.started_pid = start_daemon(self.client.info)
         except (RuntimeError, OSError) as e:
             self.notify(f"Cannot start the daemon: {e}", Qgis.MessageLevel.Critical, 10)
             return
@@ -467,6 +469,7 @@ class EoDispatchDock(QgsDockWidget):
         layout.addWidget(view)
         dlg.resize(700, 400)
         dlg.show()
+        self.logs_dialog = dlg
 
     def cleanup(self) -> None:
         self._health_timer.stop()
