@@ -147,6 +147,7 @@ def tick():
             go("settle")
         elif step == "settle":
             if time.time() - state["step_started"] > 2.0:
+                state["checks"]["project_crs"] = QgsProject.instance().crs().authid()
                 finish(True)
     except Exception:
         finish(False, traceback.format_exc())

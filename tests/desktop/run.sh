@@ -118,6 +118,8 @@ else:
         problems.append(f"group {c.get('group')}")
     if not c.get("layers") or not c.get("layers_valid"):
         problems.append(f"layers {c.get('layers')}")
+    if c.get("project_crs") != "EPSG:32633":
+        problems.append(f"the project CRS changed to {c.get('project_crs')}")
     if (c.get("screenshot") or 0) < 10000:
         problems.append("no screenshot")
 if problems:

@@ -169,3 +169,4 @@ def test_loopback_bypasses_a_qgis_proxy(qgis_app, daemon):
     finally:
         QNetworkProxy.setApplicationProxy(QNetworkProxy(QNetworkProxy.ProxyType.NoProxy))
         nam.setFallbackProxyAndExcludes(*old)
+

@@ -22,7 +22,7 @@ from qgis.core import (
     QgsRendererCategory,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QVariant
+from qgis.PyQt.QtCore import QTimer, QVariant
 
 from .params import job_bbox
 
@@ -107,7 +107,25 @@ class Footprints:
                     self._layer = candidate
                     return candidate
             layer = make_layer()
+            # The footprints are not the user's data: adding them first to an empty
+            # project must not switch the project to their CRS (EPSG:4326).
+            crs = self.project.crs()
+            first = not self.project.mapLayers()
             self.project.addMapLayer(layer)
+            if first and crs.isValid():
+                # QGIS's canvas bridge sets the CRS of the first layer on its next,
+                # deferred update: put the project's back after it.
+                project = self.project
+
+                def restore():
+                    try:
+                        if project.crs() != crs:
+                            project.setCrs(crs)
+                    except RuntimeError:
+                        pass
+
+                restore()
+                QTimer.singleShot(0, restore)
             self._layer = layer
         return self._layer
 

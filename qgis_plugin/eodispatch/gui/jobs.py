@@ -89,6 +89,7 @@ class JobList(QWidget):
         self.tree.customContextMenuRequested.connect(self._menu)
         self.tree.itemSelectionChanged.connect(self._selection_changed)
         self.tree.setSortingEnabled(False)
+        self.tree.setColumnWidth(0, 200)
         layout.addWidget(self.tree)
         row = QHBoxLayout()
         self.buttons: Dict[str, QPushButton] = {}

@@ -61,11 +61,6 @@ class _Base(QgsProcessingAlgorithm):
     def groupId(self) -> str:  # noqa: N802
         return "services"
 
-    def flags(self):
-        # Waits on the network; must not run on the GUI thread. Not thread-safe is not
-        # needed: each run has its own requests.
-        return super().flags()
-
     def _common_params(self, default_title: str) -> None:
         self.addParameter(QgsProcessingParameterString(TITLE, "Job title", defaultValue=default_title))
         fmt = QgsProcessingParameterEnum(
