@@ -49,6 +49,10 @@ def test_submit_and_follow_live_with_footprints(qgis_app, qgis_iface, qgis_canva
         item = dock.job_list.items[jid]
         assert item.text(1) == "finished" and "PV live" in item.text(0)
         assert item.text(4).endswith(" s")  # age
+        # Download progress from `result` events (the results branch sends them).
+        plugin.jobs.on_event("result", {"id": jid, "uuid": sent["uuid"], "state": "downloading",
+                                        "bytes": 1_000_000, "total_bytes": 4_000_000})
+        assert item.text(3) == "25 % of 4.0 MB"
         want = footprint_color_names()
         assert plugin.footprints.status_of(jid) == "finished"
         assert plugin.footprints.color_of(jid) == want["finished"]

@@ -138,6 +138,11 @@ def test_validation_errors_appear_next_to_their_field(qgis_app, qgis_iface, qgis
         assert "west" in label.text(), label.text()
         assert dock.form.error_labels["temporal_extent"].isHidden()
         assert daemon.api("GET", "/unit_jobs")[1] == []
+        # The daemon's message is in the message bar too.
+        from qgis.core import Qgis
+
+        warnings = qgis_iface.messageBar().get_messages(Qgis.MessageLevel.Warning)
+        assert any(m.startswith("EO Dispatch:Not submitted:") or "Not submitted:" in m for m in warnings), warnings
         # A bad backend URL is shown under the backend field.
         dock.endpoint_edit.setText("ftp://nowhere")
         extent.set_value({"west": 16.3, "south": 47.9, "east": 16.4, "north": 48.0})
