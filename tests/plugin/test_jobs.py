@@ -37,6 +37,12 @@ def test_submit_and_follow_live_with_footprints(qgis_app, qgis_iface, qgis_canva
         plugin.jobs.job_changed.connect(lambda j: statuses.append(j["status"]))
         colours = []
         plugin.jobs.job_changed.connect(lambda j: colours.append((j["status"], plugin.footprints.color_of(j["id"]))))
+        from qgis.PyQt.QtCore import QTimer
+
+        ticks = []
+        timer = QTimer()
+        timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+        timer.start(20)
         dock.submit()
         wait_until(lambda: dock.last_job is not None, message="submitted")
         jid = dock.last_job["id"]
@@ -46,6 +52,10 @@ def test_submit_and_follow_live_with_footprints(qgis_app, qgis_iface, qgis_canva
         wait_until(lambda: plugin.jobs.job(jid) and plugin.jobs.job(jid)["status"] == "finished", timeout=30,
                    message="finished over SSE")
         assert "queued" in statuses and "running" in statuses, statuses
+        timer.stop()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        print(f"GUI thread while submitting and following: {len(ticks)} ticks, longest gap {max(gaps) * 1000:.0f} ms")
+        assert max(gaps) < 0.25, max(gaps)
         item = dock.job_list.items[jid]
         assert item.text(1) == "finished" and "PV live" in item.text(0)
         assert item.text(4).endswith(" s")  # age
