@@ -2,7 +2,6 @@
 SSE (job list and footprint colours), reconnect after a daemon restart, bypass a QGIS
 proxy for loopback."""
 
-import subprocess
 import time
 
 from conftest import pv_job, start_daemon, wait_until

@@ -5,7 +5,6 @@ import configparser
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import REPO, wait_until
 

@@ -4,9 +4,9 @@ parameter form, Submit; and the live job list."""
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from qgis.core import Qgis, QgsProject
+from qgis.core import Qgis
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import Qt, QTimer, QUrl
+from qgis.PyQt.QtCore import QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QComboBox,
