@@ -54,6 +54,15 @@ def finish(ok, error=None):
     (OUT / "result.json").write_text(json.dumps({k: v for k, v in state.items() if k != "job"} | {"job": state["job"]},
                                                 indent=1, default=str))
     QgsProject.instance().setDirty(False)
+    # A modal dialog (e.g. a Python error at start-up) would keep QGIS from exiting.
+    from qgis.PyQt.QtWidgets import QApplication
+
+    for _ in range(5):
+        modal = QApplication.activeModalWidget()
+        if modal is None:
+            break
+        state.setdefault("modal_dialogs", []).append(modal.windowTitle())
+        modal.close()
     QTimer.singleShot(200, QgsApplication.exit)
 
 
@@ -94,6 +103,7 @@ def tick():
             p.dock.form.editors["spatial_extent"].from_canvas()
             state["checks"]["extent_sent"] = p.dock.form.editors["spatial_extent"].value()
             p.dock.title_edit.setText(TITLE)
+            iface.mainWindow().grab().save(str(OUT / "form.png"))  # the Submit tab, to look at
             p.dock.submit()
             go("wait_submitted")
         elif step == "wait_submitted":

@@ -24,6 +24,7 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/eodispatch-desktop.XXXXXX")
 OUT=${E2E_OUT:-$WORK/out}
 mkdir -p "$OUT"
+rm -f "$OUT/result.json" "$OUT/screenshot.png" "$OUT/form.png" # never read a previous run's
 FAKE_PID=""
 DAEMON_PID=""
 cleanup() {

@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from qgis.core import Qgis
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtCore import QTimer, QUrl
+from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QComboBox,
@@ -108,11 +108,16 @@ class EoDispatchDock(QgsDockWidget):
         self.backend_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.backend_table.verticalHeader().hide()
         self.backend_table.setMaximumHeight(110)
+        self.backend_table.hide()
+        self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", backend_box)
+        self.no_backends.setWordWrap(True)
+        bl.addWidget(self.no_backends)
         bl.addWidget(self.backend_table)
         page.addWidget(backend_box)
 
         service_box = QGroupBox("Service", submit_page)
         sf = QFormLayout(service_box)
+        sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.service_combo = QComboBox(service_box)
         self.service_combo.setObjectName("service")
         self.service_combo.currentIndexChanged.connect(self._service_picked)
@@ -162,6 +167,7 @@ class EoDispatchDock(QgsDockWidget):
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(submit_page)
         self.tabs.addTab(scroll, "Submit")
         self.job_list = JobList(self.jobs)
@@ -239,6 +245,8 @@ class EoDispatchDock(QgsDockWidget):
 
     def _fill_backends(self) -> None:
         t = self.backend_table
+        t.setVisible(bool(self.backends))
+        self.no_backends.setVisible(not self.backends)
         t.setRowCount(len(self.backends))
         for row, b in enumerate(self.backends):
             t.setItem(row, 0, QTableWidgetItem(str(b.get("title") or b.get("url"))))

@@ -7,6 +7,7 @@ from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsMapLayerComboBox, QgsMapToolExtent
 from qgis.PyQt.QtCore import QDate, pyqtSignal
 from qgis.PyQt.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDateEdit,
@@ -49,6 +50,8 @@ class ExtentWidget(QWidget):
             spin.setRange(lo, hi)
             spin.setDecimals(6)
             spin.setSingleStep(0.01)
+            spin.setMinimumWidth(60)
+            spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
             spin.setObjectName(f"extent_{key}")
             spin.valueChanged.connect(lambda _v: self.changed.emit())
             self.spins[key] = spin
@@ -172,6 +175,8 @@ class ParameterForm(QWidget):
         self.error_labels: Dict[str, QLabel] = {}
         self.layout_ = QFormLayout(self)
         self.layout_.setContentsMargins(0, 0, 0, 0)
+        # Narrow docks: labels above their field rather than a horizontal scroll bar.
+        self.layout_.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
 
     def clear(self) -> None:
         for e in self.editors.values():
