@@ -34,16 +34,6 @@ def provider(qgis_app, qgis_processing, daemon):
     QgsApplication.processingRegistry().removeProvider(p)
 
 
-def pv_service_on(provider, endpoint):
-    """The PV farm algorithm of the catalogue, pointed at the fake backend."""
-    from eodispatch.processing.algorithms import ServiceAlgorithm
-
-    pv = [s for s in provider.catalog.services if s["id"] == "eurac_pv_farm_detection"][0]
-    alg = ServiceAlgorithm(dict(pv, endpoint=endpoint), provider.catalog.params_of(pv["endpoint"], pv["application"]))
-    alg.initAlgorithm()
-    return alg
-
-
 def test_service_algorithms_have_parameters_from_params(provider):
     from qgis.core import QgsApplication
 
@@ -51,7 +41,8 @@ def test_service_algorithms_have_parameters_from_params(provider):
     assert alg is not None and alg.displayName() == "Photovoltaic farms mapping"
     names = [p.name() for p in alg.parameterDefinitions()]
     assert names[:3] == ["spatial_extent", "temporal_extent_start", "temporal_extent_end"], names
-    assert {"TITLE", "FORMAT"} <= set(names)
+    assert {"TITLE", "FORMAT", "ENDPOINT"} <= set(names)
+    assert alg.parameterDefinition("ENDPOINT").defaultValue() == "https://openeofed.dataspace.copernicus.eu"
     assert alg.parameterDefinition("spatial_extent").type() == "extent"
     assert alg.parameterDefinition("temporal_extent_start").type() == "datetime"
     assert [o.name() for o in alg.outputDefinitions()] == ["OUTPUT_LAYERS", "OUTPUT_FOLDER", "JOB_ID"]
@@ -62,7 +53,8 @@ def test_algorithm_runs_a_job_and_returns_layers(provider, daemon, fake_backend)
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingUtils, QgsProject
 
-    alg = pv_service_on(provider, fake_backend)
+    # The registered algorithm, pointed at the fake through its (advanced) backend field.
+    alg = "eodispatch:eurac_pv_farm_detection"
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     feedback = QgsProcessingFeedback()
@@ -86,6 +78,7 @@ def test_algorithm_runs_a_job_and_returns_layers(provider, daemon, fake_backend)
         "temporal_extent_end": "2023-09-30",
         "TITLE": "PV from Processing",
         "FORMAT": 0,
+        "ENDPOINT": fake_backend,
     }, context=context, feedback=feedback)
     job = daemon.api("GET", f"/unit_jobs/{result['JOB_ID']}")[1]
     assert job["status"] == "finished" and job["title"] == "PV from Processing"

@@ -111,6 +111,7 @@ class AutoLoader(QObject):
         self._project = project
         self.missed: List[Path] = []
         self._broken: set = set()
+        self._uuids: Dict[str, str] = {}
         self._started = False
         self._watcher = QFileSystemWatcher(self)
         self._watcher.directoryChanged.connect(lambda _p: self.scan())
@@ -159,7 +160,10 @@ class AutoLoader(QObject):
         for folder in entries:
             if str(folder) in missed or str(folder) in self._broken or not is_job_folder(folder):
                 continue
-            uuid = _uuid_of(folder)
+            # Published folders never change (one rename): read each manifest once.
+            uuid = self._uuids.get(str(folder)) or _uuid_of(folder)
+            if uuid is not None:
+                self._uuids[str(folder)] = uuid
             if uuid is None:
                 self._broken.add(str(folder))
                 self.load_failed.emit(str(folder), "job.json is not a readable eodispatch manifest")

@@ -287,7 +287,7 @@ class EoDispatchDock(QgsDockWidget):
         for s in self.catalog.services:
             self.service_combo.addItem(str(s.get("title") or s.get("id")), s)
         self.service_combo.addItem("Other: paste backend and application URLs", CUSTOM)
-        index = 0
+        index = self.service_combo.count() - 1 if current == CUSTOM else 0
         for i in range(self.service_combo.count()):
             d = self.service_combo.itemData(i)
             if isinstance(d, dict) and isinstance(current, dict) and d.get("id") == current.get("id"):

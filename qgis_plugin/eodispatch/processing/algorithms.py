@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDateTime,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
@@ -165,6 +166,12 @@ class ServiceAlgorithm(_Base):
             self.addParameter(p)
             self._names[spec.name] = (spec, names)
         self._common_params(self.displayName())
+        backend = QgsProcessingParameterString(
+            ENDPOINT, "Backend URL", defaultValue=str(self.service.get("endpoint") or "")
+        )
+        backend.setHelp("Another openEO backend that offers the same service, if any")
+        backend.setFlags(backend.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(backend)
         self._outputs()
 
     def job_parameters(self, parameters, context) -> Dict[str, Any]:
@@ -215,7 +222,7 @@ class ServiceAlgorithm(_Base):
         body = P.job_body(
             self.parameterAsString(parameters, TITLE, context) or self.displayName(),
             str(self.service.get("label") or "openeo"),
-            str(self.service["endpoint"]),
+            self.parameterAsString(parameters, ENDPOINT, context).strip() or str(self.service["endpoint"]),
             str(self.service["application"]),
             self.job_parameters(parameters, context),
             FORMAT_CODES[self.parameterAsEnum(parameters, FORMAT, context)],
