@@ -172,6 +172,9 @@ class EoDispatchPlugin:
     def _job_changed(self, job) -> None:
         if self._started:
             self.footprints.update_job(job)
+            if (job.get("results") or {}).get("state") == "ready":
+                # Published: look now rather than at the next rescan (watchers can lag).
+                self.autoloader.scan()
 
     def _services_changed(self) -> None:
         if self.provider is not None:

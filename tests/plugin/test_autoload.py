@@ -29,8 +29,14 @@ def test_new_folder_loads_as_a_styled_group_with_a_notice(qgis_app, qgis_iface, 
     loader.job_loaded.connect(plugin._job_loaded)
     loader.start()
     assert loader.missed == []
+    import time
+
+    t0 = time.monotonic()
     write_job_folder(results, 7, str(_uuid.uuid4()), "PV farms Vienna")
     wait_until(lambda: len(groups(QgsProject.instance())) == 1, message="group loaded")
+    took = time.monotonic() - t0
+    print(f"folder published -> group in the layer tree: {took * 1000:.0f} ms")
+    assert took < 2.0  # DESIGN: finished -> visible within poll + download + 2 s
     group = groups(QgsProject.instance())[0]
     assert group.name() == "PV farms Vienna (#7)"
     layers = [n.layer() for n in group.findLayers()]
