@@ -12,6 +12,7 @@ No Qt widgets here.
 from typing import Any, Dict, Optional
 
 from qgis.core import (
+    Qgis,
     QgsCategorizedSymbolRenderer,
     QgsFeature,
     QgsField,
@@ -22,7 +23,7 @@ from qgis.core import (
     QgsRendererCategory,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QTimer, QVariant
+from qgis.PyQt.QtCore import QTimer
 
 from .params import job_bbox
 
@@ -52,16 +53,27 @@ def make_renderer() -> QgsCategorizedSymbolRenderer:
     return QgsCategorizedSymbolRenderer("status", categories)
 
 
+def _field(name: str, kind: type) -> QgsField:
+    """A field on QGIS 3.22 (QVariant types) and on 3.38+ / Qt6 (QMetaType types)."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        from qgis.PyQt.QtCore import QMetaType
+
+        return QgsField(name, QMetaType.Type.Int if kind is int else QMetaType.Type.QString)
+    from qgis.PyQt.QtCore import QVariant
+
+    return QgsField(name, QVariant.Int if kind is int else QVariant.String)
+
+
 def make_layer() -> QgsVectorLayer:
     layer = QgsVectorLayer("Polygon?crs=EPSG:4326", LAYER_NAME, "memory")
     provider = layer.dataProvider()
     provider.addAttributes(
         [
-            QgsField("job_id", QVariant.Int),
-            QgsField("title", QVariant.String),
-            QgsField("status", QVariant.String),
-            QgsField("progress", QVariant.Int),
-            QgsField("updated", QVariant.String),
+            _field("job_id", int),
+            _field("title", str),
+            _field("status", str),
+            _field("progress", int),
+            _field("updated", str),
         ]
     )
     layer.updateFields()
