@@ -87,6 +87,8 @@ def tick():
             if p is None or p.dock is None or not p._started:
                 return
             state["checks"]["plugin_loaded_by_qgis"] = True
+            provider = QgsApplication.processingRegistry().providerById("eodispatch")
+            state["checks"]["processing_algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
             crs = QgsCoordinateReferenceSystem("EPSG:32633")
             QgsProject.instance().setCrs(crs)
             iface.mapCanvas().setDestinationCrs(crs)

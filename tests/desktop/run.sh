@@ -119,6 +119,8 @@ else:
         problems.append(f"group {c.get('group')}")
     if not c.get("layers") or not c.get("layers_valid"):
         problems.append(f"layers {c.get('layers')}")
+    if "eodispatch:run_service" not in (c.get("processing_algorithms") or []):
+        problems.append(f"no Processing provider: {c.get('processing_algorithms')}")
     if c.get("project_crs") != "EPSG:32633":
         problems.append(f"the project CRS changed to {c.get('project_crs')}")
     if (c.get("screenshot") or 0) < 10000:

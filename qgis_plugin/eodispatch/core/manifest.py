@@ -289,4 +289,5 @@ def add_to_project(loaded: LoadedJob, project: Optional[QgsProject] = None, repl
     for layer in loaded.layers:
         project.addMapLayer(layer, False)
         group.addLayer(layer)
+    group.setExpanded(True)
     return group
