@@ -289,5 +289,7 @@ def add_to_project(loaded: LoadedJob, project: Optional[QgsProject] = None, repl
     for layer in loaded.layers:
         project.addMapLayer(layer, False)
         group.addLayer(layer)
+    # The tree view follows expandedChanged: toggle so that it opens the new group.
+    group.setExpanded(False)
     group.setExpanded(True)
     return group
