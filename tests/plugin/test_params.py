@@ -151,3 +151,62 @@ def test_validation_errors_appear_next_to_their_field(qgis_app, qgis_iface, qgis
         assert label.isHidden()
     finally:
         plugin.unload()
+
+
+def test_extent_from_a_layer_and_from_a_drawn_rectangle(qgis_app, qgis_canvas, qgis_new_project, tmp_path):
+    from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer, QgsRectangle
+    from qgis.gui import QgsMapToolPan
+
+    from eodispatch.core.params import extent_to_wgs84
+    from eodispatch.gui.form import ExtentWidget
+    from jobfolder import write_geotiff
+
+    write_geotiff(tmp_path / "utm.tif", (16.342, 47.962, 16.414, 48.008))
+    layer = QgsRasterLayer(str(tmp_path / "utm.tif"), "utm")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:32633"
+    QgsProject.instance().addMapLayer(layer)
+    w = ExtentWidget(qgis_canvas)
+    w.layer_combo.setLayer(layer)
+    w.layer_button.click()
+    got = w.value()
+    assert got == extent_to_wgs84(layer.extent(), layer.crs())
+    assert abs(got["west"] - 16.342) < 0.01 and abs(got["north"] - 48.008) < 0.01, got
+    # Draw: the map tool replaces the current one, gives the rectangle in the canvas CRS,
+    # and the previous tool comes back.
+    qgis_canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    pan = QgsMapToolPan(qgis_canvas)
+    qgis_canvas.setMapTool(pan)
+    w.draw_button.click()
+    assert qgis_canvas.mapTool() is w._tool
+    drawn = QgsRectangle(1819000, 6100000, 1827000, 6108000)
+    w._tool.extentChanged.emit(drawn)
+    assert w.value() == extent_to_wgs84(drawn, QgsCoordinateReferenceSystem("EPSG:3857"))
+    assert qgis_canvas.mapTool() is pan and not w.draw_button.isChecked()
+
+
+def test_optional_fields_without_default_are_left_out_unless_given(qgis_app):
+    from eodispatch.gui.form import ParameterForm
+
+    form = ParameterForm()
+    form.build([
+        {"name": "threshold", "type": "double", "optional": True, "default": None, "options": [], "schema": {"type": "number"}},
+        {"name": "flag", "type": "boolean", "optional": True, "default": None, "options": [], "schema": {"type": "boolean"}},
+        {"name": "when", "type": "datetime", "optional": False, "default": None, "options": [],
+         "schema": {"type": "string", "subtype": "date-time", "format": "date-time"}},
+        {"name": "day", "type": "datetime", "optional": False, "default": None, "options": [],
+         "schema": {"type": "string", "subtype": "date", "format": "date"}},
+    ])
+    values, errors = form.values()
+    assert errors == []
+    assert "threshold" not in values and "flag" not in values
+    assert values["when"].endswith("T00:00:00Z") and len(values["day"]) == 10
+    form.editors["threshold"].setText("0.5")
+    form.editors["flag"].setChecked(True)
+    values, _ = form.values()
+    assert values["threshold"] == 0.5 and values["flag"] is True
+    form.editors["threshold"].setText("half")
+    _, errors = form.values()
+    assert [e["name"] for e in errors] == ["threshold"]
+    # The form's own errors go under the field too.
+    assert form.show_errors([{"name": "parameters.threshold", "reason": "not a number"}]) == []
+    assert form.error_labels["threshold"].text() == "not a number"

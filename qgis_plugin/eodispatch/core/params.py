@@ -228,6 +228,17 @@ def job_bbox(job: Dict[str, Any]) -> Optional[Dict[str, float]]:
 # --- values ------------------------------------------------------------------------------
 
 
+def wants_datetime(spec: FieldSpec) -> bool:
+    """Whether a ``datetime`` field's schema asks for a date-time (not a date)."""
+    text = json.dumps(spec.schema or {})
+    return '"date-time"' in text and '"date"' not in text.replace('"date-time"', "")
+
+
+def date_value(spec: FieldSpec, iso_date: str) -> str:
+    """A picked day as the field wants it: ``2023-05-01`` or ``2023-05-01T00:00:00Z``."""
+    return iso_date + "T00:00:00Z" if wants_datetime(spec) else iso_date
+
+
 def parse_date(value: Any) -> Optional[_dt.date]:
     if isinstance(value, str) and len(value) >= 10:
         try:

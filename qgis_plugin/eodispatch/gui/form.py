@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsMapLayerComboBox, QgsMapToolExtent
-from qgis.PyQt.QtCore import QDate, pyqtSignal
+from qgis.PyQt.QtCore import QDate, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -228,7 +228,18 @@ class ParameterForm(QWidget):
             return _date_edit(str(d)[:10] if d else None, self)
         if spec.kind == P.BOOLEAN:
             w = QCheckBox(self)
-            w.setChecked(bool(d))
+            if spec.optional and d is None:
+                # Three states: not given (the service decides), true, false.
+                w.setTristate(True)
+                w.setCheckState(Qt.CheckState.PartiallyChecked)
+                w.setToolTip("grey: not given")
+            else:
+                w.setChecked(bool(d))
+            return w
+        if spec.kind in (P.INTEGER, P.DOUBLE) and spec.optional and d is None:
+            # No default to show: an empty field means "not given".
+            w = QLineEdit(self)
+            w.setPlaceholderText("optional")
             return w
         if spec.kind == P.INTEGER:
             w = QSpinBox(self)
@@ -292,9 +303,14 @@ class ParameterForm(QWidget):
                 elif spec.kind == P.DATE_RANGE:
                     out[spec.name] = w.value()
                 elif spec.kind == P.DATE:
-                    out[spec.name] = w.date().toString("yyyy-MM-dd")
+                    out[spec.name] = P.date_value(spec, w.date().toString("yyyy-MM-dd"))
                 elif spec.kind == P.BOOLEAN:
-                    out[spec.name] = w.isChecked()
+                    if w.checkState() != Qt.CheckState.PartiallyChecked:
+                        out[spec.name] = w.isChecked()
+                elif spec.kind in (P.INTEGER, P.DOUBLE) and isinstance(w, QLineEdit):
+                    text = w.text().strip()
+                    if text:
+                        out[spec.name] = int(text) if spec.kind == P.INTEGER else float(text)
                 elif spec.kind in (P.INTEGER, P.DOUBLE):
                     out[spec.name] = w.value()
                 elif spec.kind == P.ENUM:

@@ -198,7 +198,8 @@ class ServiceAlgorithm(_Base):
                 end = self.parameterAsDateTime(parameters, names[1], context).date().toString("yyyy-MM-dd")
                 out[spec.name] = [start, end]
             elif spec.kind == P.DATE:
-                out[spec.name] = self.parameterAsDateTime(parameters, spec.name, context).date().toString("yyyy-MM-dd")
+                day = self.parameterAsDateTime(parameters, spec.name, context).date().toString("yyyy-MM-dd")
+                out[spec.name] = P.date_value(spec, day)
             elif spec.kind == P.BOOLEAN:
                 out[spec.name] = self.parameterAsBool(parameters, spec.name, context)
             elif spec.kind == P.INTEGER:
