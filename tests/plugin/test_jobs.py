@@ -183,3 +183,48 @@ def test_loopback_bypasses_a_qgis_proxy(qgis_app, daemon):
         QNetworkProxy.setApplicationProxy(QNetworkProxy(QNetworkProxy.ProxyType.NoProxy))
         nam.setFallbackProxyAndExcludes(*old)
 
+
+
+def test_result_actions_find_the_folder_and_load_again(qgis_app, qgis_iface, qgis_new_project, daemon,
+                                                       fake_backend):
+    from conftest import publish_when_finished
+    from eodispatch.core.manifest import _all_groups
+
+    import eodispatch
+    from qgis.core import QgsProject
+
+    plugin = eodispatch.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.start()
+        wait_until(lambda: plugin.stream.is_connected, message="event stream")
+        status, job = daemon.api("POST", "/unit_jobs", pv_job(fake_backend, "with results"))
+        assert status == 201
+        publisher = publish_when_finished(daemon, job["id"])  # until results branch merges
+        publisher.join(30)
+        assert publisher.folder is not None
+        wait_until(lambda: plugin.jobs.job(job["id"])["status"] == "finished", message="finished")
+
+        def groups():
+            return [g for g in _all_groups(QgsProject.instance().layerTreeRoot())
+                    if g.customProperty("eodispatch/job_uuid") == job["uuid"]]
+
+        wait_until(lambda: len(groups()) == 1, message="auto-loaded")
+        dock = plugin.dock
+        assert dock.job_folder(plugin.jobs.job(job["id"])) == publisher.folder
+        dock.job_list.tree.setCurrentItem(dock.job_list.items[job["id"]])
+        assert dock.job_list.buttons["folder"].isEnabled() and dock.job_list.buttons["reload"].isEnabled()
+        assert not dock.job_list.buttons["cancel"].isEnabled()
+        # The user removes the group; "Load again" brings it back, once.
+        group = groups()[0]
+        ids = [n.layerId() for n in group.findLayers()]
+        group.parent().removeChildNode(group)
+        QgsProject.instance().removeMapLayers(ids)
+        assert groups() == []
+        dock.job_list.buttons["reload"].click()
+        assert len(groups()) == 1
+        dock.job_list.buttons["reload"].click()
+        assert len(groups()) == 1
+        assert [n.layer().name() for n in groups()[0].findLayers()] == ["PV farms (openEO.tif)", "Farm outlines"]
+    finally:
+        plugin.unload()
