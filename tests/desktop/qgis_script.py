@@ -126,7 +126,17 @@ def tick():
             state["job"] = job
             state["checks"]["footprint_colour"] = p.footprints.color_of(job["id"])
             state["checks"]["job_list_status"] = p.dock.job_list.items[job["id"]].text(1)
-            if os.environ.get("E2E_PUBLISH") == "1" and (job.get("results") or {}).get("state") != "ready":
+            go("maybe_publish")
+        elif step == "maybe_publish":
+            p = plugins["eodispatch"]
+            job = p.jobs.job(state["job"]["id"])
+            results_state = (job.get("results") or {}).get("state")
+            if results_state in ("downloading", "ready"):
+                state["checks"]["published_by_daemon"] = True
+                go("wait_layers")
+            elif time.time() - state["step_started"] > 3.0:
+                if os.environ.get("E2E_PUBLISH") != "1":
+                    return finish(False, "the daemon did not publish the results")
                 # until results branch merges: the daemon does not download yet, so the
                 # job's folder is written here exactly as CONTRACTS.md says it will.
                 sys.path.insert(0, str(REPO / "tests" / "plugin"))
@@ -142,7 +152,7 @@ def tick():
                         {"value": 1, "color": "#d95f02", "label": "PV farm"}]},
                 )
                 state["checks"]["published_by_test"] = True
-            go("wait_layers")
+                go("wait_layers")
         elif step == "wait_layers":
             found = [g for g in groups() if g.customProperty("eodispatch/job_uuid") == state["job"]["uuid"]]
             if not found:

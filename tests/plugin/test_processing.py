@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import PV_UDP, publish_when_finished, wait_until
+from conftest import PV_UDP, manifest_layer_names, publish_when_finished, wait_until
 
 
 @pytest.fixture
@@ -89,7 +89,8 @@ def test_algorithm_runs_a_job_and_returns_layers(provider, daemon, fake_backend)
     # processing.run hands back the layers themselves for a multiple-layers output.
     layers = [QgsProcessingUtils.mapLayerFromString(i, context) if isinstance(i, str) else i
               for i in result["OUTPUT_LAYERS"]]
-    assert [l.name() for l in layers] == ["PV farms (openEO.tif)", "Farm outlines"]
+    assert [l.name() for l in layers] == manifest_layer_names(result["OUTPUT_FOLDER"])
+    assert layers
     assert all(l.isValid() for l in layers)
     assert progress and progress[-1] == 100
     assert set(context.layersToLoadOnCompletion()) == {l.id() for l in layers}
@@ -208,7 +209,7 @@ def test_algorithm_in_a_background_task_keeps_the_ui_thread_free(provider, daemo
     timer.stop()
     assert done["ok"], feedback.textLog()
     assert done["results"]["JOB_ID"] == 1
-    assert len(done["results"]["OUTPUT_LAYERS"]) == 2
+    assert len(done["results"]["OUTPUT_LAYERS"]) == len(manifest_layer_names(done["results"]["OUTPUT_FOLDER"])) > 0
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     print(f"GUI thread: {len(ticks)} ticks, longest gap {max(gaps) * 1000:.0f} ms")
     assert len(ticks) > 50 and max(gaps) < 0.25, max(gaps)
