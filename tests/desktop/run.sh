@@ -17,9 +17,9 @@ for cmd in qgis xvfb-run; do
 	}
 done
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}/debug
-if [[ ! -x $TARGET/eodispatch || ! -x $TARGET/fake-openeo ]]; then
-	cargo build -p eodispatch -p fake-openeo
-fi
+packages=(-p eodispatch -p fake-openeo)
+[[ -d crates/geo ]] && packages+=(-p eodispatch-geo) # the daemon's GDAL helper (results branch)
+cargo build -q "${packages[@]}"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/eodispatch-desktop.XXXXXX")
 OUT=${E2E_OUT:-$WORK/out}

@@ -37,10 +37,17 @@ PV_UDP = (
 
 def _binaries():
     daemon, fake = TARGET / "eodispatch", TARGET / "fake-openeo"
-    if not (daemon.exists() and fake.exists()):
-        subprocess.run(
-            ["cargo", "build", "-p", "eodispatch", "-p", "fake-openeo"], cwd=REPO, check=True
-        )
+    packages = ["eodispatch", "fake-openeo"]
+    wanted = [daemon, fake]
+    if (REPO / "crates" / "geo").is_dir():
+        # The daemon's GDAL helper (results branch), found next to the daemon binary.
+        packages.append("eodispatch-geo")
+        wanted.append(TARGET / "eodispatch-geo")
+    if not all(p.exists() for p in wanted):
+        args = ["cargo", "build"]
+        for p in packages:
+            args += ["-p", p]
+        subprocess.run(args, cwd=REPO, check=True)
     return daemon, fake
 
 
