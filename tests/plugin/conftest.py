@@ -22,6 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "qgis_plugin"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# pytest-qgis's QGIS profile (QgsSettings, the plugin's caches and loaded-jobs registry):
+# fresh at every run, so that no test passes on what an earlier run left behind.
+shutil.rmtree(Path(__file__).resolve().parent / ".qgis-settings", ignore_errors=True)
+
 # Keep QGIS settings (QgsSettings, the loaded-jobs registry) out of the real profile.
 _HOME = Path(__import__("tempfile").mkdtemp(prefix="eodispatch-plugin-tests-"))
 for _var, _sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state")):
