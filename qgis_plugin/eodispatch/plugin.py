@@ -42,6 +42,7 @@ class EoDispatchPlugin:
         self.action = None
         self._started = False
         self._missed_bar = None
+        self._info_timer = None
 
     # --- QGIS entry points -------------------------------------------------------------
 
@@ -88,6 +89,9 @@ class EoDispatchPlugin:
 
     def unload(self):
         self._started = False
+        if self._info_timer is not None:
+            self._info_timer.stop()
+            self._info_timer = None
         try:
             self.iface.initializationCompleted.disconnect(self.start)
         except (TypeError, RuntimeError):
@@ -159,6 +163,26 @@ class EoDispatchPlugin:
         self.stream.start()
         self.autoloader.start()
         self.catalog.refresh()
+        # config.toml or the environment may move the daemon or the results folder.
+        self._info_timer = QTimer()
+        self._info_timer.setInterval(10000)
+        self._info_timer.timeout.connect(self.refresh_info)
+        self._info_timer.start()
+        if self.dock is not None:
+            self.dock.check_health()
+
+    def refresh_info(self) -> None:
+        """Re-reads where the daemon and the results folder are; follows a change."""
+        if self.client is None:
+            return
+        info = DaemonInfo.resolve()
+        if info == self.info:
+            return
+        log(f"daemon settings changed: {self.info.base_url} -> {info.base_url}, results {info.results_dir}")
+        self.info = info
+        self.client.info = info
+        self.autoloader.set_results_dir(info.results_dir)
+        self.stream.reconnect_now()
         if self.dock is not None:
             self.dock.check_health()
 
