@@ -82,3 +82,24 @@ def test_plugin_follows_a_daemon_that_moved(qgis_app, qgis_iface, qgis_new_proje
         if other is not None:
             other.proc.terminate()
             other.proc.wait(10)
+
+
+def test_a_wrong_token_is_shown_not_hidden(qgis_app, qgis_iface, qgis_new_project, daemon, monkeypatch, tmp_path):
+    """A token file that does not match the daemon's (e.g. another daemon's): the dock says
+    the events are refused, with the daemon's reason, and keeps retrying."""
+    import eodispatch
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "api-token").write_text("0" * 64)
+    monkeypatch.setenv("EODISPATCH_STATE_DIR", str(state))
+    plugin = eodispatch.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.start()
+        wait_until(lambda: plugin.stream.last_error is not None, message="stream refused")
+        assert plugin.stream.last_error.startswith("HTTP 401"), plugin.stream.last_error
+        plugin.dock.check_health()
+        wait_until(lambda: "no live events (HTTP 401" in plugin.dock.daemon_label.text(), message="label")
+    finally:
+        plugin.unload()

@@ -253,10 +253,15 @@ def blocking_request(
 
         def tick():
             state["left"] -= 0.1
+            if reply.isFinished():
+                loop.quit()
+                return
             if feedback is not None and feedback.isCanceled():
+                timer.stop()
                 reply.abort()
             elif state["left"] <= 0:
                 state["timed_out"] = True
+                timer.stop()
                 reply.abort()
 
         timer.timeout.connect(tick)

@@ -122,6 +122,7 @@ class EventStream(QObject):
         self._delay = self.MIN_DELAY_MS
         self._running = False
         self._is_connected = False
+        self.last_error: Optional[str] = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._connect)
@@ -176,6 +177,7 @@ class EventStream(QObject):
                 self._delay = self.MIN_DELAY_MS
                 if not self._is_connected:
                     self._is_connected = True
+                    self.last_error = None
                     self.connected.emit()
                 continue
             self.event_received.emit(ev.event, ev.json())
@@ -185,7 +187,16 @@ class EventStream(QObject):
             return
         self._reply = None
         status = reply.attribute(QNetworkRequest.Attribute.HttpStatusCodeAttribute)
-        reason = reply.errorString() if not status else f"HTTP {status}"
+        if status and status != 200:
+            body = bytes(reply.readAll()).decode("utf-8", "replace")
+            try:
+                detail = json.loads(body).get("detail") or body
+            except (ValueError, AttributeError):
+                detail = body
+            reason = f"HTTP {status}: {detail[:200]}"
+        else:
+            reason = reply.errorString() if not status else "the daemon ended the stream"
+        self.last_error = reason
         reply.deleteLater()
         was = self._is_connected
         self._is_connected = False

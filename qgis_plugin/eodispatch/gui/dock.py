@@ -211,7 +211,12 @@ class EoDispatchDock(QgsDockWidget):
         self.start_button.hide()
         version = (result.data or {}).get("version", "?") if isinstance(result.data, dict) else "?"
         token = "API token read" if info.read_token() else f"no API token file at {info.token_path}"
-        live = "live" if self.stream.is_connected else "connecting to events…"
+        if self.stream.is_connected:
+            live = "live"
+        elif self.stream.last_error:
+            live = f"no live events ({self.stream.last_error}); retrying"
+        else:
+            live = "connecting to events…"
         self.daemon_label.setText(f"eodispatch {version} at {info.base_url} — {token}; {live}")
 
     def start_daemon(self) -> None:
