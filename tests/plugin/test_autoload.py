@@ -151,3 +151,27 @@ def test_broken_manifest_is_reported_not_loaded(qgis_app, qgis_new_project, tmp_
     loader.scan()
     assert len(failures) == 1 and failures[0][0].endswith("_9")
     loader.stop()
+
+
+def test_missed_results_are_offered_in_the_message_bar(qgis_app, qgis_iface, qgis_new_project, daemon):
+    """What arrived while QGIS was closed: a message bar offer whose button loads them."""
+    from qgis.core import QgsProject
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    import eodispatch
+
+    write_job_folder(daemon.results_dir, 41, str(_uuid.uuid4()), "Arrived while closed")
+    plugin = eodispatch.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.start()
+        bar = qgis_iface.messageBar()
+        widget = plugin._missed_bar
+        assert widget is not None and "1 result(s) arrived while QGIS was closed" in widget.text()
+        assert groups(QgsProject.instance()) == []
+        button = [b for b in widget.findChildren(QPushButton) if b.text() == "Load them"][0]
+        button.click()
+        assert [g.name() for g in groups(QgsProject.instance())] == ["Arrived while closed (#41)"]
+        assert bar.currentItem() is not widget
+    finally:
+        plugin.unload()
