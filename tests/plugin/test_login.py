@@ -40,6 +40,16 @@ def auth_stub(tmp_path, monkeypatch):
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             assert self.headers["Authorization"] == "Bearer stub-token"
+            if self.path == "/auth/logout":
+                seen["logout"] = body
+                self._send(200, BACKEND)
+                return
+            if self.path == "/auth/login" and body.get("method") == "browser":
+                seen["login"] = body
+                self._send(202, {"login_id": "L2", "endpoint": body["endpoint"], "method": "browser",
+                                 "state": "pending", "provider_id": "CDSE",
+                                 "authorization_url": "https://identity.example/auth?state=s1"})
+                return
             if self.path == "/auth/login":
                 seen["login"] = body
                 self._send(202, {"login_id": "L1", "endpoint": body["endpoint"], "method": "device", "state": "pending",
@@ -48,6 +58,10 @@ def auth_stub(tmp_path, monkeypatch):
                                  "verification_uri_complete": None, "expires_in": 300, "interval": 1})
 
         def do_GET(self):  # noqa: N802
+            if self.path == "/auth/logins/L2":
+                self._send(200, {"login_id": "L2", "endpoint": BACKEND["url"], "method": "browser",
+                                 "state": "failed", "error": "the identity provider refused: access_denied"})
+                return
             if self.path == "/auth/logins/L1":
                 seen["polls"] += 1
                 state = "logged_in" if seen["polls"] >= 2 else "pending"
@@ -95,5 +109,33 @@ def test_backends_table_shows_login_state(qgis_app, qgis_iface, qgis_new_project
         assert dock.backend_table.rowCount() == 1
         assert dock.backend_table.item(0, 1).text() == "logged in"
         assert dock.backend_table.cellWidget(0, 2).text() == "Log out"
+    finally:
+        plugin.unload()
+
+
+def test_browser_login_opens_the_page_and_reports_a_refusal(qgis_app, auth_stub):
+    from eodispatch.core.client import DaemonClient
+    from eodispatch.gui.login import LoginDialog
+
+    dlg = LoginDialog(DaemonClient(), BACKEND, open_browser=False)
+    dlg.method.setCurrentIndex(dlg.method.findData("browser"))
+    dlg.start_button.click()
+    wait_until(lambda: "https://identity.example/auth?state=s1" in dlg.message.text(), message="page link")
+    assert auth_stub["login"]["method"] == "browser"
+    wait_until(lambda: dlg.state == "failed", timeout=10, message="refusal")
+    assert "access_denied" in dlg.message.text() and dlg.start_button.isEnabled()
+
+
+def test_log_out_button(qgis_app, qgis_iface, qgis_new_project, auth_stub):
+    import eodispatch
+
+    plugin = eodispatch.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock = plugin.dock
+        dock._backend_event(dict(BACKEND, login=dict(BACKEND["login"], state="logged_in")))
+        dock.backend_table.cellWidget(0, 2).click()
+        wait_until(lambda: dock.backend_table.item(0, 1).text() == "not logged in", message="logged out")
+        assert auth_stub["logout"] == {"endpoint": BACKEND["url"]}
     finally:
         plugin.unload()
