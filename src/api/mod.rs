@@ -15,6 +15,7 @@ pub mod extract;
 pub mod guard;
 pub mod params;
 pub mod problem;
+pub mod services;
 pub mod system;
 pub mod tiles;
 pub mod unit_jobs;
@@ -93,6 +94,7 @@ fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
         .routes(routes!(upscale_tasks::get_one, upscale_tasks::delete))
         .routes(routes!(tiles::create))
         .routes(routes!(params::params))
+        .routes(routes!(services::services))
         .routes(routes!(system::health))
         .routes(routes!(system::jobs_status))
         .routes(routes!(auth::backends))

@@ -105,6 +105,9 @@ check "the binary is in \$HOME/.local/bin" test -x "$BIN"
 check "/health answers on port $PORT" health
 check "the install output shows the curl line for port $PORT" \
 	grep -q "curl -s -H \"Authorization: Bearer .* token)\" $URL/unit_jobs" "$OUT/install1.log"
+QGIS_PROFILE=$TEST_HOME/.local/share/QGIS/QGIS3/profiles/default
+check "the QGIS plugin is in the default QGIS profile" test -f "$QGIS_PROFILE/python/plugins/eodispatch/metadata.txt"
+check "the QGIS plugin is enabled in QGIS3.ini" grep -qx "eodispatch=true" "$QGIS_PROFILE/QGIS/QGIS3.ini"
 FIRST_PID=$(daemon_pid)
 check "the background daemon's pid file names a live process" alive "$FIRST_PID"
 
@@ -150,6 +153,12 @@ fi
 
 run_install uninstall1 --uninstall --no-systemd || true
 check "the binary is gone" test ! -e "$BIN"
+check "the QGIS plugin is gone" test ! -e "$QGIS_PROFILE/python/plugins/eodispatch"
+if grep -q "eodispatch=" "$QGIS_PROFILE/QGIS/QGIS3.ini" 2>/dev/null; then
+	fail "QGIS3.ini no longer enables the plugin"
+else
+	pass "QGIS3.ini no longer enables the plugin"
+fi
 if health; then
 	fail "the daemon is stopped (/health still answers)"
 else

@@ -1,0 +1,295 @@
+"""A published job folder (``results_dir/<date>_<slug>_<id>/job.json``, CONTRACTS.md) as
+QGIS layers: names from the manifest, styles from its ``style`` hints.
+
+Styles: ``minmax`` → single-band grey stretched between min and max; ``palette`` →
+paletted raster with the manifest's classes, colours and labels; ``rgb`` → multiband
+colour with a stretch per band; ``single`` → the vector symbol's colour. Without a hint
+QGIS's own default applies. Layers that GDAL could not read (``readable: false``) and
+``other`` files are not loaded (they are listed in the result).
+
+Creating layers is safe in a worker thread; adding them to the project is not (that is
+``add_to_project``, GUI thread).
+
+No Qt widgets here.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from qgis.core import (
+    QgsContrastEnhancement,
+    QgsLayerTreeGroup,
+    QgsMapLayer,
+    QgsMultiBandColorRenderer,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSingleBandGrayRenderer,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+MANIFEST = "job.json"
+MANIFEST_VERSION = 1
+PROP_JOB_UUID = "eodispatch/job_uuid"
+PROP_JOB_ID = "eodispatch/job_id"
+PROP_FOLDER = "eodispatch/folder"
+
+
+class ManifestError(Exception):
+    """A folder that is not a readable job folder."""
+
+
+@dataclass
+class Manifest:
+    folder: Path
+    data: Dict[str, Any]
+
+    @property
+    def job(self) -> Dict[str, Any]:
+        return self.data.get("job") or {}
+
+    @property
+    def uuid(self) -> str:
+        return str(self.job.get("uuid") or self.folder.name)
+
+    @property
+    def job_id(self) -> Optional[int]:
+        v = self.job.get("id")
+        return v if isinstance(v, int) else None
+
+    @property
+    def title(self) -> str:
+        return str(self.job.get("title") or self.folder.name)
+
+    @property
+    def group_name(self) -> str:
+        """The layer group's name: the job's title and its id."""
+        jid = self.job_id
+        return f"{self.title} (#{jid})" if jid is not None else self.title
+
+    @property
+    def layers(self) -> List[Dict[str, Any]]:
+        return [x for x in self.data.get("layers") or [] if isinstance(x, dict)]
+
+
+def is_job_folder(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".") and (path / MANIFEST).is_file()
+
+
+def read_manifest(folder) -> Manifest:
+    folder = Path(folder)
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ManifestError(f"{folder}: cannot read {MANIFEST}: {e}") from e
+    except ValueError as e:
+        raise ManifestError(f"{folder}: {MANIFEST} is not JSON: {e}") from e
+    if not isinstance(data, dict) or data.get("eodispatch_manifest") != MANIFEST_VERSION:
+        raise ManifestError(
+            f"{folder}: {MANIFEST} is not an eodispatch manifest (version {MANIFEST_VERSION})"
+        )
+    return Manifest(folder, data)
+
+
+def _inside(folder: Path, rel: str) -> Optional[Path]:
+    """``folder/rel`` when it stays inside the folder (manifests are data, not trusted)."""
+    if not rel or os.path.isabs(rel):
+        return None
+    path = (folder / rel).resolve()
+    try:
+        path.relative_to(folder.resolve())
+    except ValueError:
+        return None
+    return path
+
+
+def _color(text: Any, fallback: str = "#808080") -> QColor:
+    c = QColor(str(text)) if text else QColor(fallback)
+    return c if c.isValid() else QColor(fallback)
+
+
+def apply_raster_style(layer: QgsRasterLayer, style: Optional[Dict[str, Any]]) -> bool:
+    """Applies a manifest style hint; ``False`` when there is none usable."""
+    if not style or not isinstance(style, dict) or not layer.isValid():
+        return False
+    provider = layer.dataProvider()
+    kind = style.get("type")
+    if kind == "minmax":
+        band = int(style.get("band") or 1)
+        renderer = QgsSingleBandGrayRenderer(provider, band)
+        ce = QgsContrastEnhancement(provider.dataType(band))
+        ce.setContrastEnhancementAlgorithm(
+            QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum
+        )
+        ce.setMinimumValue(float(style["min"]))
+        ce.setMaximumValue(float(style["max"]))
+        renderer.setContrastEnhancement(ce)
+        layer.setRenderer(renderer)
+        return True
+    if kind == "palette":
+        band = int(style.get("band") or 1)
+        classes = [
+            QgsPalettedRasterRenderer.Class(
+                float(c["value"]), _color(c.get("color")), str(c.get("label", c["value"]))
+            )
+            for c in style.get("classes") or []
+            if isinstance(c, dict) and "value" in c
+        ]
+        if not classes:
+            return False
+        layer.setRenderer(QgsPalettedRasterRenderer(provider, band, classes))
+        return True
+    if kind == "rgb":
+        bands = list(style.get("bands") or [1, 2, 3])
+        if len(bands) != 3:
+            return False
+        renderer = QgsMultiBandColorRenderer(provider, int(bands[0]), int(bands[1]), int(bands[2]))
+        mins = style.get("min") or []
+        maxs = style.get("max") or []
+        setters = (
+            renderer.setRedContrastEnhancement,
+            renderer.setGreenContrastEnhancement,
+            renderer.setBlueContrastEnhancement,
+        )
+        for i, setter in enumerate(setters):
+            if i < len(mins) and i < len(maxs):
+                ce = QgsContrastEnhancement(provider.dataType(int(bands[i])))
+                ce.setContrastEnhancementAlgorithm(
+                    QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum
+                )
+                ce.setMinimumValue(float(mins[i]))
+                ce.setMaximumValue(float(maxs[i]))
+                setter(ce)
+        layer.setRenderer(renderer)
+        return True
+    return False
+
+
+def apply_vector_style(layer: QgsVectorLayer, style: Optional[Dict[str, Any]]) -> bool:
+    if not style or style.get("type") != "single" or not layer.isValid():
+        return False
+    renderer = layer.renderer()
+    symbol = renderer.symbol() if renderer is not None and hasattr(renderer, "symbol") else None
+    if symbol is None:
+        return False
+    symbol.setColor(_color(style.get("color")))
+    layer.triggerRepaint()
+    return True
+
+
+@dataclass
+class LoadedJob:
+    manifest: Manifest
+    layers: List[QgsMapLayer] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)  # "name: why"
+
+
+def _tag(layer: QgsMapLayer, m: Manifest) -> None:
+    layer.setCustomProperty(PROP_JOB_UUID, m.uuid)
+    if m.job_id is not None:
+        layer.setCustomProperty(PROP_JOB_ID, m.job_id)
+    layer.setCustomProperty(PROP_FOLDER, str(m.folder))
+
+
+def create_layers(m: Manifest) -> LoadedJob:
+    """The manifest's layers, created and styled (not added to any project)."""
+    out = LoadedJob(m)
+    for entry in m.layers:
+        name = str(entry.get("name") or entry.get("path") or "layer")
+        kind = entry.get("kind")
+        if entry.get("readable") is False:
+            out.skipped.append(f"{name}: {entry.get('error') or 'not readable'}")
+            continue
+        path = _inside(m.folder, str(entry.get("path") or ""))
+        if path is None or not path.exists():
+            out.skipped.append(f"{name}: file {entry.get('path')!r} missing")
+            continue
+        style = entry.get("style")
+        if kind == "raster":
+            subdatasets = [s for s in entry.get("subdatasets") or [] if isinstance(s, dict)]
+            sources = []
+            if subdatasets:
+                for s in subdatasets:
+                    uri = str(s.get("uri") or "")
+                    # NETCDF:"file.nc":var with a file name relative to the folder.
+                    if uri.count('"') >= 2:
+                        pre, rel, post = uri.split('"', 2)
+                        if _inside(m.folder, rel) is None:
+                            continue
+                        uri = f'{pre}"{m.folder / rel}"{post}'
+                    sources.append((f"{name} {s.get('description') or uri.rsplit(':', 1)[-1]}", uri))
+            else:
+                sources.append((name, str(path)))
+            for layer_name, src in sources:
+                layer = QgsRasterLayer(src, layer_name, "gdal")
+                if not layer.isValid():
+                    out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
+                    continue
+                apply_raster_style(layer, style)
+                _tag(layer, m)
+                out.layers.append(layer)
+        elif kind == "vector":
+            sublayers = [s for s in entry.get("layers") or [] if isinstance(s, dict)]
+            sources = []
+            if len(sublayers) > 1:
+                for s in sublayers:
+                    sources.append((f"{name} {s.get('name')}", f"{path}|layername={s.get('name')}"))
+            else:
+                sources.append((name, str(path)))
+            for layer_name, src in sources:
+                layer = QgsVectorLayer(src, layer_name, "ogr")
+                if not layer.isValid():
+                    out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
+                    continue
+                apply_vector_style(layer, style)
+                _tag(layer, m)
+                out.layers.append(layer)
+        else:
+            out.skipped.append(f"{name}: not a map layer")
+    return out
+
+
+def find_group(project: QgsProject, uuid: str) -> Optional[QgsLayerTreeGroup]:
+    """The layer group of a job in the project, if any."""
+    for group in _all_groups(project.layerTreeRoot()):
+        if group.customProperty(PROP_JOB_UUID) == uuid:
+            return group
+    return None
+
+
+def _all_groups(group: QgsLayerTreeGroup) -> List[QgsLayerTreeGroup]:
+    out = []
+    for child in group.children():
+        if isinstance(child, QgsLayerTreeGroup):
+            out.append(child)
+            out.extend(_all_groups(child))
+    return out
+
+
+def add_to_project(loaded: LoadedJob, project: Optional[QgsProject] = None, replace: bool = False) -> QgsLayerTreeGroup:
+    """Adds the layers as a group named after the job, at the top of the layer tree.
+    With ``replace``, an existing group of the same job is removed first (reload)."""
+    project = project or QgsProject.instance()
+    root = project.layerTreeRoot()
+    m = loaded.manifest
+    existing = find_group(project, m.uuid)
+    if existing is not None:
+        if not replace:
+            return existing
+        ids = [l.layerId() for l in existing.findLayers()]
+        existing.parent().removeChildNode(existing)
+        project.removeMapLayers(ids)
+    group = root.insertGroup(0, m.group_name)
+    group.setCustomProperty(PROP_JOB_UUID, m.uuid)
+    group.setCustomProperty(PROP_FOLDER, str(m.folder))
+    for layer in loaded.layers:
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
+    # The tree view follows expandedChanged: toggle so that it opens the new group.
+    group.setExpanded(False)
+    group.setExpanded(True)
+    return group

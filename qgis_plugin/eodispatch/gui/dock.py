@@ -1,0 +1,491 @@
+"""The EO Dispatch dock: daemon state, backends and log-in, service picker, generated
+parameter form, Submit; and the live job list."""
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from qgis.core import Qgis
+from qgis.gui import QgsDockWidget
+from qgis.PyQt.QtCore import Qt, QTimer, QUrl
+from qgis.PyQt.QtGui import QDesktopServices
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import params as P
+from ..core.client import ApiResult, DaemonClient, log
+from ..core.daemon import start_daemon
+from ..core.jobs import JobModel
+from ..core.loaded import AutoLoader
+from ..core.runner import find_published_folder
+from ..core.services import ServiceCatalog
+from ..core.sse import EventStream
+from .form import ERROR_STYLE, ParameterForm
+from .jobs import JobList
+from .login import LoginDialog
+
+CUSTOM = "__custom__"
+
+
+class EoDispatchDock(QgsDockWidget):
+    def __init__(
+        self,
+        client: DaemonClient,
+        stream: EventStream,
+        jobs: JobModel,
+        catalog: ServiceCatalog,
+        autoloader: Optional[AutoLoader] = None,
+        canvas=None,
+        notify: Optional[Callable[[str, Any, int], None]] = None,
+        parent=None,
+    ):
+        super().__init__("EO Dispatch", parent)
+        self.setObjectName("EoDispatchDock")
+        self.client = client
+        self.stream = stream
+        self.jobs = jobs
+        self.catalog = catalog
+        self.autoloader = autoloader
+        self.canvas = canvas
+        self.notify = notify or (lambda text, level, duration: log(text, level))
+        self.backends: List[Dict[str, Any]] = []
+        self.login_dialog: Optional[LoginDialog] = None
+        self.last_job: Optional[Dict[str, Any]] = None
+        self.started_pid: Optional[int] = None
+        self.logs_dialog: Optional[QDialog] = None
+        self._params_request = None
+        self._build()
+        stream.connected.connect(self.refresh)
+        stream.disconnected.connect(lambda _r: self.check_health())
+        jobs.backend_changed.connect(self._backend_event)
+        catalog.changed.connect(self._fill_services)
+        self._health_timer = QTimer(self)
+        self._health_timer.setInterval(5000)
+        self._health_timer.timeout.connect(self.check_health)
+        self._health_timer.start()
+        self._fill_services()
+
+    # --- layout ---------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.tabs = QTabWidget(self)
+        submit_page = QWidget()
+        page = QVBoxLayout(submit_page)
+
+        daemon_box = QGroupBox("Daemon", submit_page)
+        row = QHBoxLayout(daemon_box)
+        self.daemon_label = QLabel("…", daemon_box)
+        self.daemon_label.setObjectName("daemon_state")
+        self.daemon_label.setWordWrap(True)
+        self.start_button = QPushButton("Start daemon", daemon_box)
+        self.start_button.setObjectName("start_daemon")
+        self.start_button.clicked.connect(self.start_daemon)
+        self.start_button.hide()
+        row.addWidget(self.daemon_label, 1)
+        row.addWidget(self.start_button)
+        page.addWidget(daemon_box)
+
+        backend_box = QGroupBox("Backends", submit_page)
+        bl = QVBoxLayout(backend_box)
+        self.backend_table = QTableWidget(0, 3, backend_box)
+        self.backend_table.setObjectName("backends")
+        self.backend_table.setHorizontalHeaderLabels(["Backend", "State", ""])
+        self.backend_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.backend_table.verticalHeader().hide()
+        self.backend_table.setMaximumHeight(110)
+        self.backend_table.hide()
+        self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", backend_box)
+        self.no_backends.setWordWrap(True)
+        bl.addWidget(self.no_backends)
+        bl.addWidget(self.backend_table)
+        page.addWidget(backend_box)
+
+        service_box = QGroupBox("Service", submit_page)
+        sf = QFormLayout(service_box)
+        sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.service_combo = QComboBox(service_box)
+        self.service_combo.setObjectName("service")
+        self.service_combo.currentIndexChanged.connect(self._service_picked)
+        sf.addRow("Service", self.service_combo)
+        self.endpoint_edit = QLineEdit(service_box)
+        self.endpoint_edit.setObjectName("endpoint")
+        self.endpoint_edit.setPlaceholderText("https://openeofed.dataspace.copernicus.eu")
+        self.application_edit = QLineEdit(service_box)
+        self.application_edit.setObjectName("application")
+        self.application_edit.setPlaceholderText("URL of the openEO UDP (JSON)")
+        self.endpoint_edit.editingFinished.connect(self.load_params)
+        self.application_edit.editingFinished.connect(self.load_params)
+        self.endpoint_error = self._error_label(service_box)
+        self.application_error = self._error_label(service_box)
+        sf.addRow("Backend", self._with_error(self.endpoint_edit, self.endpoint_error))
+        sf.addRow("Application", self._with_error(self.application_edit, self.application_error))
+        self.description = QLabel(service_box)
+        self.description.setWordWrap(True)
+        sf.addRow(self.description)
+        page.addWidget(service_box)
+
+        params_box = QGroupBox("Parameters", submit_page)
+        pl = QVBoxLayout(params_box)
+        self.form = ParameterForm(self.canvas, params_box)
+        pl.addWidget(self.form)
+        jf = QFormLayout()
+        self.title_edit = QLineEdit(params_box)
+        self.title_edit.setObjectName("title")
+        self.title_error = self._error_label(params_box)
+        jf.addRow("Job title", self._with_error(self.title_edit, self.title_error))
+        self.format_combo = QComboBox(params_box)
+        self.format_combo.setObjectName("format")
+        for code, label in P.FORMATS:
+            self.format_combo.addItem(label, code)
+        self.format_error = self._error_label(params_box)
+        jf.addRow("Output format", self._with_error(self.format_combo, self.format_error))
+        pl.addLayout(jf)
+        page.addWidget(params_box)
+
+        self.submit_button = QPushButton("Submit", submit_page)
+        self.submit_button.setObjectName("submit")
+        self.submit_button.clicked.connect(self.submit)
+        self.general_error = self._error_label(submit_page)
+        page.addWidget(self.submit_button)
+        page.addWidget(self.general_error)
+        page.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(submit_page)
+        self.tabs.addTab(scroll, "Submit")
+        self.job_list = JobList(self.jobs)
+        self.job_list.action_requested.connect(self.job_action)
+        self.tabs.addTab(self.job_list, "Jobs")
+        self.setWidget(self.tabs)
+
+    @staticmethod
+    def _error_label(parent) -> QLabel:
+        label = QLabel(parent)
+        label.setStyleSheet(ERROR_STYLE)
+        label.setWordWrap(True)
+        label.hide()
+        return label
+
+    @staticmethod
+    def _with_error(editor: QWidget, error: QLabel) -> QWidget:
+        box = QWidget()
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(editor)
+        col.addWidget(error)
+        return box
+
+    # --- daemon ----------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        self.check_health()
+        self.client.get("/backends", self._got_backends)
+        self.catalog.refresh()
+
+    def check_health(self) -> None:
+        self.client.get("/health", self._health)
+
+    def _health(self, result: ApiResult) -> None:
+        info = self.client.info
+        if result.status == 0:
+            self.daemon_label.setText(f"Not running (nothing answers at {info.base_url})")
+            self.start_button.show()
+            return
+        self.start_button.hide()
+        version = (result.data or {}).get("version", "?") if isinstance(result.data, dict) else "?"
+        token = "API token read" if info.read_token() else f"no API token file at {info.token_path}"
+        if self.stream.is_connected:
+            live = "live"
+        elif self.stream.last_error:
+            live = f"no live events ({self.stream.last_error}); retrying"
+        else:
+            live = "connecting to events…"
+        self.daemon_label.setText(f"eodispatch {version} at {info.base_url} — {token}; {live}")
+
+    def start_daemon(self) -> None:
+        try:
+            how, self.started_pid = start_daemon(self.client.info)
+        except (RuntimeError, OSError) as e:
+            self.notify(f"Cannot start the daemon: {e}", Qgis.MessageLevel.Critical, 10)
+            return
+        self.daemon_label.setText(f"Starting ({how})…")
+        for delay in (500, 1500, 3000):
+            QTimer.singleShot(delay, self.check_health)
+        QTimer.singleShot(1600, self.stream.reconnect_now)
+
+    # --- backends --------------------------------------------------------------------
+
+    def _got_backends(self, result: ApiResult) -> None:
+        if result.ok and isinstance(result.data, list):
+            self.backends = [b for b in result.data if isinstance(b, dict)]
+            self._fill_backends()
+
+    def _backend_event(self, entry: Dict[str, Any]) -> None:
+        for i, b in enumerate(self.backends):
+            if b.get("url") == entry.get("url"):
+                self.backends[i] = entry
+                break
+        else:
+            self.backends.append(entry)
+        self._fill_backends()
+        if self.login_dialog is not None:
+            self.login_dialog.on_auth_event(entry)
+
+    def _fill_backends(self) -> None:
+        t = self.backend_table
+        t.setVisible(bool(self.backends))
+        self.no_backends.setVisible(not self.backends)
+        t.setRowCount(len(self.backends))
+        for row, b in enumerate(self.backends):
+            t.setItem(row, 0, QTableWidgetItem(str(b.get("title") or b.get("url"))))
+            t.item(row, 0).setToolTip(str(b.get("url")))
+            login = b.get("login") or {}
+            state = login.get("state") or b.get("state") or "?"
+            text = {"logged_in": "logged in", "logged_out": "not logged in", "login_required": "log-in needed",
+                    "pending": "logging in…"}.get(state, state)
+            if b.get("state") == "unreachable":
+                text = "unreachable"
+            item = QTableWidgetItem(text)
+            item.setToolTip(str(b.get("message") or ""))
+            t.setItem(row, 1, item)
+            button = QPushButton("Log out" if state == "logged_in" else "Log in")
+            button.clicked.connect(lambda _c=False, entry=b, s=state: self._login_clicked(entry, s))
+            t.setCellWidget(row, 2, button)
+
+    def _login_clicked(self, backend: Dict[str, Any], state: str) -> None:
+        if state == "logged_in":
+            self.client.post("/auth/logout", {"endpoint": backend.get("url")}, self._logged_out)
+            return
+        self.login_dialog = LoginDialog(self.client, backend, self)
+        self.login_dialog.finished.connect(lambda _r: self.client.get("/backends", self._got_backends))
+        self.login_dialog.show()
+
+    def _logged_out(self, result: ApiResult) -> None:
+        if not result.ok:
+            self.notify(f"Log-out failed: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+        elif isinstance(result.data, dict):
+            self._backend_event(result.data)
+
+    # --- service and parameters ------------------------------------------------------
+
+    def _fill_services(self) -> None:
+        current = self.service_combo.currentData()
+        self.service_combo.blockSignals(True)
+        self.service_combo.clear()
+        for s in self.catalog.services:
+            self.service_combo.addItem(str(s.get("title") or s.get("id")), s)
+        self.service_combo.addItem("Other: paste backend and application URLs", CUSTOM)
+        index = self.service_combo.count() - 1 if current == CUSTOM else 0
+        for i in range(self.service_combo.count()):
+            d = self.service_combo.itemData(i)
+            if isinstance(d, dict) and isinstance(current, dict) and d.get("id") == current.get("id"):
+                index = i
+        self.service_combo.setCurrentIndex(index)
+        self.service_combo.blockSignals(False)
+        if not self.form.specs:
+            self._service_picked(index)
+
+    def _service_picked(self, _index: int) -> None:
+        s = self.service_combo.currentData()
+        if isinstance(s, dict):
+            self.endpoint_edit.setText(str(s.get("endpoint") or ""))
+            self.application_edit.setText(str(s.get("application") or ""))
+            self.description.setText(str(s.get("description") or ""))
+            if not self.title_edit.text() or self.title_edit.property("auto"):
+                self.title_edit.setText(str(s.get("title") or ""))
+                self.title_edit.setProperty("auto", True)
+        else:
+            self.description.setText("Any openEO user-defined process: give the backend URL and the UDP's URL.")
+        self.load_params()
+
+    def select_service(self, endpoint: str, application: str) -> None:
+        """Fills the service fields (tests, and "submit again")."""
+        self.service_combo.setCurrentIndex(self.service_combo.count() - 1)
+        self.endpoint_edit.setText(endpoint)
+        self.application_edit.setText(application)
+        self.load_params()
+
+    def service_label(self) -> str:
+        s = self.service_combo.currentData()
+        return str(s.get("label") or "openeo") if isinstance(s, dict) else "openeo"
+
+    def load_params(self) -> None:
+        endpoint = self.endpoint_edit.text().strip()
+        application = self.application_edit.text().strip()
+        if not endpoint or not application:
+            self.form.clear()
+            return
+        key = (endpoint, application)
+        if self._params_request == key and self.form.specs:
+            return
+        self._params_request = key
+        cached = self.catalog.params_of(endpoint, application)
+        if cached:
+            self._params_for(key, cached)
+        body = {"label": self.service_label(), "service": {"endpoint": endpoint, "application": application}}
+        self.client.post("/params", body, lambda r, k=key: self._got_params(k, r))
+
+    def _got_params(self, key, result: ApiResult) -> None:
+        if key != self._params_request:
+            return  # an older request
+        self.endpoint_error.hide()
+        self.application_error.hide()
+        if not result.ok:
+            self.form.clear()
+            self._show_errors(result.error.errors, result.error.message)
+            return
+        self._params_for(key, result.data or [])
+
+    def _params_for(self, key, descriptors: List[Dict[str, Any]]) -> None:
+        if self.form.specs and [s.name for s in self.form.specs] == [d.get("name") for d in descriptors]:
+            return
+        self.form.build(descriptors)
+        self.general_error.hide()
+
+    # --- submit ----------------------------------------------------------------------
+
+    def job_body(self) -> Optional[Dict[str, Any]]:
+        values, errors = self.form.values()
+        if errors:
+            self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors], "Check the highlighted fields.")
+            return None
+        s = self.service_combo.currentData()
+        return P.job_body(
+            self.title_edit.text().strip() or "EO Dispatch job",
+            self.service_label(),
+            self.endpoint_edit.text().strip(),
+            self.application_edit.text().strip(),
+            values,
+            self.format_combo.currentData(),
+            s.get("namespace") if isinstance(s, dict) else None,
+        )
+
+    def submit(self) -> None:
+        self._clear_errors()
+        body = self.job_body()
+        if body is None:
+            return
+        self.submit_button.setEnabled(False)
+        self.client.post("/unit_jobs", body, self._submitted)
+
+    def _submitted(self, result: ApiResult) -> None:
+        self.submit_button.setEnabled(True)
+        if not result.ok:
+            self._show_errors(result.error.errors, result.error.message)
+            self.notify(f"Not submitted: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+            return
+        job = result.data
+        self.last_job = job
+        self.jobs.on_event("job", job)
+        self.notify(f"Job #{job.get('id')} “{job.get('title')}” submitted", Qgis.MessageLevel.Success, 4)
+        self.tabs.setCurrentWidget(self.job_list)
+
+    def _clear_errors(self) -> None:
+        self.form.clear_errors()
+        for label in (self.endpoint_error, self.application_error, self.title_error, self.format_error, self.general_error):
+            label.clear()
+            label.hide()
+
+    def _show_errors(self, errors: List[Dict[str, str]], message: str) -> None:
+        rest = self.form.show_errors(errors)
+        unplaced = []
+        labels = {"service.endpoint": self.endpoint_error, "service.application": self.application_error,
+                  "title": self.title_error, "format": self.format_error}
+        for e in rest:
+            label = labels.get(str(e.get("name")))
+            if label is not None:
+                label.setText(str(e.get("reason")))
+                label.show()
+            else:
+                unplaced.append(e)
+        if unplaced or not errors:
+            text = message if not unplaced else message + "\n" + "\n".join(f"{e.get('name')}: {e.get('reason')}" for e in unplaced)
+            self.general_error.setText(text)
+            self.general_error.show()
+
+    # --- job actions -----------------------------------------------------------------
+
+    def job_folder(self, job: Dict[str, Any]) -> Optional[Path]:
+        results = job.get("results") or {}
+        if results.get("dir") and Path(results["dir"]).is_dir():
+            return Path(results["dir"])
+        return find_published_folder(self.client.info.results_dir, str(job.get("uuid", "")), job.get("id"))
+
+    def job_action(self, action: str, jid: int) -> None:
+        job = self.jobs.job(jid)
+        if job is None:
+            return
+        if action == "cancel":
+            self.client.post(f"/unit_jobs/{jid}/cancel", {}, lambda r: self._after("Cancel", r))
+        elif action == "logs":
+            self.client.get(f"/unit_jobs/{jid}/logs", lambda r: self._show_logs(job, r))
+        elif action == "folder":
+            folder = self.job_folder(job)
+            if folder is None:
+                self.notify(f"Job #{jid}: no result folder (yet) in {self.client.info.results_dir}", Qgis.MessageLevel.Warning, 6)
+            else:
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        elif action == "zoom":
+            bbox = P.job_bbox(job)
+            if bbox is None or self.canvas is None:
+                return
+            rect = P.wgs84_to_crs(bbox, self.canvas.mapSettings().destinationCrs())
+            rect.scale(1.1)
+            self.canvas.setExtent(rect)
+            self.canvas.refresh()
+        elif action == "reload":
+            folder = self.job_folder(job)
+            if folder is None:
+                if (job.get("results") or {}).get("state") in ("failed", "removed"):
+                    self.client.post(f"/unit_jobs/{jid}/results/download", {}, lambda r: self._after("Download", r))
+                else:
+                    self.notify(f"Job #{jid}: no result folder (yet)", Qgis.MessageLevel.Warning, 6)
+            elif self.autoloader is not None:
+                self.autoloader.load_folder(folder, replace=True)
+
+    def _after(self, what: str, result: ApiResult) -> None:
+        if not result.ok:
+            self.notify(f"{what} failed: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+        elif isinstance(result.data, dict) and isinstance(result.data.get("id"), int):
+            self.jobs.on_event("job", result.data)
+
+    def _show_logs(self, job: Dict[str, Any], result: ApiResult) -> None:
+        if not result.ok:
+            self.notify(f"Logs of job #{job['id']}: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+            return
+        data = result.data
+        entries = data.get("logs", []) if isinstance(data, dict) else (data or [])
+        text = "\n".join(f"[{e.get('level', '')}] {e.get('message', '')}" for e in entries if isinstance(e, dict))
+        dlg = QDialog(self)
+        dlg.setWindowTitle(f"Logs of job #{job['id']} {job.get('title', '')}")
+        layout = QVBoxLayout(dlg)
+        view = QPlainTextEdit(dlg)
+        view.setReadOnly(True)
+        view.setPlainText(text or "(no log entries)")
+        layout.addWidget(view)
+        dlg.resize(700, 400)
+        dlg.show()
+        self.logs_dialog = dlg
+
+    def cleanup(self) -> None:
+        self._health_timer.stop()
+        self.form.clear()
+        if self.login_dialog is not None:
+            self.login_dialog.close()

@@ -1,0 +1,356 @@
+"""The parameter form generated from a service's ``/params`` descriptors."""
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from qgis.core import QgsMapLayerProxyModel
+from qgis.gui import QgsMapLayerComboBox, QgsMapToolExtent
+from qgis.PyQt.QtCore import QDate, Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import params as P
+
+ERROR_STYLE = "color: #c0392b;"
+
+
+class ExtentWidget(QWidget):
+    """West/south/east/north in EPSG:4326, set from the map canvas, a rectangle drawn on
+    the map, or a layer's extent (each transformed from its CRS)."""
+
+    changed = pyqtSignal()
+
+    def __init__(self, canvas=None, parent=None):
+        super().__init__(parent)
+        self.canvas = canvas
+        self._tool = None
+        self._previous_tool = None
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.spins: Dict[str, QDoubleSpinBox] = {}
+        for i, (key, lo, hi) in enumerate(
+            [("west", -180, 180), ("south", -90, 90), ("east", -180, 180), ("north", -90, 90)]
+        ):
+            spin = QDoubleSpinBox(self)
+            spin.setRange(lo, hi)
+            spin.setDecimals(6)
+            spin.setSingleStep(0.01)
+            spin.setMinimumWidth(60)
+            spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+            spin.setObjectName(f"extent_{key}")
+            spin.valueChanged.connect(lambda _v: self.changed.emit())
+            self.spins[key] = spin
+            grid.addWidget(QLabel(key.capitalize()), i // 2, (i % 2) * 2)
+            grid.addWidget(spin, i // 2, (i % 2) * 2 + 1)
+        buttons = QHBoxLayout()
+        self.canvas_button = QPushButton("Map canvas", self)
+        self.canvas_button.setToolTip("Use the current map extent")
+        self.canvas_button.clicked.connect(self.from_canvas)
+        self.draw_button = QPushButton("Draw", self)
+        self.draw_button.setToolTip("Draw a rectangle on the map")
+        self.draw_button.setCheckable(True)
+        self.draw_button.clicked.connect(self._toggle_draw)
+        buttons.addWidget(self.canvas_button)
+        buttons.addWidget(self.draw_button)
+        grid.addLayout(buttons, 2, 0, 1, 4)
+        layer_row = QHBoxLayout()
+        self.layer_combo = QgsMapLayerComboBox(self)
+        self.layer_combo.setAllowEmptyLayer(True)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.HasGeometry | QgsMapLayerProxyModel.Filter.RasterLayer)
+        self.layer_button = QPushButton("Layer extent", self)
+        self.layer_button.clicked.connect(self.from_layer)
+        layer_row.addWidget(self.layer_combo, 1)
+        layer_row.addWidget(self.layer_button)
+        grid.addLayout(layer_row, 3, 0, 1, 4)
+        has_canvas = canvas is not None
+        self.canvas_button.setEnabled(has_canvas)
+        self.draw_button.setEnabled(has_canvas)
+
+    def value(self) -> Optional[Dict[str, float]]:
+        v = {k: round(s.value(), 6) for k, s in self.spins.items()}
+        if v["west"] >= v["east"] or v["south"] >= v["north"]:
+            if all(x == 0 for x in v.values()):
+                return None
+        return v
+
+    def set_value(self, bbox: Optional[Dict[str, float]]) -> None:
+        if not bbox:
+            return
+        for k, s in self.spins.items():
+            if isinstance(bbox.get(k), (int, float)):
+                s.setValue(float(bbox[k]))
+
+    def set_rect(self, rect, crs) -> None:
+        self.set_value(P.extent_to_wgs84(rect, crs))
+
+    def from_canvas(self) -> None:
+        if self.canvas is None:
+            return
+        self.set_rect(self.canvas.extent(), self.canvas.mapSettings().destinationCrs())
+
+    def from_layer(self) -> None:
+        layer = self.layer_combo.currentLayer()
+        if layer is not None:
+            self.set_rect(layer.extent(), layer.crs())
+
+    def _toggle_draw(self, checked: bool) -> None:
+        if self.canvas is None:
+            return
+        if checked:
+            self._previous_tool = self.canvas.mapTool()
+            self._tool = QgsMapToolExtent(self.canvas)
+            self._tool.extentChanged.connect(self._drawn)
+            self.canvas.setMapTool(self._tool)
+        else:
+            self._stop_draw()
+
+    def _drawn(self, rect) -> None:
+        if not rect.isEmpty():
+            self.set_rect(rect, self.canvas.mapSettings().destinationCrs())
+        self._stop_draw()
+
+    def _stop_draw(self) -> None:
+        self.draw_button.setChecked(False)
+        if self._tool is not None:
+            if self.canvas.mapTool() is self._tool:
+                if self._previous_tool is not None:
+                    self.canvas.setMapTool(self._previous_tool)
+                else:
+                    self.canvas.unsetMapTool(self._tool)
+            self._tool.deleteLater()
+            self._tool = None
+
+    def cleanup(self) -> None:
+        self._stop_draw()
+
+
+class DateRangeWidget(QWidget):
+    def __init__(self, start: str, end: str, parent=None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.start = _date_edit(start, self)
+        self.end = _date_edit(end, self)
+        row.addWidget(self.start)
+        row.addWidget(QLabel("to"))
+        row.addWidget(self.end)
+
+    def value(self) -> List[str]:
+        return [self.start.date().toString("yyyy-MM-dd"), self.end.date().toString("yyyy-MM-dd")]
+
+
+def _date_edit(iso: Optional[str], parent) -> QDateEdit:
+    edit = QDateEdit(parent)
+    edit.setCalendarPopup(True)
+    edit.setDisplayFormat("yyyy-MM-dd")
+    d = QDate.fromString(iso or "", "yyyy-MM-dd")
+    edit.setDate(d if d.isValid() else QDate.currentDate())
+    return edit
+
+
+class ParameterForm(QWidget):
+    """One row per parameter (widget by type, default filled in, description as tooltip)
+    with an error label under it for the daemon's validation messages."""
+
+    def __init__(self, canvas=None, parent=None):
+        super().__init__(parent)
+        self.canvas = canvas
+        self.specs: List[P.FieldSpec] = []
+        self.editors: Dict[str, QWidget] = {}
+        self.error_labels: Dict[str, QLabel] = {}
+        self.layout_ = QFormLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        # Narrow docks: labels above their field rather than a horizontal scroll bar.
+        self.layout_.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+
+    def clear(self) -> None:
+        for e in self.editors.values():
+            if isinstance(e, ExtentWidget):
+                e.cleanup()
+        while self.layout_.rowCount():
+            self.layout_.removeRow(0)
+        self.specs, self.editors, self.error_labels = [], {}, {}
+
+    def build(self, descriptors: List[Dict[str, Any]]) -> None:
+        self.clear()
+        self.specs = P.field_specs(descriptors)
+        for spec in self.specs:
+            editor = self._editor(spec)
+            editor.setObjectName(f"param_{spec.name}")
+            editor.setToolTip(spec.description)
+            box = QWidget(self)
+            col = QVBoxLayout(box)
+            col.setContentsMargins(0, 0, 0, 0)
+            col.addWidget(editor)
+            err = QLabel(box)
+            err.setObjectName(f"error_{spec.name}")
+            err.setStyleSheet(ERROR_STYLE)
+            err.setWordWrap(True)
+            err.hide()
+            col.addWidget(err)
+            label = QLabel(spec.label + ("" if spec.optional else " *"))
+            label.setToolTip(spec.description)
+            self.layout_.addRow(label, box)
+            self.editors[spec.name] = editor
+            self.error_labels[spec.name] = err
+
+    def _editor(self, spec: P.FieldSpec) -> QWidget:
+        d = spec.default
+        if spec.kind == P.EXTENT or spec.kind == P.POLYGON:
+            w = ExtentWidget(self.canvas, self)
+            if isinstance(d, dict) and P.bbox_of_value(d):
+                w.set_value(P.bbox_of_value(d))
+            if self.canvas is not None and not self.canvas.extent().isEmpty():
+                try:
+                    w.from_canvas()
+                except ValueError:
+                    pass
+            return w
+        if spec.kind == P.DATE_RANGE:
+            start, end = P.default_date_range(spec)
+            return DateRangeWidget(start, end, self)
+        if spec.kind == P.DATE:
+            return _date_edit(str(d)[:10] if d else None, self)
+        if spec.kind == P.BOOLEAN:
+            w = QCheckBox(self)
+            if spec.optional and d is None:
+                # Three states: not given (the service decides), true, false.
+                w.setTristate(True)
+                w.setCheckState(Qt.CheckState.PartiallyChecked)
+                w.setToolTip("grey: not given")
+            else:
+                w.setChecked(bool(d))
+            return w
+        if spec.kind in (P.INTEGER, P.DOUBLE) and spec.optional and d is None:
+            # No default to show: an empty field means "not given".
+            w = QLineEdit(self)
+            w.setPlaceholderText("optional")
+            return w
+        if spec.kind == P.INTEGER:
+            w = QSpinBox(self)
+            w.setRange(-2_000_000_000, 2_000_000_000)
+            if isinstance(d, (int, float)):
+                w.setValue(int(d))
+            return w
+        if spec.kind == P.DOUBLE:
+            w = QDoubleSpinBox(self)
+            w.setRange(-1e12, 1e12)
+            w.setDecimals(6)
+            if isinstance(d, (int, float)):
+                w.setValue(float(d))
+            return w
+        if spec.kind == P.ENUM:
+            w = QComboBox(self)
+            for o in spec.options:
+                w.addItem(str(o), o)
+            if d is not None:
+                i = w.findText(str(d))
+                if i >= 0:
+                    w.setCurrentIndex(i)
+            return w
+        if spec.kind == P.JSON:
+            w = QPlainTextEdit(self)
+            w.setMaximumHeight(80)
+            if d is not None:
+                w.setPlainText(json.dumps(d))
+            return w
+        if spec.kind == P.UNSUPPORTED:
+            w = QLabel("(a data cube: cannot be given from a form)", self)
+            w.setEnabled(False)
+            return w
+        w = QLineEdit(self)
+        if isinstance(d, list):
+            w.setText(", ".join(map(str, d)))
+        elif d is not None:
+            w.setText(str(d))
+        if spec.kind == P.LIST:
+            w.setPlaceholderText("comma-separated values")
+        return w
+
+    def extent_widget(self) -> Optional[ExtentWidget]:
+        spec = P.extent_field(self.specs)
+        return self.editors.get(spec.name) if spec else None  # type: ignore[return-value]
+
+    def values(self) -> Tuple[Dict[str, Any], List[Dict[str, str]]]:
+        """The job parameters, and the form's own errors ({name, reason})."""
+        out: Dict[str, Any] = {}
+        errors: List[Dict[str, str]] = []
+        for spec in self.specs:
+            w = self.editors[spec.name]
+            try:
+                if spec.kind in (P.EXTENT, P.POLYGON):
+                    v = w.value()
+                    if v is None:
+                        if spec.required:
+                            errors.append({"name": spec.name, "reason": "is required: set an extent"})
+                        continue
+                    out[spec.name] = v if spec.kind == P.EXTENT else P.bbox_polygon(v)
+                elif spec.kind == P.DATE_RANGE:
+                    out[spec.name] = w.value()
+                elif spec.kind == P.DATE:
+                    out[spec.name] = P.date_value(spec, w.date().toString("yyyy-MM-dd"))
+                elif spec.kind == P.BOOLEAN:
+                    if w.checkState() != Qt.CheckState.PartiallyChecked:
+                        out[spec.name] = w.isChecked()
+                elif spec.kind in (P.INTEGER, P.DOUBLE) and isinstance(w, QLineEdit):
+                    text = w.text().strip()
+                    if text:
+                        out[spec.name] = int(text) if spec.kind == P.INTEGER else float(text)
+                elif spec.kind in (P.INTEGER, P.DOUBLE):
+                    out[spec.name] = w.value()
+                elif spec.kind == P.ENUM:
+                    out[spec.name] = w.currentData()
+                elif spec.kind == P.JSON:
+                    v = P.parse_json(w.toPlainText())
+                    if v is not None:
+                        out[spec.name] = v
+                elif spec.kind == P.UNSUPPORTED:
+                    continue
+                else:
+                    text = w.text().strip()
+                    if not text and spec.optional:
+                        continue
+                    out[spec.name] = P.parse_list(spec.param_type, text) if spec.kind == P.LIST else text
+            except ValueError as e:
+                errors.append({"name": spec.name, "reason": f"invalid value ({e})"})
+        return out, errors
+
+    def show_errors(self, errors: List[Dict[str, str]]) -> List[Dict[str, str]]:
+        """Shows each error under its field; returns those naming no field of the form."""
+        self.clear_errors()
+        rest = []
+        names = [s.name for s in self.specs]
+        per_field: Dict[str, List[str]] = {}
+        for e in errors:
+            name = str(e.get("name", ""))
+            field = P.field_of_error(name, names) if name.startswith("parameters.") else (name if name in names else "")
+            if field in self.error_labels:
+                detail = name[len("parameters." + field):].lstrip(".")
+                per_field.setdefault(field, []).append((f"{detail}: " if detail else "") + str(e.get("reason", "")))
+            else:
+                rest.append(e)
+        for field, reasons in per_field.items():
+            label = self.error_labels[field]
+            label.setText("\n".join(reasons))
+            label.show()
+        return rest
+
+    def clear_errors(self) -> None:
+        for label in self.error_labels.values():
+            label.clear()
+            label.hide()

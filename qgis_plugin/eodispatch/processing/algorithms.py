@@ -1,0 +1,299 @@
+"""Processing algorithms: one per known service (parameters from ``/params``) and a
+generic one (backend + application URL + parameters as JSON). Each submits a job to the
+daemon, waits with progress and cancellation through the ``QgsFeedback``, and returns
+the result layers (loaded into the project on completion), the result folder and the
+job id — so they work in the toolbox, the graphical modeler and batch mode.
+"""
+
+import json
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDateTime,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core import params as P
+from ..core.client import ApiError, blocking_request
+from ..core.daemon import DaemonInfo
+from ..core.manifest import create_layers, read_manifest
+from ..core.runner import JobFailed, submit_and_wait
+
+TITLE = "TITLE"
+FORMAT = "FORMAT"
+ENDPOINT = "ENDPOINT"
+APPLICATION = "APPLICATION"
+EXTENT = "EXTENT"
+PARAMETERS = "PARAMETERS"
+OUTPUT_LAYERS = "OUTPUT_LAYERS"
+OUTPUT_FOLDER = "OUTPUT_FOLDER"
+JOB_ID = "JOB_ID"
+
+FORMAT_CODES = [code for code, _ in P.FORMATS]
+
+
+def algorithm_id(service: Dict[str, Any]) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", str(service.get("id") or "service").lower()).strip("_") or "service"
+
+
+def _date_type():
+    t = getattr(QgsProcessingParameterDateTime, "Type", None)
+    return t.Date if t is not None and hasattr(t, "Date") else QgsProcessingParameterDateTime.Date
+
+
+class _Base(QgsProcessingAlgorithm):
+    def group(self) -> str:
+        return "Services"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "services"
+
+    def _common_params(self, default_title: str) -> None:
+        self.addParameter(QgsProcessingParameterString(TITLE, "Job title", defaultValue=default_title))
+        fmt = QgsProcessingParameterEnum(
+            FORMAT, "Output format", options=[label for _, label in P.FORMATS], defaultValue=0
+        )
+        self.addParameter(fmt)
+
+    def _outputs(self) -> None:
+        self.addOutput(QgsProcessingOutputMultipleLayers(OUTPUT_LAYERS, "Result layers"))
+        self.addOutput(QgsProcessingOutputFolder(OUTPUT_FOLDER, "Result folder"))
+        self.addOutput(QgsProcessingOutputNumber(JOB_ID, "Job id"))
+
+    def _run(self, body: Dict[str, Any], context: QgsProcessingContext, feedback) -> Dict[str, Any]:
+        info = DaemonInfo.resolve()
+        try:
+            done = submit_and_wait(info, body, feedback, on_info=feedback.pushInfo)
+        except ApiError as e:
+            lines = [e.message] + [f"{x.get('name')}: {x.get('reason')}" for x in e.errors]
+            raise QgsProcessingException("\n".join(lines)) from e
+        except JobFailed as e:
+            raise QgsProcessingException(str(e)) from e
+        folder = done["folder"]
+        manifest = read_manifest(folder)
+        loaded = create_layers(manifest)
+        for s in loaded.skipped:
+            feedback.reportError(f"not loaded: {s}")
+        ids: List[str] = []
+        for layer in loaded.layers:
+            context.temporaryLayerStore().addMapLayer(layer)
+            details = QgsProcessingContext.LayerDetails(layer.name(), context.project(), layer.name())
+            context.addLayerToLoadOnCompletion(layer.id(), details)
+            ids.append(layer.id())
+        feedback.pushInfo(f"{len(ids)} layer(s) from {folder}")
+        return {OUTPUT_LAYERS: ids, OUTPUT_FOLDER: str(folder), JOB_ID: done["job"]["id"]}
+
+
+class ServiceAlgorithm(_Base):
+    """A service of the catalogue; its form follows the service's parameters."""
+
+    def __init__(self, service: Dict[str, Any], descriptors: Optional[List[Dict[str, Any]]]):
+        super().__init__()
+        self.service = service
+        self.descriptors = descriptors or []
+        self.specs = P.field_specs(self.descriptors)
+        self._names: Dict[str, Tuple[P.FieldSpec, List[str]]] = {}
+
+    def createInstance(self):  # noqa: N802
+        return ServiceAlgorithm(self.service, self.descriptors)
+
+    def name(self) -> str:
+        return algorithm_id(self.service)
+
+    def displayName(self) -> str:  # noqa: N802
+        return str(self.service.get("title") or self.name())
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            f"{self.service.get('description') or ''}\n\n"
+            f"Backend: {self.service.get('endpoint')}\nApplication: {self.service.get('application')}\n\n"
+            "Submits a job through the eodispatch daemon, waits for it (cancel stops it) "
+            "and returns the result layers."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self._names = {}
+        for spec in self.specs:
+            optional = spec.optional
+            label = spec.label
+            d = spec.default
+            if spec.kind in (P.EXTENT, P.POLYGON):
+                p = QgsProcessingParameterExtent(spec.name, label, optional=optional)
+                names = [spec.name]
+            elif spec.kind == P.DATE_RANGE:
+                start, end = P.default_date_range(spec)
+                p1 = QgsProcessingParameterDateTime(spec.name + "_start", label + " (start)", type=_date_type(), defaultValue=start, optional=optional)
+                p2 = QgsProcessingParameterDateTime(spec.name + "_end", label + " (end)", type=_date_type(), defaultValue=end, optional=optional)
+                self.addParameter(p1)
+                self.addParameter(p2)
+                self._names[spec.name] = (spec, [spec.name + "_start", spec.name + "_end"])
+                continue
+            elif spec.kind == P.DATE:
+                p = QgsProcessingParameterDateTime(spec.name, label, type=_date_type(), defaultValue=d, optional=optional)
+                names = [spec.name]
+            elif spec.kind == P.BOOLEAN:
+                p = QgsProcessingParameterBoolean(spec.name, label, defaultValue=bool(d) if d is not None else False, optional=optional)
+                names = [spec.name]
+            elif spec.kind in (P.INTEGER, P.DOUBLE):
+                ntype = QgsProcessingParameterNumber.Integer if spec.kind == P.INTEGER else QgsProcessingParameterNumber.Double
+                p = QgsProcessingParameterNumber(spec.name, label, type=ntype, defaultValue=d, optional=optional)
+                names = [spec.name]
+            elif spec.kind == P.ENUM:
+                opts = [str(o) for o in spec.options]
+                default = opts.index(str(d)) if d is not None and str(d) in opts else None
+                p = QgsProcessingParameterEnum(spec.name, label, options=opts, defaultValue=default, optional=optional)
+                names = [spec.name]
+            elif spec.kind == P.UNSUPPORTED:
+                continue
+            else:  # string, list, json
+                default = d if isinstance(d, str) else (json.dumps(d) if d is not None and spec.kind == P.JSON else (", ".join(map(str, d)) if isinstance(d, list) else None))
+                p = QgsProcessingParameterString(spec.name, label, defaultValue=default, optional=optional, multiLine=spec.kind == P.JSON)
+                names = [spec.name]
+            p.setHelp(spec.description)
+            self.addParameter(p)
+            self._names[spec.name] = (spec, names)
+        self._common_params(self.displayName())
+        backend = QgsProcessingParameterString(
+            ENDPOINT, "Backend URL", defaultValue=str(self.service.get("endpoint") or "")
+        )
+        backend.setHelp("Another openEO backend that offers the same service, if any")
+        backend.setFlags(backend.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(backend)
+        self._outputs()
+
+    def job_parameters(self, parameters, context) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        wgs84 = QgsCoordinateReferenceSystem(P.WGS84)
+        for spec in self.specs:
+            if spec.kind == P.UNSUPPORTED:
+                continue
+            names = self._names.get(spec.name, (spec, [spec.name]))[1]
+            given = [n for n in names if parameters.get(n) is not None and parameters.get(n) != ""]
+            if not given:
+                if spec.required and spec.default is None:
+                    raise QgsProcessingException(f"{spec.label} is required")
+                continue
+            if spec.kind in (P.EXTENT, P.POLYGON):
+                rect = self.parameterAsExtent(parameters, spec.name, context)
+                crs = self.parameterAsExtentCrs(parameters, spec.name, context)
+                if not crs.isValid():
+                    crs = context.project().crs() if context.project() else wgs84
+                bbox = P.extent_to_wgs84(rect, crs, context.transformContext())
+                out[spec.name] = bbox if spec.kind == P.EXTENT else P.bbox_polygon(bbox)
+            elif spec.kind == P.DATE_RANGE:
+                start = self.parameterAsDateTime(parameters, names[0], context).date().toString("yyyy-MM-dd")
+                end = self.parameterAsDateTime(parameters, names[1], context).date().toString("yyyy-MM-dd")
+                out[spec.name] = [start, end]
+            elif spec.kind == P.DATE:
+                day = self.parameterAsDateTime(parameters, spec.name, context).date().toString("yyyy-MM-dd")
+                out[spec.name] = P.date_value(spec, day)
+            elif spec.kind == P.BOOLEAN:
+                out[spec.name] = self.parameterAsBool(parameters, spec.name, context)
+            elif spec.kind == P.INTEGER:
+                out[spec.name] = self.parameterAsInt(parameters, spec.name, context)
+            elif spec.kind == P.DOUBLE:
+                out[spec.name] = self.parameterAsDouble(parameters, spec.name, context)
+            elif spec.kind == P.ENUM:
+                out[spec.name] = spec.options[self.parameterAsEnum(parameters, spec.name, context)]
+            elif spec.kind == P.LIST:
+                out[spec.name] = P.parse_list(spec.param_type, self.parameterAsString(parameters, spec.name, context))
+            elif spec.kind == P.JSON:
+                try:
+                    out[spec.name] = P.parse_json(self.parameterAsString(parameters, spec.name, context))
+                except ValueError as e:
+                    raise QgsProcessingException(f"{spec.label}: not JSON ({e})") from e
+            else:
+                out[spec.name] = self.parameterAsString(parameters, spec.name, context)
+        return out
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        body = P.job_body(
+            self.parameterAsString(parameters, TITLE, context) or self.displayName(),
+            str(self.service.get("label") or "openeo"),
+            self.parameterAsString(parameters, ENDPOINT, context).strip() or str(self.service["endpoint"]),
+            str(self.service["application"]),
+            self.job_parameters(parameters, context),
+            FORMAT_CODES[self.parameterAsEnum(parameters, FORMAT, context)],
+            self.service.get("namespace"),
+        )
+        return self._run(body, context, feedback)
+
+
+class GenericAlgorithm(_Base):
+    """Any openEO service: backend URL, application (UDP) URL and parameters as JSON;
+    the extent goes to the service's bounding-box parameter (asked from ``/params``)."""
+
+    def createInstance(self):  # noqa: N802
+        return GenericAlgorithm()
+
+    def name(self) -> str:
+        return "run_service"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Run a service by URL"
+
+    def group(self) -> str:
+        return "Generic"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "generic"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Runs an openEO user-defined process given by URL on a backend, through the "
+            "eodispatch daemon. The extent (optional) is given to the service's "
+            "bounding-box parameter; other parameters as a JSON object."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterString(ENDPOINT, "Backend URL", defaultValue="https://openeofed.dataspace.copernicus.eu"))
+        self.addParameter(QgsProcessingParameterString(APPLICATION, "Application URL (openEO UDP JSON)"))
+        self.addParameter(QgsProcessingParameterExtent(EXTENT, "Extent", optional=True))
+        self.addParameter(QgsProcessingParameterString(PARAMETERS, "Other parameters (JSON object)", defaultValue="{}", multiLine=True, optional=True))
+        self._common_params("Service by URL")
+        self._outputs()
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        endpoint = self.parameterAsString(parameters, ENDPOINT, context).strip()
+        application = self.parameterAsString(parameters, APPLICATION, context).strip()
+        try:
+            values = P.parse_json(self.parameterAsString(parameters, PARAMETERS, context)) or {}
+        except ValueError as e:
+            raise QgsProcessingException(f"Other parameters: not JSON ({e})") from e
+        if not isinstance(values, dict):
+            raise QgsProcessingException("Other parameters: must be a JSON object")
+        if parameters.get(EXTENT):
+            info = DaemonInfo.resolve()
+            try:
+                descriptors = blocking_request(info, "POST", "/params", {"label": "openeo", "service": {"endpoint": endpoint, "application": application}}, feedback)
+            except ApiError as e:
+                raise QgsProcessingException(e.message) from e
+            target = P.extent_field(P.field_specs(descriptors))
+            if target is None:
+                raise QgsProcessingException("this service takes no extent; leave Extent empty")
+            rect = self.parameterAsExtent(parameters, EXTENT, context)
+            crs = self.parameterAsExtentCrs(parameters, EXTENT, context)
+            bbox = P.extent_to_wgs84(rect, crs, context.transformContext())
+            values[target.name] = bbox if target.kind == P.EXTENT else P.bbox_polygon(bbox)
+        body = P.job_body(
+            self.parameterAsString(parameters, TITLE, context) or "Service by URL",
+            "openeo",
+            endpoint,
+            application,
+            values,
+            FORMAT_CODES[self.parameterAsEnum(parameters, FORMAT, context)],
+        )
+        return self._run(body, context, feedback)
