@@ -1,7 +1,7 @@
-"""The log-in dialog against the /auth/* contract (CONTRACTS.md "Login API"). The login
-API is being built on the main branch; until it merges this test serves the contract's
-answers from a small stub (not the daemon), so it checks the plugin's side of the
-contract: device code shown, verification page, polling until logged in."""
+"""The log-in dialog's own behaviour on answers a real provider rarely gives on demand
+(a refused browser login, slow polling), served by a small stub that speaks the daemon's
+/auth/* API. The real flows (daemon + OpenID Connect provider + fake backend) are in
+test_login_real.py."""
 
 import json
 import threading
