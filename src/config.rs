@@ -126,6 +126,9 @@ pub struct Config {
     pub poll_interval_max_s: f64,
     /// Extra backends, by name.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// The GDAL helper `eodispatch-geo` (default: next to the daemon's executable,
+    /// else on `PATH`; see `results::geo`).
+    pub geo_bin: Option<PathBuf>,
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -142,6 +145,7 @@ struct RawConfig {
     poll_interval_max_s: Option<f64>,
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
+    geo_bin: Option<String>,
 }
 
 impl Config {
@@ -214,6 +218,10 @@ impl Config {
                 xdg_dir(&get, "XDG_STATE_HOME", ".local/state", home.as_deref())?.join("eodispatch")
             }
         };
+        let geo_bin = match raw.geo_bin {
+            Some(p) => Some(expand_home(&p, home.as_deref())?),
+            None => None,
+        };
         let results_dir = match raw.results_dir {
             Some(d) => expand_home(&d, home.as_deref())?,
             None => home.ok_or(ConfigError::NoHome)?.join("EODispatch"),
@@ -246,6 +254,7 @@ impl Config {
             max_body_bytes,
             log: raw.log.unwrap_or_else(|| "info".to_string()),
             backends: raw.backends,
+            geo_bin,
         })
     }
 
@@ -263,6 +272,7 @@ impl Config {
             poll_interval_min_s: 5.0,
             poll_interval_max_s: 60.0,
             backends: BTreeMap::new(),
+            geo_bin: None,
         }
     }
 
