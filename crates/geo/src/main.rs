@@ -399,11 +399,14 @@ fn raster_style(
     json!({"type": "minmax", "band": 1, "min": finite(lo), "max": finite(hi)})
 }
 
+/// CRS, native bounds and WGS84 bounds of a layer.
+type Footprint = (Option<String>, Option<[f64; 4]>, Option<[f64; 4]>);
+
 /// Vector facts into `out`.
 fn vector(ds: &Dataset, out: &mut Map<String, Value>) {
     out.insert("driver".into(), json!(ds.driver().short_name()));
     let mut layers = Vec::new();
-    let mut first: Option<(Option<String>, Option<[f64; 4]>, Option<[f64; 4]>)> = None;
+    let mut first: Option<Footprint> = None;
     for layer in ds.layers() {
         let srs = layer.spatial_ref();
         let crs = srs.as_ref().and_then(crs_name);

@@ -153,8 +153,14 @@ async fn build_document(
     for ((format, content, _), checksum) in snap.files.iter().zip(checksums) {
         let file = format.file_name();
         let sig = signature(secret, id, user, file, expires);
+        let key = shared
+            .config
+            .asset_keys
+            .get(file)
+            .map(String::as_str)
+            .unwrap_or(file);
         let mut a = Map::new();
-        a.insert("title".into(), json!(file));
+        a.insert("title".into(), json!(key));
         a.insert(
             "href".into(),
             json!(format!(
@@ -182,7 +188,7 @@ async fn build_document(
             }
             Format::Json => {}
         }
-        assets.insert(file.to_string(), Value::Object(a));
+        assets.insert(key.to_string(), Value::Object(a));
     }
     let canonical_sig = signature(secret, id, user, "", expires);
     let doc = json!({
