@@ -475,11 +475,9 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
     out.flush()
         .await
         .map_err(|e| io_err("cannot write", &asset.part, e))?;
-    let file = out.into_inner();
-    file.sync_all()
-        .await
-        .map_err(|e| io_err("cannot sync", &asset.part, e))?;
-    drop(file);
+    // No fsync here: the publication fsyncs every file before its one rename, and a
+    // part file after a crash is only ever a prefix to resume from.
+    drop(out);
     if let Some(why) = interrupted {
         return Ok(Attempt::Retry(why, None));
     }

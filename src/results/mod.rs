@@ -481,8 +481,20 @@ impl Results {
                     checksum: p.checksum.clone(),
                     progress: counter.clone(),
                 };
+                let started = Instant::now();
+                let from = counter.load(Ordering::Relaxed);
                 match download::fetch(self.http(), &asset).await? {
                     Fetched::Complete => {
+                        let bytes = file_len(&asset.part).unwrap_or(0);
+                        let secs = started.elapsed().as_secs_f64();
+                        tracing::info!(
+                            asset = %p.key,
+                            bytes,
+                            resumed_from = from,
+                            elapsed_ms = (secs * 1000.0) as u64,
+                            mb_per_s = format!("{:.1}", (bytes - from.min(bytes)) as f64 / 1e6 / secs.max(1e-9)),
+                            "asset downloaded"
+                        );
                         std::fs::rename(&asset.part, &target).map_err(|e| {
                             Failure::new(
                                 "LocalIoError",
