@@ -23,6 +23,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8421";
 /// Default limit on request bodies (1 MiB): an AOI polygon with tens of thousands of
 /// vertices fits; anything larger is a mistake or an attack.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default of `download_stall_s`.
+pub const DEFAULT_DOWNLOAD_STALL_S: f64 = 30.0;
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "EODISPATCH_";
 /// Environment variable that moves the configuration folder.
@@ -129,6 +131,9 @@ pub struct Config {
     /// The GDAL helper `eodispatch-geo` (default: next to the daemon's executable,
     /// else on `PATH`; see `results::geo`).
     pub geo_bin: Option<PathBuf>,
+    /// A result download that receives nothing for this many seconds is abandoned and
+    /// resumed (default 30).
+    pub download_stall_s: f64,
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -146,6 +151,7 @@ struct RawConfig {
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
     geo_bin: Option<String>,
+    download_stall_s: Option<f64>,
 }
 
 impl Config {
@@ -243,6 +249,13 @@ impl Config {
                 message: "need 0.01 <= min <= 3600 and min <= max <= 86400 seconds".into(),
             });
         }
+        let download_stall_s = raw.download_stall_s.unwrap_or(DEFAULT_DOWNLOAD_STALL_S);
+        if !(0.1..=3600.0).contains(&download_stall_s) {
+            return Err(ConfigError::Invalid {
+                origin: "download_stall_s".into(),
+                message: "need 0.1 <= download_stall_s <= 3600 seconds".into(),
+            });
+        }
         Ok(Config {
             poll_interval_min_s,
             poll_interval_max_s,
@@ -255,6 +268,7 @@ impl Config {
             log: raw.log.unwrap_or_else(|| "info".to_string()),
             backends: raw.backends,
             geo_bin,
+            download_stall_s,
         })
     }
 
@@ -273,6 +287,7 @@ impl Config {
             poll_interval_max_s: 60.0,
             backends: BTreeMap::new(),
             geo_bin: None,
+            download_stall_s: DEFAULT_DOWNLOAD_STALL_S,
         }
     }
 

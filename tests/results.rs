@@ -680,6 +680,41 @@ async fn truncated_bodies_are_resumed() {
     d.stop().await;
 }
 
+/// A transfer that hangs after 1 MB (the server keeps the connection open for 20 s) is
+/// abandoned after the stall timeout (1 s here) and resumed: the job is ready long
+/// before the server would have closed the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_transfer_is_detected_and_resumed() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = FakeConfig::default()
+        .with_asset("openEO.tif", AssetSource::Generated { size: SMALL })
+        .with_fault(FaultRule {
+            path_contains: Some("/results/assets/".into()),
+            ..FaultRule::new(
+                "GET /**",
+                FaultKind::Stall {
+                    bytes: 1_000_000,
+                    stall_ms: 20_000,
+                },
+            )
+        });
+    let fake = start_fake_with(cfg).await;
+    let mut config = config_for(root.path(), &fake.base_url(), 4);
+    config.geo_bin = Some(geo_bin());
+    config.download_stall_s = 1.0;
+    let d = TestDaemon::start_with(config).await;
+    let started = Instant::now();
+    let id = submit(&d, &request(&fake, "stall", "gtiff")).await;
+    assert_identical(&d, &fake, id).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.stats().faults_fired, 1);
+    d.stop().await;
+}
+
 /// One flipped byte is caught by the checksum and downloaded again; a server that
 /// always corrupts the file makes the delivery fail with `ChecksumMismatch`, and
 /// nothing appears in the results folder.

@@ -12,8 +12,8 @@
 //!   results document and calls again with the new URL (the part file is kept);
 //! - transient failures (connection errors, a body cut short, 408/429/5xx) are retried
 //!   here with full-jitter exponential backoff honouring `Retry-After`; a transfer that
-//!   delivers nothing for [`STALL_TIMEOUT`] is abandoned and resumed (reqwest's read
-//!   timeout);
+//!   delivers nothing for the stall timeout (`download_stall_s`, 30 s) is abandoned and
+//!   resumed (reqwest's read timeout);
 //! - a full disk (`ENOSPC`, `EDQUOT`) is [`DownloadError::DiskFull`] at once: never
 //!   retried, the part file is kept so that a later retry resumes;
 //! - when complete, the size must equal the announced one and, when the results
@@ -37,9 +37,6 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-
-/// A transfer that delivers no byte for this long is abandoned and resumed.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Time allowed to open a connection to an asset host.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -207,12 +204,12 @@ pub enum Fetched {
 }
 
 /// The HTTP client for asset downloads: no overall timeout (files may be large), a
-/// read timeout for stalls, at most 5 redirects.
-pub fn client() -> reqwest::Client {
+/// read timeout of `stall` for stalled transfers, at most 5 redirects.
+pub fn client(stall: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("eodispatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(STALL_TIMEOUT)
+        .read_timeout(stall)
         .redirect(reqwest::redirect::Policy::limited(5))
         .build()
         // rustls with bundled roots cannot fail to initialise.
@@ -461,7 +458,7 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
             Ok(None) => break None,
             Err(e) => {
                 let what = if e.is_timeout() {
-                    format!("no data for {} s (stalled)", STALL_TIMEOUT.as_secs())
+                    "no data within the stall timeout (stalled)".to_string()
                 } else {
                     format!(
                         "transfer cut: {}",

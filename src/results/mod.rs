@@ -165,8 +165,9 @@ impl Results {
             .remove(&id);
     }
 
-    fn http(&self) -> &reqwest::Client {
-        self.inner.http.get_or_init(download::client)
+    fn http(&self, daemon: &Daemon) -> &reqwest::Client {
+        let stall = Duration::from_secs_f64(daemon.config().download_stall_s);
+        self.inner.http.get_or_init(|| download::client(stall))
     }
 
     /// Starts the worker (ends with the daemon) and queues every finished job whose
@@ -350,7 +351,7 @@ impl Results {
         ));
         let downloaded = self
             .download_all(
-                &backend, &remote, &mut doc, &plan, &files, &staging, &progress,
+                daemon, &backend, &remote, &mut doc, &plan, &files, &staging, &progress,
             )
             .await;
         reporter.abort();
@@ -432,6 +433,7 @@ impl Results {
     #[allow(clippy::too_many_arguments)]
     async fn download_all(
         &self,
+        daemon: &Daemon,
         backend: &crate::platform::backends::Backend,
         remote: &str,
         doc: &mut Value,
@@ -483,7 +485,7 @@ impl Results {
                 };
                 let started = Instant::now();
                 let from = counter.load(Ordering::Relaxed);
-                match download::fetch(self.http(), &asset).await? {
+                match download::fetch(self.http(daemon), &asset).await? {
                     Fetched::Complete => {
                         let bytes = file_len(&asset.part).unwrap_or(0);
                         let secs = started.elapsed().as_secs_f64();
