@@ -204,6 +204,7 @@ impl Results {
                 }
             });
         }
+        self.remove_orphans(daemon).await?;
         let finished = daemon
             .store()
             .jobs(JobFilter {
@@ -217,6 +218,28 @@ impl Results {
                 ResultsState::Pending | ResultsState::Downloading
             ) {
                 self.enqueue(job.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes staging folders of jobs that no longer exist (deleted while their
+    /// results were downloading).
+    async fn remove_orphans(&self, daemon: &Daemon) -> Result<(), StoreError> {
+        let incoming = daemon.config().results_dir.join(publish::INCOMING);
+        let Ok(entries) = std::fs::read_dir(&incoming) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(uuid) = name.to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else {
+                continue;
+            };
+            if daemon.store().job_by_uuid(uuid).await?.is_none() {
+                tracing::info!(dir = %entry.path().display(), "removing the staging folder of a deleted job");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a staging folder");
+                }
             }
         }
         Ok(())
