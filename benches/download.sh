@@ -167,7 +167,7 @@ curl_run() {
     href=$(curl -fsS -H "Authorization: Bearer oidc/fake/$TOKEN" "$FAKE_URL/openeo/1.2/jobs/$REMOTE/results" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["assets"]["openEO.tif"]["href"])')
     out=$(curl -fsS -o "$WORK/curl-$n.bin" -w '%{time_total}' "$href")
-    C_SHA=$(sha256sum "$WORK/curl-$n.bin" | cut -d' ' -f1)
+    sha256sum "$WORK/curl-$n.bin" | cut -d' ' -f1 >"$WORK/curl-$n.sha"
     rm -f "$WORK/curl-$n.bin"
     sync
     echo "$out"
@@ -175,6 +175,8 @@ curl_run() {
 say "curl: two runs"
 C1_S=$(curl_run 1)
 C2_S=$(curl_run 2)
+C_SHA=$(cat "$WORK/curl-2.sha")
+[[ $(cat "$WORK/curl-1.sha") == "$C_SHA" ]] || die "curl's two downloads differ"
 
 python3 - "$SIZE" "$D_MS" "$C1_S" "$C2_S" "$IDLE_KB" "$PEAK_KB" "$D_SHA" "$C_SHA" "$COMMAND" <<'EOF'
 import sys
