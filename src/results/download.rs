@@ -1,6 +1,7 @@
 //! Downloading one asset into the staging folder: streamed, resumable, verified.
 //!
-//! [`fetch`] writes `<name>.part` in constant memory (a 1 MiB write buffer) and keeps a
+//! [`fetch`] writes `<name>.part` in constant memory (a writer thread with a 1 MiB
+//! buffer behind a queue of 32 received chunks) and keeps a
 //! small sidecar JSON next to the staging folder ([`Sidecar`]: asset key, `ETag`,
 //! `Last-Modified`, size — never the signed URL) so that a restarted daemon resumes:
 //!
@@ -36,7 +37,6 @@ use reqwest::header::{
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Time allowed to open a connection to an asset host.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -47,8 +47,11 @@ pub const MAX_ATTEMPTS: u32 = 6;
 /// Downloads from zero after a checksum or size mismatch before giving up.
 pub const MAX_FULL_RESTARTS: u32 = 2;
 
-/// Write buffer: the only per-transfer memory besides the HTTP chunk in flight.
+/// Write buffer of the writer thread.
 const WRITE_BUFFER: usize = 1 << 20;
+
+/// Received chunks queued for the writer thread (each at most a few hundred KiB).
+const WRITE_QUEUE: usize = 32;
 
 /// Why an asset could not be downloaded.
 #[derive(Debug, thiserror::Error)]
@@ -438,22 +441,34 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
         .map_err(|e| io_err("cannot open", &asset.part, e))?;
     file.set_len(start)
         .map_err(|e| io_err("cannot truncate", &asset.part, e))?;
-    let mut file = tokio::fs::File::from_std(file);
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| io_err("cannot seek in", &asset.part, e))?;
-    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    let mut pos = start;
-    asset.progress.store(pos, Ordering::Relaxed);
+    asset.progress.store(start, Ordering::Relaxed);
+    // A writer thread owns the file: the network side hands it chunks (no copy) through
+    // a small bounded queue, so receiving and writing overlap and memory stays bounded
+    // (at most WRITE_QUEUE chunks in flight, plus a 1 MiB write buffer).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(WRITE_QUEUE);
+    let progress = asset.progress.clone();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        use std::io::{Seek, Write};
+        let mut file = file;
+        file.seek(std::io::SeekFrom::Start(start))?;
+        let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut pos = start;
+        while let Some(chunk) = rx.blocking_recv() {
+            out.write_all(&chunk)?;
+            pos += chunk.len() as u64;
+            progress.store(pos, Ordering::Relaxed);
+        }
+        out.flush()?;
+        Ok(pos)
+    });
     let mut resp = resp;
     let interrupted = loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| io_err("cannot write", &asset.part, e))?;
-                pos += chunk.len() as u64;
-                asset.progress.store(pos, Ordering::Relaxed);
+                if tx.send(chunk).await.is_err() {
+                    // The writer stopped: its error is reported below.
+                    break None;
+                }
             }
             Ok(None) => break None,
             Err(e) => {
@@ -469,12 +484,17 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
             }
         }
     };
-    out.flush()
-        .await
-        .map_err(|e| io_err("cannot write", &asset.part, e))?;
+    drop(tx);
     // No fsync here: the publication fsyncs every file before its one rename, and a
     // part file after a crash is only ever a prefix to resume from.
-    drop(out);
+    let pos = writer
+        .await
+        .map_err(|e| DownloadError::Io {
+            context: "the writer failed for",
+            path: asset.part.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|e| io_err("cannot write", &asset.part, e))?;
     if let Some(why) = interrupted {
         return Ok(Attempt::Retry(why, None));
     }
