@@ -1,7 +1,7 @@
 //! Downloading one asset into the staging folder: streamed, resumable, verified.
 //!
 //! [`fetch`] writes `<name>.part` in constant memory (a writer thread with a 1 MiB
-//! buffer behind a queue of 32 received chunks) and keeps a
+//! buffer behind a queue of 8 received chunks) and keeps a
 //! small sidecar JSON next to the staging folder ([`Sidecar`]: asset key, `ETag`,
 //! `Last-Modified`, size — never the signed URL) so that a restarted daemon resumes:
 //!
@@ -51,7 +51,7 @@ pub const MAX_FULL_RESTARTS: u32 = 2;
 const WRITE_BUFFER: usize = 1 << 20;
 
 /// Received chunks queued for the writer thread (each at most a few hundred KiB).
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 8;
 
 /// Why an asset could not be downloaded.
 #[derive(Debug, thiserror::Error)]
