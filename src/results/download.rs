@@ -1,7 +1,7 @@
 //! Downloading one asset into the staging folder: streamed, resumable, verified.
 //!
-//! [`fetch`] writes `<name>.part` in constant memory (a writer thread with a 1 MiB
-//! buffer behind a queue of 8 received chunks) and keeps a
+//! [`fetch`] writes `<name>.part` in constant memory (1 MiB blocks handed to a writer
+//! thread through a queue of 4) and keeps a
 //! small sidecar JSON next to the staging folder ([`Sidecar`]: asset key, `ETag`,
 //! `Last-Modified`, size — never the signed URL) so that a restarted daemon resumes:
 //!
@@ -47,11 +47,11 @@ pub const MAX_ATTEMPTS: u32 = 6;
 /// Downloads from zero after a checksum or size mismatch before giving up.
 pub const MAX_FULL_RESTARTS: u32 = 2;
 
-/// Write buffer of the writer thread.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes handed to the writer thread at once.
+const WRITE_BLOCK: usize = 1 << 20;
 
-/// Received chunks queued for the writer thread (each at most a few hundred KiB).
-const WRITE_QUEUE: usize = 8;
+/// Blocks queued for the writer thread.
+const WRITE_QUEUE: usize = 4;
 
 /// Why an asset could not be downloaded.
 #[derive(Debug, thiserror::Error)]
@@ -442,32 +442,36 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
     file.set_len(start)
         .map_err(|e| io_err("cannot truncate", &asset.part, e))?;
     asset.progress.store(start, Ordering::Relaxed);
-    // A writer thread owns the file: the network side hands it chunks (no copy) through
-    // a small bounded queue, so receiving and writing overlap and memory stays bounded
-    // (at most WRITE_QUEUE chunks in flight, plus a 1 MiB write buffer).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(WRITE_QUEUE);
+    // A writer thread owns the file: the network side gathers received chunks into
+    // blocks of WRITE_BLOCK bytes and hands them over through a small bounded queue, so
+    // receiving and writing overlap, there is one hand-over per block (not per TCP
+    // read), and memory stays bounded (WRITE_QUEUE + 2 blocks).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let progress = asset.progress.clone();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         use std::io::{Seek, Write};
         let mut file = file;
         file.seek(std::io::SeekFrom::Start(start))?;
-        let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut pos = start;
-        while let Some(chunk) = rx.blocking_recv() {
-            out.write_all(&chunk)?;
-            pos += chunk.len() as u64;
+        while let Some(block) = rx.blocking_recv() {
+            file.write_all(&block)?;
+            pos += block.len() as u64;
             progress.store(pos, Ordering::Relaxed);
         }
-        out.flush()?;
         Ok(pos)
     });
     let mut resp = resp;
+    let mut block: Vec<u8> = Vec::with_capacity(WRITE_BLOCK);
     let interrupted = loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                if tx.send(chunk).await.is_err() {
-                    // The writer stopped: its error is reported below.
-                    break None;
+                block.extend_from_slice(&chunk);
+                if block.len() >= WRITE_BLOCK {
+                    let full = std::mem::replace(&mut block, Vec::with_capacity(WRITE_BLOCK));
+                    if tx.send(full).await.is_err() {
+                        // The writer stopped: its error is reported below.
+                        break None;
+                    }
                 }
             }
             Ok(None) => break None,
@@ -484,6 +488,10 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
             }
         }
     };
+    // What arrived before the end (or the interruption) is kept: it resumes from there.
+    if !block.is_empty() {
+        let _ = tx.send(block).await;
+    }
     drop(tx);
     // No fsync here: the publication fsyncs every file before its one rename, and a
     // part file after a crash is only ever a prefix to resume from.
