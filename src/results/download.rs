@@ -447,16 +447,20 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
     // receiving and writing overlap, there is one hand-over per block (not per TCP
     // read), and memory stays bounded (WRITE_QUEUE + 2 blocks).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    // Written blocks come back for reuse: no fresh (page-faulting) allocation per block.
+    let (give_back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let progress = asset.progress.clone();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         use std::io::{Seek, Write};
         let mut file = file;
         file.seek(std::io::SeekFrom::Start(start))?;
         let mut pos = start;
-        while let Some(block) = rx.blocking_recv() {
+        while let Some(mut block) = rx.blocking_recv() {
             file.write_all(&block)?;
             pos += block.len() as u64;
             progress.store(pos, Ordering::Relaxed);
+            block.clear();
+            let _ = give_back.send(block);
         }
         Ok(pos)
     });
@@ -467,7 +471,10 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
             Ok(Some(chunk)) => {
                 block.extend_from_slice(&chunk);
                 if block.len() >= WRITE_BLOCK {
-                    let full = std::mem::replace(&mut block, Vec::with_capacity(WRITE_BLOCK));
+                    let next = recycled
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(WRITE_BLOCK));
+                    let full = std::mem::replace(&mut block, next);
                     if tx.send(full).await.is_err() {
                         // The writer stopped: its error is reported below.
                         break None;
