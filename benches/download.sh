@@ -181,7 +181,7 @@ curl_run() {
     local n=$1 href
     href=$(curl -fsS -H "Authorization: Bearer oidc/fake/$TOKEN" "$FAKE_URL/openeo/1.2/jobs/$REMOTE/results" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["assets"]["openEO.tif"]["href"])')
-    curl -fsS -o "$WORK/curl-$n.bin" -w '%{time_total}' "$href" >"$WORK/curl-$n.s"
+    curl -fsS -o "$WORK/curl-$n.bin" -w '%{time_total}\n' "$href" >"$WORK/curl-$n.s"
     sha256sum "$WORK/curl-$n.bin" | cut -d' ' -f1 >"$WORK/curl-$n.sha"
     rm -f "$WORK/curl-$n.bin"
     sync
