@@ -118,6 +118,23 @@ pub fn manifest(job: &Job, doc: &Value, stored: &[Stored], layers: Vec<Value>) -
                     }
                 }
             }
+            // Every layer has the common keys, `null` when unknown.
+            for key in [
+                "kind",
+                "readable",
+                "error",
+                "driver",
+                "crs",
+                "bounds",
+                "bounds_wgs84",
+                "style",
+            ] {
+                m.entry(key).or_insert(match key {
+                    "kind" => json!("other"),
+                    "readable" => json!(false),
+                    _ => Value::Null,
+                });
+            }
             Value::Object(m)
         })
         .collect();
@@ -190,6 +207,58 @@ pub fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_always_have_the_common_keys() {
+        let job = sample_job();
+        let stored = [Stored {
+            key: "a".into(),
+            name: "a.bin".into(),
+        }];
+        let m = manifest(
+            &job,
+            &json!({"assets": {}}),
+            &stored,
+            vec![unreadable_layer("a.bin", "GDAL helper not found")],
+        );
+        let l = &m["layers"][0];
+        assert_eq!(l["path"], "a.bin");
+        assert_eq!(l["readable"], false);
+        assert_eq!(l["error"], "GDAL helper not found");
+        for k in ["driver", "crs", "bounds", "bounds_wgs84", "style"] {
+            assert!(l.get(k).is_some_and(Value::is_null), "{k}: {l}");
+        }
+        assert_eq!(m["stac"], "results.json");
+        assert_eq!(m["job"]["id"], 7);
+    }
+
+    fn sample_job() -> Job {
+        use crate::job::*;
+        let now = time::OffsetDateTime::now_utc();
+        Job {
+            id: 7,
+            title: "t".into(),
+            label: Label::Openeo,
+            status: Status::Finished,
+            service: ServiceDetails {
+                endpoint: "http://b".into(),
+                namespace: None,
+                application: "http://u".into(),
+            },
+            parameters: Default::default(),
+            created: now,
+            updated: now,
+            uuid: uuid::Uuid::new_v4(),
+            format: OutputFormat::Gtiff,
+            backend_job_id: Some("j-1".into()),
+            backend_status: None,
+            submit_state: SubmitState::Submitted,
+            progress: None,
+            error: None,
+            results: Results::default(),
+            upscale_task_id: None,
+        }
+    }
 
     #[test]
     fn local_then_served() {
