@@ -22,9 +22,10 @@
 //!   mismatch deletes the part and downloads again from zero, at most
 //!   [`MAX_FULL_RESTARTS`] times.
 //!
-//! The bearer token is attached by the caller only when the asset URL is on the
-//! backend API's own origin; redirects to another host drop it (reqwest removes
-//! `Authorization` on cross-host redirects).
+//! The bearer token is offered by the caller only when the asset URL is on the
+//! backend API's own origin, and sent only after that host refused the request without
+//! it (401/403; signed links need no token); redirects to another host drop it
+//! (reqwest removes `Authorization` on cross-host redirects).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,7 +177,8 @@ pub struct Asset<'a> {
     pub key: &'a str,
     /// Current (fresh) link.
     pub url: Url,
-    /// `Authorization` value, only when `url` is on the backend API's own origin.
+    /// `Authorization` value, only when `url` is on the backend API's own origin; sent
+    /// only if the host refuses the request without it.
     pub auth: Option<HeaderValue>,
     /// The part file (`<staging>/<name>.part`).
     pub part: PathBuf,
@@ -227,11 +229,17 @@ enum Attempt {
 pub async fn fetch(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Fetched, DownloadError> {
     let mut failures = 0u32;
     let mut full_restarts = 0u32;
+    // Least privilege: links are meant to work without a token (signed); the bearer
+    // goes along only after the backend's own host refused the request without it.
+    let mut with_auth = false;
     loop {
         let before = part_len(&asset.part);
-        let outcome = attempt(http, asset).await?;
+        let outcome = attempt(http, asset, with_auth).await?;
         let after = part_len(&asset.part);
         match outcome {
+            Attempt::LinkExpired if asset.auth.is_some() && !with_auth => {
+                with_auth = true;
+            }
             Attempt::LinkExpired => return Ok(Fetched::LinkExpired),
             Attempt::Complete => match verify(asset).await? {
                 Ok(()) => return Ok(Fetched::Complete),
@@ -327,7 +335,11 @@ fn content_range(v: Option<&HeaderValue>) -> (Option<u64>, Option<u64>) {
     (start, total)
 }
 
-async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, DownloadError> {
+async fn attempt(
+    http: &reqwest::Client,
+    asset: &Asset<'_>,
+    with_auth: bool,
+) -> Result<Attempt, DownloadError> {
     let sidecar = Sidecar::read(&asset.sidecar).filter(|s| s.key == asset.key);
     let mut have = part_len(&asset.part);
     let validator = sidecar
@@ -350,7 +362,7 @@ async fn attempt(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Attempt, D
     }
     asset.progress.store(have, Ordering::Relaxed);
     let mut req = http.get(asset.url.clone());
-    if let Some(auth) = &asset.auth {
+    if let Some(auth) = asset.auth.as_ref().filter(|_| with_auth) {
         req = req.header(AUTHORIZATION, auth.clone());
     }
     if have > 0 {
