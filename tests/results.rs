@@ -715,6 +715,28 @@ async fn a_stalled_transfer_is_detected_and_resumed() {
     d.stop().await;
 }
 
+/// Signed links get no bearer token; links to the backend's own token-protected route
+/// get it after the first refusal (401), and the download completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_goes_only_where_it_is_needed() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = FakeConfig {
+        unsigned_asset_links: true,
+        ..FakeConfig::default()
+    };
+    let (fake, d, id) = fault_setup(cfg, root.path()).await;
+    assert_identical(&d, &fake, id).await;
+    let stats = fake.stats();
+    assert_eq!(
+        stats
+            .requests
+            .get("GET /jobs/{job_id}/results/assets/{filename}"),
+        Some(&2),
+        "one refusal without the token, one download with it: {stats:?}"
+    );
+    d.stop().await;
+}
+
 /// One flipped byte is caught by the checksum and downloaded again; a server that
 /// always corrupts the file makes the delivery fail with `ChecksumMismatch`, and
 /// nothing appears in the results folder.

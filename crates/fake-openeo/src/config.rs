@@ -59,6 +59,9 @@ pub struct FakeConfig {
     /// Bandwidth of asset bodies in bytes per second (`None`: as fast as possible), so
     /// that a test can interrupt a download half-way.
     pub asset_bytes_per_sec: Option<u64>,
+    /// Asset hrefs point at the unsigned route `/jobs/{id}/results/assets/{file}`, which
+    /// needs the bearer token (as some backends do), instead of signed links.
+    pub unsigned_asset_links: bool,
     /// Fault rules active from the start.
     pub faults: Vec<FaultRule>,
 }
@@ -82,6 +85,7 @@ impl Default for FakeConfig {
             signing_secret: "fake-openeo-signing-secret".to_string(),
             asset_keys: BTreeMap::new(),
             asset_bytes_per_sec: None,
+            unsigned_asset_links: false,
             faults: Vec::new(),
         }
     }

@@ -161,12 +161,12 @@ async fn build_document(
             .unwrap_or(file);
         let mut a = Map::new();
         a.insert("title".into(), json!(key));
-        a.insert(
-            "href".into(),
-            json!(format!(
-                "{base}/assets/{user_b64}/{sig}/{file}?expires={expires}"
-            )),
-        );
+        let href = if shared.config.unsigned_asset_links {
+            format!("{base}/assets/{file}")
+        } else {
+            format!("{base}/assets/{user_b64}/{sig}/{file}?expires={expires}")
+        };
+        a.insert("href".into(), json!(href));
         a.insert("type".into(), json!(format.media_type()));
         a.insert("roles".into(), json!(["data"]));
         a.insert("file:size".into(), json!(content.len()));
