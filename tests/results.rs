@@ -584,6 +584,64 @@ async fn netcdf_and_projected_geojson_manifests_match_gdal() {
     d.stop().await;
 }
 
+/// A large GeoTIFF (2000 × 1500, no overviews) is published as a Cloud-Optimised
+/// GeoTIFF with overviews; `job.json` says so and `results.json` carries its new size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_geotiff_becomes_a_cog() {
+    let root = tempfile::tempdir().unwrap();
+    let big = root.path().join("big.tif");
+    let ok = Command::new("gdal_create")
+        .args([
+            "-of", "GTiff", "-outsize", "2000", "1500", "-bands", "1", "-ot", "Byte",
+        ])
+        .args([
+            "-a_srs",
+            "EPSG:32633",
+            "-a_ullr",
+            "600000",
+            "5320000",
+            "620000",
+            "5305000",
+        ])
+        .args(["-burn", "7"])
+        .arg(&big)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gdal_create");
+    let fake = start_fake_with(
+        FakeConfig::default().with_asset("openEO.tif", AssetSource::File(big.clone())),
+    )
+    .await;
+    let d = daemon(root.path(), &fake).await;
+    let id = submit(&d, &request(&fake, "big", "gtiff")).await;
+    let job = wait_results(&d, id, "ready", LONG).await;
+    let dir = PathBuf::from(job["results"]["dir"].as_str().unwrap());
+    let layer = &manifest(&dir)["layers"][0];
+    assert_eq!(layer["optimised"], "cog", "{layer}");
+    assert_eq!(
+        (layer["width"].as_u64(), layer["height"].as_u64()),
+        (Some(2000), Some(1500))
+    );
+    assert_eq!(layer["crs"], "EPSG:32633");
+    assert_eq!(layer["style"]["type"], "palette");
+    assert_eq!(layer["style"]["classes"][0]["value"], 7);
+    let info = gdalinfo(&dir.join("openEO.tif"));
+    assert_eq!(
+        info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"], "COG",
+        "{}",
+        info["metadata"]
+    );
+    assert!(!info["bands"][0]["overviews"].as_array().unwrap().is_empty());
+    let size = std::fs::metadata(dir.join("openEO.tif")).unwrap().len();
+    let stac: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(stac["assets"]["openEO.tif"]["file:size"], size);
+    assert!(stac["assets"]["openEO.tif"].get("file:checksum").is_none());
+    assert_eq!(job["results"]["bytes"], size);
+    d.stop().await;
+}
+
 // =====================================================================================
 // Faults
 // =====================================================================================
