@@ -23,6 +23,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8421";
 /// Default limit on request bodies (1 MiB): an AOI polygon with tens of thousands of
 /// vertices fits; anything larger is a mistake or an attack.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default of `download_stall_s`.
+pub const DEFAULT_DOWNLOAD_STALL_S: f64 = 30.0;
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "EODISPATCH_";
 /// Environment variable that moves the configuration folder.
@@ -129,6 +131,12 @@ pub struct Config {
     pub token_store: crate::auth::tokens::StoreKind,
     /// Extra backends, by name.
     pub backends: BTreeMap<String, BackendConfig>,
+    /// The GDAL helper `eodispatch-geo` (default: next to the daemon's executable,
+    /// else on `PATH`; see `results::geo`).
+    pub geo_bin: Option<PathBuf>,
+    /// A result download that receives nothing for this many seconds is abandoned and
+    /// resumed (default 30).
+    pub download_stall_s: f64,
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -146,6 +154,8 @@ struct RawConfig {
     token_store: Option<crate::auth::tokens::StoreKind>,
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
+    geo_bin: Option<String>,
+    download_stall_s: Option<f64>,
 }
 
 impl Config {
@@ -218,6 +228,10 @@ impl Config {
                 xdg_dir(&get, "XDG_STATE_HOME", ".local/state", home.as_deref())?.join("eodispatch")
             }
         };
+        let geo_bin = match raw.geo_bin {
+            Some(p) => Some(expand_home(&p, home.as_deref())?),
+            None => None,
+        };
         let results_dir = match raw.results_dir {
             Some(d) => expand_home(&d, home.as_deref())?,
             None => home.ok_or(ConfigError::NoHome)?.join("EODispatch"),
@@ -239,6 +253,13 @@ impl Config {
                 message: "need 0.01 <= min <= 3600 and min <= max <= 86400 seconds".into(),
             });
         }
+        let download_stall_s = raw.download_stall_s.unwrap_or(DEFAULT_DOWNLOAD_STALL_S);
+        if !(0.1..=3600.0).contains(&download_stall_s) {
+            return Err(ConfigError::Invalid {
+                origin: "download_stall_s".into(),
+                message: "need 0.1 <= download_stall_s <= 3600 seconds".into(),
+            });
+        }
         Ok(Config {
             poll_interval_min_s,
             poll_interval_max_s,
@@ -253,6 +274,8 @@ impl Config {
                 .token_store
                 .unwrap_or(crate::auth::tokens::StoreKind::Keyring),
             backends: raw.backends,
+            geo_bin,
+            download_stall_s,
         })
     }
 
@@ -271,6 +294,8 @@ impl Config {
             poll_interval_max_s: 60.0,
             token_store: crate::auth::tokens::StoreKind::Keyring,
             backends: BTreeMap::new(),
+            geo_bin: None,
+            download_stall_s: DEFAULT_DOWNLOAD_STALL_S,
         }
     }
 

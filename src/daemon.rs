@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::platform::backends::Backends;
 use crate::platform::udp::UdpCache;
+use crate::results::Results;
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::token::{self, ApiToken, TokenError};
@@ -66,6 +67,8 @@ struct DaemonState {
     auth: crate::auth::Auth,
     /// Sends jobs out and follows them.
     scheduler: Scheduler,
+    /// Brings finished jobs' results into the results folder.
+    results: Results,
     /// Port the API listens on (for the Host check and URLs we hand out).
     port: u16,
     /// When the daemon started (for `/health` uptime).
@@ -110,6 +113,10 @@ impl Daemon {
     /// The scheduler.
     pub fn scheduler(&self) -> &Scheduler {
         &self.0.scheduler
+    }
+    /// The result delivery.
+    pub fn results(&self) -> &Results {
+        &self.0.results
     }
     /// Port of the local API.
     pub fn port(&self) -> u16 {
@@ -168,12 +175,15 @@ pub async fn run(
         backends,
         auth,
         scheduler: Scheduler::new(),
+        results: Results::new(),
         port: addr.port(),
         started: Instant::now(),
         shutdown: shutdown_rx,
     }));
     daemon.auth().restore(&daemon).await?;
     daemon.scheduler().start(&daemon).await?;
+    daemon.results().start(&daemon).await?;
+    crate::watch::start(&daemon);
     let app = crate::api::router(daemon.clone());
     tracing::info!(%addr, version = VERSION, "eodispatch listening");
     let signal = async move {

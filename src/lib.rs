@@ -12,9 +12,11 @@ pub mod daemon;
 pub mod events;
 pub mod job;
 pub mod platform;
+pub mod results;
 pub mod scheduler;
 pub mod store;
 pub mod tiles;
 pub mod token;
+pub mod watch;
 
 pub use daemon::run;

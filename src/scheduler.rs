@@ -718,7 +718,10 @@ impl WorkerRun {
                 message,
             }));
         }
-        self.patch(job, patch).await?;
+        let updated = self.patch(job, patch).await?;
+        if status == Status::Finished && updated.is_some() {
+            self.daemon.results().enqueue(job.id);
+        }
         Ok(true)
     }
 

@@ -209,7 +209,7 @@ async fn readme_fake_backend_walkthrough_works_as_written() {
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
         .collect();
-    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks.len(), 3);
     assert!(blocks[0].contains("fake-openeo -- --port 9000"));
     assert!(blocks[0].contains("--anonymous"));
     let fake = fake_openeo::start(
@@ -254,10 +254,16 @@ async fn readme_fake_backend_walkthrough_works_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("\"openEO.tif\":{"), "{stdout}");
+    // Right after `finished` the link is the backend's, or already the daemon's own
+    // when the download was quicker than the script.
     assert!(
-        stdout.contains(&format!("http://127.0.0.1:{fake_port}/openeo/1.2/jobs/")),
+        stdout.contains(&format!("http://127.0.0.1:{fake_port}/openeo/1.2/jobs/"))
+            || stdout.contains("/files/"),
         "{stdout}"
     );
+    // The published file, served without a token and read by GDAL over HTTP.
+    assert!(stdout.contains("HTTP/1.1 200 OK"), "{stdout}");
+    assert!(stdout.contains("Driver: GTiff/GeoTIFF"), "{stdout}");
     assert_eq!(fake.stats().jobs_created, 1);
 }
 
@@ -267,15 +273,13 @@ fn readme_blocks() -> String {
     let start = readme
         .find("## Try a whole job without an account")
         .unwrap();
-    let end = start + readme[start..].find("\n## The command line").unwrap();
+    let end = start + 1 + readme[start + 1..].find("\n## ").unwrap();
     readme[start..end]
         .split("```sh\n")
-        .nth(2)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap()
-        .to_string()
+        .skip(2)
+        .map(|b| b.split("```").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn blocks_owned_script(block: &str, daemon_port: u16, fake_port: u16) -> String {
@@ -285,5 +289,6 @@ fn blocks_owned_script(block: &str, daemon_port: u16, fake_port: u16) -> String 
             .replace("127.0.0.1:8421", &format!("127.0.0.1:{daemon_port}"))
             .replace("127.0.0.1:9000", &format!("127.0.0.1:{fake_port}"))
             .replace("sleep 2", "sleep 0.2")
+            .replace("sleep 1", "sleep 0.2")
     )
 }

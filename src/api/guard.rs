@@ -31,6 +31,10 @@ pub const PUBLIC_PATHS: &[&str] = &["/health", CALLBACK_PATH];
 /// cross-site navigation from the identity provider).
 pub const CALLBACK_PATH: &str = "/auth/callback";
 
+/// Path prefixes that need no API token: `/files/` serves published result files,
+/// the job's random UUID being the capability (`api::files`).
+pub const PUBLIC_PREFIXES: &[&str] = &["/files/"];
+
 /// Is `host` (the raw `Host` header) one of the three loopback names with our port?
 pub fn host_allowed(host: &str, port: u16) -> bool {
     let allowed = [
@@ -92,7 +96,9 @@ fn check(daemon: &Daemon, req: &Request<Body>) -> Result<(), Problem> {
         ));
     }
     // 3. Token
-    if !PUBLIC_PATHS.contains(&path) {
+    let public =
+        PUBLIC_PATHS.contains(&path) || PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p));
+    if !public {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

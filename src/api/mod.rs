@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod extract;
+pub mod files;
 pub mod guard;
 pub mod params;
 pub mod problem;
@@ -89,6 +90,7 @@ fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
         .routes(routes!(unit_jobs::get_one, unit_jobs::delete))
         .routes(routes!(unit_jobs::cancel))
         .routes(routes!(unit_jobs::results))
+        .routes(routes!(unit_jobs::download_results))
         .routes(routes!(unit_jobs::logs))
         .routes(routes!(upscale_tasks::create, upscale_tasks::list))
         .routes(routes!(upscale_tasks::get_one, upscale_tasks::delete))
@@ -105,6 +107,7 @@ fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let (streams, streams_doc) = OpenApiRouter::new()
         .routes(routes!(system::events))
+        .routes(routes!(files::file))
         .split_for_parts();
     doc.merge(streams_doc);
     add_openapi_path(&mut doc);

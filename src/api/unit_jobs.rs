@@ -14,7 +14,9 @@ use super::params::udp_problem;
 use super::problem::{Problem, ProblemBody};
 use crate::daemon::Daemon;
 use crate::job::validate::{parse_job_request, FieldError};
-use crate::job::{Job, JobError, Label, OutputFormat, ServiceDetails, Status, SubmitState};
+use crate::job::{
+    Job, JobError, Label, OutputFormat, ResultsState, ServiceDetails, Status, SubmitState,
+};
 use crate::platform::openeo::OpenEoError;
 use crate::platform::udp::validate_arguments;
 use crate::store::{JobFilter, JobPatch};
@@ -339,7 +341,11 @@ pub fn backend_problem(e: &OpenEoError) -> Problem {
 }
 
 /// The job's results as a STAC Collection: the backend's fresh document until the
-/// download, then with daemon URLs. 404 until the job has results.
+/// download; once the job folder is published, each asset's `href` is a daemon URL
+/// `http://127.0.0.1:PORT/files/<job uuid>/<name>` that needs no header (HEAD and
+/// Range supported), `alternate.local.href` the absolute path and
+/// `alternate.remote.href` the backend's link (without its signature). 404 until the
+/// job has results.
 #[utoipa::path(get, path = "/unit_jobs/{id}/results", tag = "unit jobs",
     params(("id" = i64, Path, description = "Job id")),
     responses(
@@ -352,6 +358,18 @@ pub async fn results(State(d): State<Daemon>, Id(id): Id) -> Result<Response, Pr
         .job(id)
         .await?
         .ok_or_else(|| Problem::job_not_found(id))?;
+    if let (ResultsState::Ready, Some(dir)) = (job.results.state, job.results.dir.as_deref()) {
+        // Downloaded: our own URLs (no header needed), the local path, the remote link.
+        let file = std::path::Path::new(dir).join("results.json");
+        if let Ok(text) = tokio::fs::read(&file).await {
+            if let Ok(local) = serde_json::from_slice::<serde_json::Value>(&text) {
+                let base = format!("http://127.0.0.1:{}", d.port());
+                let uuid = job.uuid.hyphenated().to_string();
+                let doc = crate::results::manifest::served_document(&local, &base, &uuid, dir);
+                return Ok(Json(doc).into_response());
+            }
+        }
+    }
     if let (Status::Finished, Some(remote)) = (job.status, job.backend_job_id.as_deref()) {
         // Fresh from the backend: signed asset links expire.
         let backend = d.backends().get(&job.service.endpoint);
@@ -372,6 +390,63 @@ pub async fn results(State(d): State<Daemon>, Id(id): Id) -> Result<Response, Pr
             job.status.as_str()
         ),
     ))
+}
+
+/// Download a finished job's results again (*ext*): after a failed download (e.g. a
+/// full disk, once space is free) or after the user removed the job folder. Answers
+/// 202 with the job at once; progress follows as `result` events. Parts already
+/// downloaded are resumed. 409 if the job has not finished or its results are
+/// already in place.
+#[utoipa::path(post, path = "/unit_jobs/{id}/results/download", tag = "unit jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Download queued (or already running)", body = Job),
+        (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Not finished, or results already in place", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn download_results(
+    State(d): State<Daemon>,
+    Id(id): Id,
+) -> Result<(StatusCode, Json<Job>), Problem> {
+    let job = d
+        .store()
+        .job(id)
+        .await?
+        .ok_or_else(|| Problem::job_not_found(id))?;
+    if job.status != Status::Finished || job.backend_job_id.is_none() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "JobNotFinished",
+            "Job has not finished",
+            format!(
+                "job {id} is {}; results can be downloaded once it is finished",
+                job.status.as_str()
+            ),
+        ));
+    }
+    let in_place = job.results.state == ResultsState::Ready
+        && job
+            .results
+            .dir
+            .as_deref()
+            .is_some_and(|dir| std::path::Path::new(dir).join("job.json").is_file());
+    if in_place {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "ResultsReady",
+            "Results already downloaded",
+            format!(
+                "the results of job {id} are in {}; delete that folder to download them again",
+                job.results.dir.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    let job = d
+        .results()
+        .retry(&d, &job)
+        .await?
+        .ok_or_else(|| Problem::job_not_found(id))?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
 /// Query of `GET /unit_jobs/{id}/logs`.

@@ -752,6 +752,22 @@ impl OpenEoBackend {
             .ok_or_else(|| self.protocol("/credentials/oidc lists no provider".into()))
     }
 
+    /// The `Authorization` value to send with a download from `url`: the bearer only
+    /// when `url` is on the backend API's own origin (scheme, host, port), never for a
+    /// pre-signed link on another host (as the openEO Python client's `_is_external`).
+    pub async fn auth_header_for(&self, url: &Url) -> Result<Option<HeaderValue>, OpenEoError> {
+        if self.api().await?.origin() != url.origin() {
+            return Ok(None);
+        }
+        if let Some(session) = self.session() {
+            // Logged in: the session's current (renewed if needed) access token.
+            let (bearer, _) = session.bearer().await.map_err(|e| self.session_error(e))?;
+            return self.remember(bearer);
+        }
+        self.bearer_header()
+    }
+
+    /// The results document of a job (`GET /jobs/{id}/results`): fresh, signed links.
     pub async fn results(&self, id: &str) -> Result<Value, OpenEoError> {
         let url = self.url(&["jobs", id, "results"]).await?;
         let answer = self.send(Method::GET, url, None, Kind::Idempotent).await?;

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use md5::{Digest as _, Md5};
 use serde_json::json;
 use sha2::Sha256;
@@ -72,8 +73,20 @@ impl Content {
     }
 
     /// The bytes `start..=end` as a streamed body.
-    fn body(&self, start: u64, end: u64) -> Body {
+    fn body(&self, start: u64, end: u64, bytes_per_sec: Option<u64>) -> Body {
         let len = end + 1 - start;
+        if let Some(rate) = bytes_per_sec.filter(|r| *r > 0) {
+            // Throttled: the same bytes, a chunk at a time with a pause after each.
+            let inner = self.body(start, end, None).into_data_stream();
+            let stream = inner.then(move |chunk| async move {
+                if let Ok(c) = &chunk {
+                    let secs = c.len() as f64 / rate as f64;
+                    tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+                }
+                chunk
+            });
+            return Body::from_stream(stream);
+        }
         match self {
             Content::Memory(v) => {
                 Body::from(Bytes::copy_from_slice(&v[start as usize..=end as usize]))
@@ -395,7 +408,7 @@ pub(crate) fn serve(
     let body = if *method == Method::HEAD || size == 0 {
         Body::empty()
     } else {
-        content.body(start, end)
+        content.body(start, end, shared.config.asset_bytes_per_sec)
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -52,6 +52,16 @@ pub struct FakeConfig {
     pub assets: BTreeMap<String, AssetSource>,
     /// Secret mixed into URL signatures.
     pub signing_secret: String,
+    /// Keys (and titles) the results document uses for result files, by file name, e.g.
+    /// `openEO.tif` → `../../evil.tif` (a hostile backend); the download URL keeps the
+    /// real file name.
+    pub asset_keys: BTreeMap<String, String>,
+    /// Bandwidth of asset bodies in bytes per second (`None`: as fast as possible), so
+    /// that a test can interrupt a download half-way.
+    pub asset_bytes_per_sec: Option<u64>,
+    /// Asset hrefs point at the unsigned route `/jobs/{id}/results/assets/{file}`, which
+    /// needs the bearer token (as some backends do), instead of signed links.
+    pub unsigned_asset_links: bool,
     /// Fault rules active from the start.
     pub faults: Vec<FaultRule>,
 }
@@ -73,6 +83,9 @@ impl Default for FakeConfig {
             ranges_supported: true,
             assets: BTreeMap::new(),
             signing_secret: "fake-openeo-signing-secret".to_string(),
+            asset_keys: BTreeMap::new(),
+            asset_bytes_per_sec: None,
+            unsigned_asset_links: false,
             faults: Vec::new(),
         }
     }

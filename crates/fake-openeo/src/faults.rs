@@ -89,6 +89,14 @@ pub enum FaultKind {
         /// Bytes of body sent before closing.
         bytes: u64,
     },
+    /// Handle the request, send the headers and the first `bytes` bytes of the body, then
+    /// send nothing for `stall_ms` (a hung transfer) before closing the connection.
+    Stall {
+        /// Bytes of body sent before the stall.
+        bytes: u64,
+        /// How long the connection hangs.
+        stall_ms: u64,
+    },
     /// Handle the request and corrupt one byte of the body (xor 0xFF).
     FlipByte {
         /// Offset of the byte in the response body; default the middle.
@@ -362,7 +370,12 @@ fn proxy_error_page(status: u16) -> String {
 
 /// Cuts a response body after `limit` bytes and then kills the connection (headers, with the
 /// full `Content-Length`, are sent unchanged).
-pub(crate) fn truncate_body(body: Body, limit: u64, kill: CancellationToken) -> Body {
+pub(crate) fn truncate_body(
+    body: Body,
+    limit: u64,
+    pause: Duration,
+    kill: CancellationToken,
+) -> Body {
     let mut sent: u64 = 0;
     let mut data = body.into_data_stream();
     let stream = async_stream(move |yielder| async move {
@@ -385,8 +398,8 @@ pub(crate) fn truncate_body(body: Body, limit: u64, kill: CancellationToken) -> 
                 None => break,
             }
         }
-        // Give hyper a moment to flush what was sent, then close the connection mid-body.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Give hyper a moment to flush what was sent (or hang), then close mid-body.
+        tokio::time::sleep(pause).await;
         kill.cancel();
         std::future::pending::<()>().await;
     });

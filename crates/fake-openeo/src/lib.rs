@@ -84,6 +84,7 @@
 //! {"method": "POST", "path": "/jobs", "kind": "lose_response"}
 //! {"path": "/jobs/*/results/assets/**", "kind": "truncate", "bytes": 1000}
 //! {"path_contains": "/results/assets/", "kind": "flip_byte", "offset": 10}
+//! {"path_contains": "/results/assets/", "kind": "stall", "bytes": 1000, "stall_ms": 60000}
 //! ```
 //!
 //! `path` is a glob on the path after `/openeo/1.2` (`*` within a segment, `**` across; exact

@@ -152,7 +152,16 @@ async fn handle(
                 FaultKind::Truncate { bytes } => {
                     let response = route(router, req).await;
                     let (parts, body) = response.into_parts();
-                    Response::from_parts(parts, faults::truncate_body(body, bytes, kill.clone()))
+                    let pause = std::time::Duration::from_millis(50);
+                    let body = faults::truncate_body(body, bytes, pause, kill.clone());
+                    Response::from_parts(parts, body)
+                }
+                FaultKind::Stall { bytes, stall_ms } => {
+                    let response = route(router, req).await;
+                    let (parts, body) = response.into_parts();
+                    let pause = std::time::Duration::from_millis(stall_ms);
+                    let body = faults::truncate_body(body, bytes, pause, kill.clone());
+                    Response::from_parts(parts, body)
                 }
                 FaultKind::FlipByte { offset } => {
                     let response = route(router, req).await;

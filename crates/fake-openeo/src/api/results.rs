@@ -153,14 +153,20 @@ async fn build_document(
     for ((format, content, _), checksum) in snap.files.iter().zip(checksums) {
         let file = format.file_name();
         let sig = signature(secret, id, user, file, expires);
+        let key = shared
+            .config
+            .asset_keys
+            .get(file)
+            .map(String::as_str)
+            .unwrap_or(file);
         let mut a = Map::new();
-        a.insert("title".into(), json!(file));
-        a.insert(
-            "href".into(),
-            json!(format!(
-                "{base}/assets/{user_b64}/{sig}/{file}?expires={expires}"
-            )),
-        );
+        a.insert("title".into(), json!(key));
+        let href = if shared.config.unsigned_asset_links {
+            format!("{base}/assets/{file}")
+        } else {
+            format!("{base}/assets/{user_b64}/{sig}/{file}?expires={expires}")
+        };
+        a.insert("href".into(), json!(href));
         a.insert("type".into(), json!(format.media_type()));
         a.insert("roles".into(), json!(["data"]));
         a.insert("file:size".into(), json!(content.len()));
@@ -182,7 +188,7 @@ async fn build_document(
             }
             Format::Json => {}
         }
-        assets.insert(file.to_string(), Value::Object(a));
+        assets.insert(key.to_string(), Value::Object(a));
     }
     let canonical_sig = signature(secret, id, user, "", expires);
     let doc = json!({

@@ -1,0 +1,789 @@
+//! Result delivery: when a job has finished, its results appear in the results folder,
+//! complete and ready to load fast in QGIS, or not at all (DESIGN.md "Results folder").
+//!
+//! [`Results`] is a cloneable handle over one queue: [`Results::enqueue`] (the
+//! scheduler, when it sees a job finish; `POST /unit_jobs/{id}/results/download`) and
+//! [`Results::start`] (at daemon start: jobs finished with results `pending` or
+//! `downloading` are resumed). A worker task delivers at most [`CONCURRENT_JOBS`] jobs
+//! at a time, each through these steps:
+//!
+//! 1. results `downloading`; a **fresh results document** from the backend (asset
+//!    links are signed and expire);
+//! 2. asset names made safe and unique ([`names`]); free space checked first;
+//! 3. each asset **downloaded** into `results_dir/.incoming/<uuid>/files/<name>.part`,
+//!    resumable and verified ([`download`]); an expired link re-fetches the document
+//!    and resumes; progress goes to the store (at most once a second) and to SSE
+//!    `result` events (at most [`EVENTS_PER_SECOND`] per job);
+//! 4. the files **inspected and optimised** by the GDAL helper ([`geo`]);
+//! 5. `results.json` and `job.json` written ([`manifest`]), and the folder
+//!    **published** by one rename to `<date>_<title-slug>_<id>/` ([`publish`]);
+//!    results `ready` with `dir`.
+//!
+//! A failure sets results `failed` and the job's `error` (`DiskFull`,
+//! `InsufficientSpace`, `ChecksumMismatch`, `DownloadFailed`, ...); the staging folder
+//! stays, so a retry resumes where it stopped. Nothing is ever written outside the
+//! job's staging folder and the one published folder.
+
+pub mod download;
+pub mod geo;
+pub mod manifest;
+pub mod names;
+pub mod publish;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::daemon::Daemon;
+use crate::events::EventKind;
+use crate::job::{Job, JobError, Results as ResultsInfo, ResultsState, Status};
+use crate::platform::openeo::OpenEoError;
+use crate::store::{JobFilter, JobPatch, StoreError};
+use download::{Asset, Checksum, DownloadError, Fetched};
+use manifest::Stored;
+
+/// Jobs delivered at the same time.
+pub const CONCURRENT_JOBS: usize = 2;
+
+/// At most this many `result` events per job and second.
+pub const EVENTS_PER_SECOND: u32 = 4;
+
+/// Progress is written to the store at most this often.
+pub const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// Fresh results documents fetched for one delivery after expired links.
+pub const MAX_REFETCHES: u32 = 5;
+
+/// Attempts at fetching the results document when the backend is unreachable.
+const DOC_ATTEMPTS: u32 = 5;
+
+/// Why a delivery failed: recorded on the job as its `error`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// Stable code.
+    pub code: String,
+    /// Human message, without secrets.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            code: code.to_string(),
+            message: crate::platform::redact(&message.into()),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::new("StoreError", e.to_string())
+    }
+}
+
+impl From<DownloadError> for Failure {
+    fn from(e: DownloadError) -> Self {
+        let message = match &e {
+            DownloadError::DiskFull { .. } => format!(
+                "{e}; free some space, then POST /unit_jobs/{{id}}/results/download resumes"
+            ),
+            _ => e.to_string(),
+        };
+        Failure::new(e.code(), message)
+    }
+}
+
+/// Cloneable handle to the result delivery.
+#[derive(Clone)]
+pub struct Results {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::UnboundedSender<i64>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
+    /// Jobs queued or being delivered (a job is never delivered twice at once).
+    busy: Mutex<HashSet<i64>>,
+    /// The HTTP client for assets, made on first use (keeps the idle daemon small).
+    http: OnceLock<reqwest::Client>,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results::new()
+    }
+}
+
+impl Results {
+    /// A delivery queue; nothing runs before [`start`](Self::start).
+    pub fn new() -> Results {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Results {
+            inner: Arc::new(Inner {
+                tx,
+                rx: Mutex::new(Some(rx)),
+                busy: Mutex::new(HashSet::new()),
+                http: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Delivers job `id` soon (no-op if it is already queued or being delivered).
+    pub fn enqueue(&self, id: i64) {
+        let fresh = self
+            .inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        if fresh {
+            let _ = self.inner.tx.send(id);
+        }
+    }
+
+    /// Whether job `id` is queued or being delivered.
+    pub fn is_busy(&self, id: i64) -> bool {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    fn done(&self, id: i64) {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    fn http(&self, daemon: &Daemon) -> &reqwest::Client {
+        let stall = Duration::from_secs_f64(daemon.config().download_stall_s);
+        self.inner.http.get_or_init(|| download::client(stall))
+    }
+
+    /// Starts the worker (ends with the daemon) and queues every finished job whose
+    /// results are `pending` or `downloading` (interrupted by a stop or a crash).
+    pub async fn start(&self, daemon: &Daemon) -> Result<(), StoreError> {
+        let rx = self
+            .inner
+            .rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut rx) = rx {
+            let this = self.clone();
+            let d = daemon.clone();
+            tokio::spawn(async move {
+                let slots = Arc::new(Semaphore::new(CONCURRENT_JOBS));
+                loop {
+                    let id = tokio::select! {
+                        id = rx.recv() => match id { Some(id) => id, None => break },
+                        _ = d.shutting_down() => break,
+                    };
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (this, d) = (this.clone(), d.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = this.deliver(&d, id) => {},
+                            _ = d.shutting_down() => {},
+                        }
+                        this.done(id);
+                        drop(permit);
+                    });
+                }
+            });
+        }
+        self.remove_orphans(daemon).await?;
+        let finished = daemon
+            .store()
+            .jobs(JobFilter {
+                status: Some(Status::Finished),
+                ..JobFilter::default()
+            })
+            .await?;
+        for job in finished.iter().rev() {
+            if matches!(
+                job.results.state,
+                ResultsState::Pending | ResultsState::Downloading
+            ) {
+                self.enqueue(job.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes staging folders of jobs that no longer exist (deleted while their
+    /// results were downloading).
+    async fn remove_orphans(&self, daemon: &Daemon) -> Result<(), StoreError> {
+        let incoming = daemon.config().results_dir.join(publish::INCOMING);
+        let Ok(entries) = std::fs::read_dir(&incoming) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(uuid) = name.to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else {
+                continue;
+            };
+            if daemon.store().job_by_uuid(uuid).await?.is_none() {
+                tracing::info!(dir = %entry.path().display(), "removing the staging folder of a deleted job");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a staging folder");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /unit_jobs/{id}/results/download`: queues a finished job again. `None`
+    /// if the job is gone.
+    pub async fn retry(&self, daemon: &Daemon, job: &Job) -> Result<Option<Job>, StoreError> {
+        if self.is_busy(job.id) {
+            return Ok(Some(job.clone()));
+        }
+        let updated = daemon
+            .store()
+            .update_job(
+                job.id,
+                JobPatch {
+                    results: Some(ResultsInfo {
+                        state: ResultsState::Pending,
+                        dir: None,
+                        bytes: job.results.bytes,
+                        total_bytes: job.results.total_bytes,
+                    }),
+                    error: Some(None),
+                    ..JobPatch::default()
+                },
+            )
+            .await?;
+        if let Some(j) = &updated {
+            daemon.events().job_changed(j);
+            self.enqueue(j.id);
+        }
+        Ok(updated)
+    }
+
+    /// One delivery, with its failure recorded.
+    async fn deliver(&self, daemon: &Daemon, id: i64) {
+        match self.run(daemon, id).await {
+            Ok(()) => {}
+            Err(f) => {
+                tracing::warn!(job = id, code = %f.code, error = %f.message, "results delivery failed");
+                let Ok(Some(job)) = daemon.store().job(id).await else {
+                    return;
+                };
+                let patch = JobPatch {
+                    results: Some(ResultsInfo {
+                        state: ResultsState::Failed,
+                        dir: None,
+                        ..job.results.clone()
+                    }),
+                    error: Some(Some(JobError {
+                        code: f.code,
+                        message: f.message,
+                    })),
+                    ..JobPatch::default()
+                };
+                if let Ok(Some(j)) = daemon.store().update_job(id, patch).await {
+                    daemon.events().job_changed(&j);
+                    result_event(daemon, &j);
+                }
+            }
+        }
+    }
+
+    async fn run(&self, daemon: &Daemon, id: i64) -> Result<(), Failure> {
+        let Some(job) = daemon.store().job(id).await? else {
+            return Ok(());
+        };
+        let Some(remote) = job.backend_job_id.clone() else {
+            return Ok(());
+        };
+        if job.status != Status::Finished {
+            return Ok(());
+        }
+        if job.results.state == ResultsState::Ready
+            && job
+                .results
+                .dir
+                .as_deref()
+                .is_some_and(|d| Path::new(d).is_dir())
+        {
+            return Ok(());
+        }
+        let results_dir = daemon.config().results_dir.clone();
+        let staging = results_dir
+            .join(publish::INCOMING)
+            .join(job.uuid.hyphenated().to_string());
+        let files = staging.join("files");
+        std::fs::create_dir_all(&files).map_err(|e| {
+            Failure::new(
+                "LocalIoError",
+                format!("cannot create {}: {e}", files.display()),
+            )
+        })?;
+        let job = self
+            .set_state(
+                daemon,
+                &job,
+                ResultsState::Downloading,
+                None,
+                job.results.bytes,
+                job.results.total_bytes,
+                true,
+            )
+            .await?;
+
+        // 1. A fresh results document.
+        let backend = daemon.backends().get(&job.service.endpoint);
+        let mut doc = fetch_document(&backend, &remote).await?;
+        // 2. What to download, under which names.
+        let plan = plan_assets(&doc);
+        let sizes: Vec<Option<u64>> = plan.iter().map(|p| p.size).collect();
+        let total = sizes.iter().copied().sum::<Option<u64>>();
+        let progress: Vec<Arc<AtomicU64>> = plan
+            .iter()
+            .map(|p| {
+                let have = file_len(&files.join(&p.name))
+                    .or_else(|| file_len(&files.join(format!("{}.part", p.name))))
+                    .unwrap_or(0);
+                Arc::new(AtomicU64::new(have))
+            })
+            .collect();
+        if let Some(total) = total {
+            let have: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+            check_space(&files, total.saturating_sub(have))?;
+        }
+        // 3. Download, with a progress reporter alongside.
+        let reporter = tokio::spawn(report_progress(
+            daemon.clone(),
+            job.clone(),
+            progress.clone(),
+            total,
+        ));
+        let downloaded = self
+            .download_all(
+                daemon, &backend, &remote, &mut doc, &plan, &files, &staging, &progress,
+            )
+            .await;
+        reporter.abort();
+        downloaded?;
+        let bytes: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+        let job = self
+            .set_state(
+                daemon,
+                &job,
+                ResultsState::Downloading,
+                None,
+                bytes,
+                total.or(Some(bytes)),
+                false,
+            )
+            .await?;
+        // 4. GDAL.
+        let names: Vec<String> = plan.iter().map(|p| p.name.clone()).collect();
+        let helper = geo::locate(daemon.config().geo_bin.as_deref());
+        let layers = geo::inspect(helper.as_deref(), &files, &names).await;
+        let rewritten: Vec<(String, u64)> = layers
+            .iter()
+            .filter(|l| l["optimised"].is_string())
+            .filter_map(|l| {
+                let p = l["path"].as_str()?;
+                Some((p.to_string(), file_len(&files.join(p))?))
+            })
+            .collect();
+        // 5. Documents and publication.
+        let stored: Vec<Stored> = plan
+            .iter()
+            .map(|p| Stored {
+                key: p.key.clone(),
+                name: p.name.clone(),
+            })
+            .collect();
+        let local = manifest::local_document(&doc, &stored, &rewritten);
+        let man = manifest::manifest(&job, &doc, &stored, layers);
+        let folder = names::folder_name(job.created.date(), &job.title, job.id);
+        let (files2, results_dir2) = (files.clone(), results_dir.clone());
+        let published = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+            write_json(&files2.join("results.json"), &local)?;
+            write_json(&files2.join("job.json"), &man)?;
+            publish::publish(&files2, &results_dir2, &folder)
+        })
+        .await
+        .map_err(|e| Failure::new("Internal", e.to_string()))?
+        .map_err(|e| {
+            if download::is_disk_full(&e) {
+                Failure::new("DiskFull", format!("cannot write the job folder: {e}"))
+            } else {
+                Failure::new(
+                    "LocalIoError",
+                    format!("cannot publish the job folder: {e}"),
+                )
+            }
+        })?;
+        if let Err(e) = std::fs::remove_dir_all(&staging) {
+            tracing::warn!(dir = %staging.display(), error = %e, "cannot remove the staging folder");
+        }
+        let final_bytes: u64 = names
+            .iter()
+            .filter_map(|n| file_len(&published.join(n)))
+            .sum();
+        tracing::info!(job = id, dir = %published.display(), bytes = final_bytes, "results published");
+        self.set_state(
+            daemon,
+            &job,
+            ResultsState::Ready,
+            Some(published.display().to_string()),
+            final_bytes,
+            Some(final_bytes),
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn download_all(
+        &self,
+        daemon: &Daemon,
+        backend: &crate::platform::backends::Backend,
+        remote: &str,
+        doc: &mut Value,
+        plan: &[Planned],
+        files: &Path,
+        staging: &Path,
+        progress: &[Arc<AtomicU64>],
+    ) -> Result<(), Failure> {
+        let mut refetches = 0;
+        for (p, counter) in plan.iter().zip(progress) {
+            let target = files.join(&p.name);
+            if let Some(len) = file_len(&target) {
+                if p.size.is_none_or(|s| s == len) {
+                    counter.store(len, Ordering::Relaxed);
+                    continue;
+                }
+                let _ = std::fs::remove_file(&target);
+            }
+            loop {
+                let href = doc["assets"][&p.key]["href"].as_str().ok_or_else(|| {
+                    Failure::new(
+                        "AssetUnavailable",
+                        format!("the results document no longer lists the asset {}", p.key),
+                    )
+                })?;
+                let url = Url::parse(href)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        Failure::new(
+                            "AssetUnavailable",
+                            format!("the link of asset {} is not an http(s) URL", p.key),
+                        )
+                    })?;
+                let auth = backend
+                    .client
+                    .auth_header_for(&url)
+                    .await
+                    .map_err(|e| Failure::new(e.code(), e.to_string()))?;
+                let asset = Asset {
+                    key: &p.key,
+                    url,
+                    auth,
+                    part: files.join(format!("{}.part", p.name)),
+                    sidecar: staging.join(format!("{}.part.json", p.name)),
+                    expected_size: p.size,
+                    checksum: p.checksum.clone(),
+                    progress: counter.clone(),
+                };
+                let started = Instant::now();
+                let from = counter.load(Ordering::Relaxed);
+                match download::fetch(self.http(daemon), &asset).await? {
+                    Fetched::Complete => {
+                        let bytes = file_len(&asset.part).unwrap_or(0);
+                        let secs = started.elapsed().as_secs_f64();
+                        tracing::info!(
+                            asset = %p.key,
+                            bytes,
+                            resumed_from = from,
+                            elapsed_ms = (secs * 1000.0) as u64,
+                            mb_per_s = format!("{:.1}", (bytes - from.min(bytes)) as f64 / 1e6 / secs.max(1e-9)),
+                            "asset downloaded"
+                        );
+                        std::fs::rename(&asset.part, &target).map_err(|e| {
+                            Failure::new(
+                                "LocalIoError",
+                                format!("cannot rename {}: {e}", asset.part.display()),
+                            )
+                        })?;
+                        let _ = std::fs::remove_file(&asset.sidecar);
+                        break;
+                    }
+                    Fetched::LinkExpired => {
+                        refetches += 1;
+                        if refetches > MAX_REFETCHES {
+                            return Err(Failure::new(
+                                "AssetLinkRefused",
+                                format!("the backend keeps refusing the link of asset {}, even fresh ones", p.key),
+                            ));
+                        }
+                        tracing::info!(asset = %p.key, "asset link expired or refused: fetching a fresh results document");
+                        *doc = fetch_document(backend, remote).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the results state (and publishes the job and a `result` event).
+    #[allow(clippy::too_many_arguments)]
+    async fn set_state(
+        &self,
+        daemon: &Daemon,
+        job: &Job,
+        state: ResultsState,
+        dir: Option<String>,
+        bytes: u64,
+        total_bytes: Option<u64>,
+        clear_error: bool,
+    ) -> Result<Job, Failure> {
+        let patch = JobPatch {
+            results: Some(ResultsInfo {
+                state,
+                dir,
+                bytes,
+                total_bytes,
+            }),
+            error: clear_error.then_some(None),
+            ..JobPatch::default()
+        };
+        let Some(updated) = daemon.store().update_job(job.id, patch).await? else {
+            return Err(Failure::new("JobNotFound", "the job was deleted"));
+        };
+        if updated.results.state != job.results.state || clear_error && job.error.is_some() {
+            daemon.events().job_changed(&updated);
+        }
+        result_event(daemon, &updated);
+        Ok(updated)
+    }
+}
+
+/// Publishes a `result` event for a job.
+pub(crate) fn result_event(daemon: &Daemon, job: &Job) {
+    daemon.events().publish(
+        EventKind::Result,
+        json!({
+            "id": job.id,
+            "uuid": job.uuid,
+            "state": job.results.state,
+            "bytes": job.results.bytes,
+            "total_bytes": job.results.total_bytes,
+        }),
+    );
+}
+
+/// Publishes progress events (at most [`EVENTS_PER_SECOND`]) and stores progress (at
+/// most every [`PERSIST_EVERY`]) until aborted.
+async fn report_progress(
+    daemon: Daemon,
+    job: Job,
+    progress: Vec<Arc<AtomicU64>>,
+    total: Option<u64>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / EVENTS_PER_SECOND);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_sent = u64::MAX;
+    let mut last_stored = Instant::now();
+    loop {
+        tick.tick().await;
+        let bytes: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+        if bytes == last_sent {
+            continue;
+        }
+        last_sent = bytes;
+        daemon.events().publish(
+            EventKind::Result,
+            json!({"id": job.id, "uuid": job.uuid, "state": ResultsState::Downloading,
+                   "bytes": bytes, "total_bytes": total}),
+        );
+        if last_stored.elapsed() >= PERSIST_EVERY {
+            last_stored = Instant::now();
+            let patch = JobPatch {
+                results: Some(ResultsInfo {
+                    state: ResultsState::Downloading,
+                    dir: None,
+                    bytes,
+                    total_bytes: total,
+                }),
+                ..JobPatch::default()
+            };
+            let _ = daemon.store().update_job(job.id, patch).await;
+        }
+    }
+}
+
+/// One asset to download.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// Key in the results document.
+    pub key: String,
+    /// Safe, unique file name.
+    pub name: String,
+    /// `file:size`.
+    pub size: Option<u64>,
+    /// `file:checksum`, when understood.
+    pub checksum: Option<Checksum>,
+}
+
+/// The assets of a results document, with safe unique names, in document order.
+pub fn plan_assets(doc: &Value) -> Vec<Planned> {
+    let Some(assets) = doc.get("assets").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let entries: Vec<(&String, &Value)> = assets
+        .iter()
+        .filter(|(_, a)| a.get("href").and_then(Value::as_str).is_some())
+        .collect();
+    let names = names::unique_names(
+        entries
+            .iter()
+            .map(|(k, a)| names::asset_file_name(k, a.get("type").and_then(Value::as_str))),
+    );
+    entries
+        .into_iter()
+        .zip(names)
+        .map(|((key, a), name)| Planned {
+            key: key.clone(),
+            name,
+            size: a.get("file:size").and_then(Value::as_u64),
+            checksum: a
+                .get("file:checksum")
+                .and_then(Value::as_str)
+                .and_then(Checksum::parse_multihash),
+        })
+        .collect()
+}
+
+/// `GET /jobs/{id}/results`, retrying transient failures.
+async fn fetch_document(
+    backend: &crate::platform::backends::Backend,
+    remote: &str,
+) -> Result<Value, Failure> {
+    let mut failures = 0;
+    loop {
+        backend.limiter.acquire().await;
+        let fetched = match backend.ensure_credentials().await {
+            Ok(()) => backend.client.results(remote).await,
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(doc) => return Ok(doc),
+            Err(e) if e.is_transient() && failures + 1 < DOC_ATTEMPTS => {
+                failures += 1;
+                let wait = crate::scheduler::backoff_from(
+                    1.0,
+                    failures,
+                    e.retry_after(),
+                    &mut rand::rng(),
+                );
+                tracing::info!(remote, error = %e, wait_ms = wait.as_millis() as u64, "results document unavailable; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(doc_failure(&e)),
+        }
+    }
+}
+
+fn doc_failure(e: &OpenEoError) -> Failure {
+    let code = match e {
+        OpenEoError::Auth { .. } => "LoginRequired",
+        e if e.is_transient() => "BackendUnreachable",
+        _ => "ResultsUnavailable",
+    };
+    Failure::new(code, format!("cannot fetch the results document: {e}"))
+}
+
+fn file_len(p: &Path) -> Option<u64> {
+    std::fs::metadata(p)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
+fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    std::fs::write(path, text)
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain data, zero is a valid bit pattern; `c` is a valid
+    // NUL-terminated path for the duration of the call.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    (rc == 0).then(|| (s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
+}
+
+/// Refuses to start when `needed` bytes (plus 1 % and 1 MiB of margin for the
+/// documents and overviews) do not fit.
+fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
+    let Some(free) = free_bytes(dir) else {
+        return Ok(());
+    };
+    let want = needed + needed / 100 + (1 << 20);
+    if free < want {
+        return Err(Failure::new(
+            "InsufficientSpace",
+            format!(
+                "not enough free space in {}: the results need {} MB, {} MB are free; free some \
+                 space, then POST /unit_jobs/{{id}}/results/download",
+                dir.display(),
+                want.div_ceil(1_000_000),
+                free / 1_000_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malicious_document_gets_safe_names() {
+        let doc = json!({"assets": {
+            "../../../../etc/cron.d/evil": {"href": "http://x/a", "type": "text/plain"},
+            "openEO.tif": {"href": "http://x/b", "file:size": 10},
+            "OPENEO.TIF": {"href": "http://x/c"},
+            ".hidden": {"href": "http://x/d"},
+            "job.json": {"href": "http://x/e"},
+            "nohref": {"title": "x"}
+        }});
+        let names: Vec<String> = plan_assets(&doc).into_iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "evil.txt",
+                "openEO.tif",
+                "OPENEO-2.TIF",
+                "hidden",
+                "job-2.json"
+            ]
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! File and folder names for the results folder, made from what a backend sends.
+//!
+//! Asset keys, titles and hrefs come from a remote results document and are not
+//! trusted: [`sanitise`] makes one safe file name of them (no path separators, no
+//! `..`, no leading dot so nothing hidden, no control or Windows-reserved characters,
+//! bounded length), [`unique_names`] removes collisions (case-insensitively, and with
+//! the names the daemon writes itself), and [`folder_name`] builds the
+//! `<date>_<title-slug>_<id>` job folder name. Pure functions, no I/O.
+
+/// Names the daemon writes into every job folder; assets never take them.
+pub const RESERVED: [&str; 2] = ["job.json", "results.json"];
+
+/// Longest file name produced, in bytes (ext4 allows 255; room for suffixes).
+const MAX_NAME_BYTES: usize = 120;
+
+/// Longest title slug in a folder name, in characters.
+const MAX_SLUG_CHARS: usize = 40;
+
+/// A safe file name for an asset: the last path segment of `raw` (either separator),
+/// with anything but letters, digits, `.`, `-`, `_`, `+`, `=`, `,`, `(`, `)` and
+/// spaces replaced by `_`, leading dots and spaces removed, and cut to a sane
+/// length keeping the extension. An empty result becomes `asset`.
+pub fn sanitise(raw: &str) -> String {
+    let last = raw
+        .rsplit(['/', '\\'])
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or("");
+    let mut name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric()
+                || matches!(c, '.' | '-' | '_' | '+' | '=' | ',' | '(' | ')' | ' ')
+            {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name = name
+        .trim_start_matches(['.', ' '])
+        .trim_end_matches(['.', ' '])
+        .to_string();
+    if name.is_empty() || name.chars().all(|c| c == '_') {
+        name = "asset".to_string();
+    }
+    if name.len() > MAX_NAME_BYTES {
+        let (stem, ext) = split_ext(&name);
+        let ext: String = ext.chars().take(16).collect();
+        let mut stem = stem.to_string();
+        while stem.len() + ext.len() > MAX_NAME_BYTES {
+            stem.pop();
+        }
+        name = format!("{stem}{ext}");
+    }
+    name
+}
+
+/// `("openEO", ".tif")`; no extension gives `(name, "")`.
+pub fn split_ext(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+/// An extension for a media type, for asset keys without one (as the openEO Python
+/// client does).
+pub fn extension_for(media_type: Option<&str>) -> &'static str {
+    let t = media_type.unwrap_or("").to_ascii_lowercase();
+    let essence = t.split(';').next().unwrap_or("").trim().to_string();
+    match essence.as_str() {
+        "image/tiff" => ".tif",
+        "application/x-netcdf" | "application/netcdf" => ".nc",
+        "application/geo+json" => ".geojson",
+        "application/json" => ".json",
+        "text/csv" => ".csv",
+        "application/geopackage+sqlite3" => ".gpkg",
+        "application/vnd.apache.parquet" | "application/x-parquet" => ".parquet",
+        "application/zip" => ".zip",
+        "image/png" => ".png",
+        "image/jpeg" => ".jpg",
+        "text/plain" => ".txt",
+        _ => "",
+    }
+}
+
+/// The file name for one asset: its key when that looks like `name.ext`, else the key
+/// plus an extension for its media type; then [`sanitise`]d.
+pub fn asset_file_name(key: &str, media_type: Option<&str>) -> String {
+    let base = sanitise(key);
+    if split_ext(&base).1.is_empty() {
+        sanitise(&format!("{base}{}", extension_for(media_type)))
+    } else {
+        base
+    }
+}
+
+/// Makes names unique, case-insensitively and apart from [`RESERVED`]: a repeated name
+/// gets `-2`, `-3`, ... before its extension. Order is kept.
+pub fn unique_names(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut taken: std::collections::HashSet<String> =
+        RESERVED.iter().map(|r| r.to_string()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let mut candidate = name.clone();
+        let (stem, ext) = split_ext(&name);
+        let mut n = 1;
+        while taken.contains(&candidate.to_lowercase()) || candidate.ends_with(".part") {
+            n += 1;
+            candidate = format!("{stem}-{n}{ext}");
+            if candidate.ends_with(".part") {
+                candidate.push_str(".bin");
+            }
+        }
+        taken.insert(candidate.to_lowercase());
+        out.push(candidate);
+    }
+    out
+}
+
+/// A short, safe slug of a title: lower-case ASCII letters and digits, runs of
+/// anything else as one `-`, at most 40 characters; `job` if nothing is left.
+pub fn slug(title: &str) -> String {
+    let mut out = String::new();
+    let mut dash = false;
+    for c in title.chars() {
+        let c = deaccent(c);
+        if c.is_ascii_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.push(c.to_ascii_lowercase());
+            if out.len() >= MAX_SLUG_CHARS {
+                break;
+            }
+        } else {
+            dash = true;
+        }
+    }
+    if out.is_empty() {
+        "job".to_string()
+    } else {
+        out
+    }
+}
+
+fn deaccent(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => 'a',
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => 'u',
+        'ç' | 'Ç' => 'c',
+        'ñ' | 'Ñ' => 'n',
+        other => other,
+    }
+}
+
+/// `<YYYY-MM-DD>_<title-slug>_<id>`.
+pub fn folder_name(date: time::Date, title: &str, id: i64) -> String {
+    format!(
+        "{:04}-{:02}-{:02}_{}_{}",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        slug(title),
+        id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traversal_and_hidden_names_are_neutralised() {
+        assert_eq!(sanitise("../../etc/passwd"), "passwd");
+        assert_eq!(sanitise("..\\..\\evil.tif"), "evil.tif");
+        assert_eq!(sanitise("/abs/path/x.nc"), "x.nc");
+        assert_eq!(sanitise(".."), "asset");
+        assert_eq!(sanitise("."), "asset");
+        assert_eq!(sanitise(""), "asset");
+        assert_eq!(sanitise(".bashrc"), "bashrc");
+        assert_eq!(sanitise("a/.."), "asset");
+        assert_eq!(sanitise("x\0y:z*?.tif"), "x_y_z__.tif");
+        assert_eq!(sanitise("trailing. . "), "trailing");
+        assert_eq!(sanitise("openEO.tif"), "openEO.tif");
+        let long = format!("{}.tif", "a".repeat(500));
+        let s = sanitise(&long);
+        assert!(s.len() <= 120 && s.ends_with(".tif"), "{s}");
+    }
+
+    #[test]
+    fn collisions_get_suffixes() {
+        let names = unique_names(
+            ["a.tif", "A.TIF", "a.tif", "job.json", "x.part"]
+                .into_iter()
+                .map(String::from),
+        );
+        assert_eq!(
+            names,
+            ["a.tif", "A-2.TIF", "a-3.tif", "job-2.json", "x-2.part.bin"]
+        );
+    }
+
+    #[test]
+    fn keys_without_extension_get_one_from_the_media_type() {
+        assert_eq!(
+            asset_file_name("result", Some("image/tiff; application=geotiff")),
+            "result.tif"
+        );
+        assert_eq!(asset_file_name("openEO.nc", None), "openEO.nc");
+        assert_eq!(asset_file_name("blob", None), "blob");
+    }
+
+    #[test]
+    fn folder_names() {
+        let d = time::macros::date!(2024 - 05 - 03);
+        assert_eq!(
+            folder_name(d, "PV farms: Wien / Süd (2023)!", 42),
+            "2024-05-03_pv-farms-wien-sud-2023_42"
+        );
+        assert_eq!(folder_name(d, "***", 7), "2024-05-03_job_7");
+    }
+}

@@ -1,0 +1,144 @@
+//! Watching the results folder and `config.toml` with `notify`.
+//!
+//! - The results folder (not recursive: job folders appear and disappear at its top
+//!   level): after a burst of events settles ([`DEBOUNCE`]), every finished job whose
+//!   results are `ready` or `removed` is checked against its folder. A folder the user
+//!   deleted or moved away sets `results.state` to `removed`; when it is back at its
+//!   path (with its `job.json`), `ready` again. Each change is a `job` and a `result`
+//!   event. The same check runs once at start, for changes made while the daemon was
+//!   stopped.
+//! - `config.toml`: a change is read and checked; nothing in it can be applied to a
+//!   running daemon safely yet (listen address, folders, backends and their tokens are
+//!   wired at start), so the daemon logs whether the file is valid and that a restart
+//!   applies it, instead of failing later.
+//!
+//! The watcher ends with the daemon. If the platform cannot watch (inotify limits),
+//! the daemon logs it and runs without.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::daemon::Daemon;
+use crate::job::{Results, ResultsState, Status};
+use crate::store::{JobFilter, JobPatch, StoreError};
+
+/// Quiet time after the last event before the folder is checked.
+pub const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Starts the watcher task (ends on shutdown).
+pub fn start(daemon: &Daemon) {
+    let results_dir = daemon.config().results_dir.clone();
+    let config_file = daemon.config().config_file();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let _ = tx.send(ev.paths);
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the results folder; removed folders are noticed only at start");
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(&results_dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %results_dir.display(), error = %e, "cannot watch the results folder");
+    }
+    if let Some(dir) = config_file.parent().filter(|d| d.is_dir()) {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::debug!(dir = %dir.display(), error = %e, "cannot watch the configuration folder");
+        }
+    }
+    let d = daemon.clone();
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        if let Err(e) = reconcile(&d).await {
+            tracing::warn!(error = %e, "checking published job folders failed");
+        }
+        loop {
+            let first = tokio::select! {
+                p = rx.recv() => match p { Some(p) => p, None => break },
+                _ = d.shutting_down() => break,
+            };
+            let mut paths = first;
+            // Debounce: wait until events stop for DEBOUNCE.
+            while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                paths.extend(more);
+            }
+            if paths.iter().any(|p| p == &config_file) {
+                config_changed(&config_file);
+            }
+            if paths.iter().any(|p| p.starts_with(&results_dir)) {
+                if let Err(e) = reconcile(&d).await {
+                    tracing::warn!(error = %e, "checking published job folders failed");
+                }
+            }
+        }
+    });
+}
+
+/// Is `dir` a published job folder (with its manifest)?
+fn present(dir: &Path) -> bool {
+    dir.join("job.json").is_file()
+}
+
+/// Sets `removed` / `ready` from what is on disk.
+pub async fn reconcile(daemon: &Daemon) -> Result<(), StoreError> {
+    let jobs = daemon
+        .store()
+        .jobs(JobFilter {
+            status: Some(Status::Finished),
+            ..JobFilter::default()
+        })
+        .await?;
+    for job in jobs {
+        let Some(dir) = job.results.dir.clone() else {
+            continue;
+        };
+        let new_state = match job.results.state {
+            ResultsState::Ready if !present(Path::new(&dir)) => ResultsState::Removed,
+            ResultsState::Removed if present(Path::new(&dir)) => ResultsState::Ready,
+            _ => continue,
+        };
+        tracing::info!(job = job.id, dir = %dir, state = new_state.as_str(), "job folder changed on disk");
+        let patch = JobPatch {
+            results: Some(Results {
+                state: new_state,
+                ..job.results.clone()
+            }),
+            ..JobPatch::default()
+        };
+        if let Some(updated) = daemon.store().update_job(job.id, patch).await? {
+            daemon.events().job_changed(&updated);
+            crate::results::result_event(daemon, &updated);
+        }
+    }
+    Ok(())
+}
+
+/// `config.toml` changed: say whether it is valid and that a restart applies it.
+fn config_changed(file: &Path) {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(file = %file.display(), "config.toml removed; defaults apply after a restart");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e, "config.toml changed but cannot be read");
+            return;
+        }
+    };
+    match text.parse::<toml::Table>() {
+        Ok(_) => {
+            tracing::info!(file = %file.display(), "config.toml changed; restart the daemon to apply it")
+        }
+        Err(e) => {
+            tracing::warn!(file = %file.display(), error = %e.message(), "config.toml changed and is not valid TOML; the daemon keeps running with the configuration it started with")
+        }
+    }
+}
