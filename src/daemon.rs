@@ -51,8 +51,8 @@ pub enum DaemonError {
 
 /// Shared state of a running daemon.
 struct DaemonState {
-    /// The resolved configuration.
-    config: Config,
+    /// The resolved configuration; replaced (safe keys only) when `config.toml` changes.
+    config: std::sync::RwLock<Arc<Config>>,
     /// The job store.
     store: Store,
     /// Publishes job and task changes to SSE subscribers.
@@ -82,9 +82,50 @@ struct DaemonState {
 pub struct Daemon(Arc<DaemonState>);
 
 impl Daemon {
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.0.config
+    /// The configuration as it is now.
+    pub fn config(&self) -> Arc<Config> {
+        self.0
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies a changed configuration where that is safe while running: poll intervals,
+    /// the GDAL helper's path, and backends (new ones, their job and request limits, a
+    /// fixed access token). Returns the keys whose change needs a restart (they keep their
+    /// old values until then).
+    pub fn apply_config(&self, new: &Config) -> Vec<&'static str> {
+        let mut slot = self.0.config.write().unwrap_or_else(|e| e.into_inner());
+        let old = slot.clone();
+        let mut next = (*old).clone();
+        next.poll_interval_min_s = new.poll_interval_min_s;
+        next.poll_interval_max_s = new.poll_interval_max_s;
+        next.geo_bin = new.geo_bin.clone();
+        next.backends = new.backends.clone();
+        let mut restart = Vec::new();
+        let checks: [(&'static str, bool); 8] = [
+            ("listen", old.listen != new.listen),
+            ("allow_remote", old.allow_remote != new.allow_remote),
+            ("state_dir", old.state_dir != new.state_dir),
+            ("results_dir", old.results_dir != new.results_dir),
+            ("max_body_bytes", old.max_body_bytes != new.max_body_bytes),
+            ("log", old.log != new.log),
+            ("token_store", old.token_store != new.token_store),
+            (
+                "download_stall_s",
+                old.download_stall_s != new.download_stall_s,
+            ),
+        ];
+        for (key, changed) in checks {
+            if changed {
+                restart.push(key);
+            }
+        }
+        *slot = Arc::new(next);
+        drop(slot);
+        self.0.backends.reconfigure(&new.backends);
+        restart
     }
     /// The job store.
     pub fn store(&self) -> &Store {
@@ -167,7 +208,7 @@ pub async fn run(
     }
     let auth = crate::auth::Auth::new(config.token_store());
     let daemon = Daemon(Arc::new(DaemonState {
-        config,
+        config: std::sync::RwLock::new(Arc::new(config)),
         store: store.clone(),
         events: EventBus::new(),
         token,

@@ -210,13 +210,15 @@ struct WorkerRun {
 
 impl WorkerRun {
     async fn run(mut self) {
-        let cfg = self.daemon.config();
-        let min_interval = Duration::from_secs_f64(cfg.poll_interval_min_s);
-        let max_interval = Duration::from_secs_f64(cfg.poll_interval_max_s);
-        let nudge_gap = MIN_NUDGE_GAP.min(min_interval);
-        let backoff_base = cfg.poll_interval_min_s * 0.4;
-        let mut interval = min_interval;
+        let mut interval = Duration::from_secs_f64(self.daemon.config().poll_interval_min_s);
         loop {
+            // Read every cycle: a changed config.toml applies without a restart.
+            let cfg = self.daemon.config();
+            let min_interval = Duration::from_secs_f64(cfg.poll_interval_min_s);
+            let max_interval = Duration::from_secs_f64(cfg.poll_interval_max_s);
+            let nudge_gap = MIN_NUDGE_GAP.min(min_interval);
+            let backoff_base = cfg.poll_interval_min_s * 0.4;
+            interval = interval.clamp(min_interval, max_interval);
             let cycle = match self.cycle().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -288,7 +290,7 @@ impl WorkerRun {
         let jobs = self
             .daemon
             .store()
-            .scheduler_jobs(endpoints.clone(), self.backend.max_running)
+            .scheduler_jobs(endpoints.clone(), self.backend.max_running())
             .await?;
         if jobs.is_empty() {
             return Ok(out);
@@ -402,7 +404,7 @@ impl WorkerRun {
         let openeo: Vec<Job> = if out.changed {
             self.daemon
                 .store()
-                .scheduler_jobs(endpoints.clone(), self.backend.max_running)
+                .scheduler_jobs(endpoints.clone(), self.backend.max_running())
                 .await?
                 .into_iter()
                 .filter(|j| j.label == Label::Openeo)
@@ -414,7 +416,7 @@ impl WorkerRun {
             .iter()
             .filter(|j| j.submit_state != SubmitState::Pending)
             .count() as u32;
-        let mut free = self.backend.max_running.saturating_sub(active_remote);
+        let mut free = self.backend.max_running().saturating_sub(active_remote);
         let queued = openeo
             .iter()
             .any(|j| j.submit_state == SubmitState::Pending);

@@ -7,10 +7,12 @@
 //!   path (with its `job.json`), `ready` again. Each change is a `job` and a `result`
 //!   event. The same check runs once at start, for changes made while the daemon was
 //!   stopped.
-//! - `config.toml`: a change is read and checked; nothing in it can be applied to a
-//!   running daemon safely yet (listen address, folders, backends and their tokens are
-//!   wired at start), so the daemon logs whether the file is valid and that a restart
-//!   applies it, instead of failing later.
+//! - `config.toml`: a change is read and checked like at start (the same environment
+//!   overrides apply). A valid file is applied at once where that is safe — poll
+//!   intervals, the GDAL helper, backends and their limits (see
+//!   [`Daemon::apply_config`]); keys that need a restart (listen address, folders, body
+//!   limit, log filter, token store, stall timeout) are named in the log and keep their
+//!   values until then. An invalid file is logged and changes nothing.
 //!
 //! The watcher ends with the daemon. If the platform cannot watch (inotify limits),
 //! the daemon logs it and runs without.
@@ -70,7 +72,7 @@ pub fn start(daemon: &Daemon) {
                 paths.extend(more);
             }
             if paths.iter().any(|p| p == &config_file) {
-                config_changed(&config_file);
+                config_changed(&d, &config_file);
             }
             if paths.iter().any(|p| p.starts_with(&results_dir)) {
                 if let Err(e) = reconcile(&d).await {
@@ -120,25 +122,28 @@ pub async fn reconcile(daemon: &Daemon) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `config.toml` changed: say whether it is valid and that a restart applies it.
-fn config_changed(file: &Path) {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::info!(file = %file.display(), "config.toml removed; defaults apply after a restart");
-            return;
+/// `config.toml` changed: load it as at start and apply what is safe to apply.
+fn config_changed(daemon: &Daemon, file: &Path) {
+    let dir = daemon.config().config_dir.display().to_string();
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k != "EODISPATCH_CONFIG_DIR")
+        .collect();
+    env.push(("EODISPATCH_CONFIG_DIR".into(), dir));
+    match crate::config::Config::load_from(&env) {
+        Ok(new) => {
+            let restart = daemon.apply_config(&new);
+            if restart.is_empty() {
+                tracing::info!(file = %file.display(), "config.toml changed and applied");
+            } else {
+                tracing::warn!(
+                    file = %file.display(),
+                    restart_needed = %restart.join(", "),
+                    "config.toml changed and applied, except keys that need a restart"
+                );
+            }
         }
         Err(e) => {
-            tracing::warn!(file = %file.display(), error = %e, "config.toml changed but cannot be read");
-            return;
-        }
-    };
-    match text.parse::<toml::Table>() {
-        Ok(_) => {
-            tracing::info!(file = %file.display(), "config.toml changed; restart the daemon to apply it")
-        }
-        Err(e) => {
-            tracing::warn!(file = %file.display(), error = %e.message(), "config.toml changed and is not valid TOML; the daemon keeps running with the configuration it started with")
+            tracing::warn!(file = %file.display(), error = %e, "config.toml changed but is not valid; the daemon keeps its configuration")
         }
     }
 }

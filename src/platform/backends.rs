@@ -46,7 +46,8 @@ pub fn normalise_endpoint(url: &str) -> String {
 /// A token bucket: at most `rate` requests per second on average, `burst` at once.
 #[derive(Debug)]
 pub struct RateLimiter {
-    rate: f64,
+    /// Requests per second, as f64 bits (changes with `config.toml`).
+    rate: std::sync::atomic::AtomicU64,
     burst: f64,
     state: tokio::sync::Mutex<(f64, Instant)>,
 }
@@ -57,10 +58,22 @@ impl RateLimiter {
         let rate = rate.max(0.01);
         let burst = burst.max(1.0);
         RateLimiter {
-            rate,
+            rate: std::sync::atomic::AtomicU64::new(rate.to_bits()),
             burst,
             state: tokio::sync::Mutex::new((burst, Instant::now())),
         }
+    }
+
+    /// Changes the average rate (the burst stays).
+    pub fn set_rate(&self, rate: f64) {
+        self.rate.store(
+            rate.max(0.01).to_bits(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Waits until a request may be sent.
@@ -68,14 +81,14 @@ impl RateLimiter {
         let mut s = self.state.lock().await;
         loop {
             let now = Instant::now();
-            let refill = now.duration_since(s.1).as_secs_f64() * self.rate;
+            let refill = now.duration_since(s.1).as_secs_f64() * self.rate();
             s.0 = (s.0 + refill).min(self.burst);
             s.1 = now;
             if s.0 >= 1.0 {
                 s.0 -= 1.0;
                 return;
             }
-            let wait = (1.0 - s.0) / self.rate;
+            let wait = (1.0 - s.0) / self.rate();
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
     }
@@ -106,12 +119,29 @@ pub struct Backend {
     pub client: OpenEoBackend,
     /// Paces requests.
     pub limiter: RateLimiter,
-    /// Limit on jobs active at once.
-    pub max_running: u32,
+    /// Limit on jobs active at once (changes with `config.toml`).
+    max_running: std::sync::atomic::AtomicU32,
     state: Mutex<BackendState>,
 }
 
 impl Backend {
+    /// Limit on jobs active at once.
+    pub fn max_running(&self) -> u32 {
+        self.max_running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// New limits from a changed `config.toml`.
+    pub fn set_limits(&self, max_running: u32, rate: f64) {
+        let max_running = max_running.max(1);
+        self.max_running
+            .store(max_running, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_running_jobs = max_running;
+        self.limiter.set_rate(rate);
+    }
+
     /// Completes the configured credentials: a token without a provider id gets the
     /// backend's default provider (one request, once).
     pub async fn ensure_credentials(&self) -> Result<(), OpenEoError> {
@@ -159,7 +189,7 @@ impl Backend {
 #[derive(Clone, Default)]
 pub struct Backends {
     map: Arc<Mutex<HashMap<String, Arc<Backend>>>>,
-    configured: Arc<Vec<BackendConfig>>,
+    configured: Arc<Mutex<Vec<BackendConfig>>>,
 }
 
 impl Backends {
@@ -167,12 +197,41 @@ impl Backends {
     pub fn new(config: &Config) -> Backends {
         let b = Backends {
             map: Arc::default(),
-            configured: Arc::new(config.backends.values().cloned().collect()),
+            configured: Arc::new(Mutex::new(config.backends.values().cloned().collect())),
         };
-        for c in b.configured.iter() {
-            b.get(&c.url);
+        let urls: Vec<String> = b.configured().iter().map(|c| c.url.clone()).collect();
+        for url in urls {
+            b.get(&url);
         }
         b
+    }
+
+    fn configured(&self) -> Vec<BackendConfig> {
+        self.configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies changed `[backends.*]` sections: new backends appear, limits change,
+    /// a changed fixed access token is used from the next request on.
+    pub fn reconfigure(&self, backends: &std::collections::BTreeMap<String, BackendConfig>) {
+        let list: Vec<BackendConfig> = backends.values().cloned().collect();
+        *self.configured.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
+        for c in list {
+            let backend = self.get(&c.url);
+            backend.set_limits(
+                c.max_running_jobs.unwrap_or(DEFAULT_MAX_RUNNING),
+                c.requests_per_second.unwrap_or(DEFAULT_RATE_PER_S),
+            );
+            if let (Some(token), Some(provider)) = (&c.access_token, c.provider_id.as_deref()) {
+                if backend.client.session().is_none() {
+                    backend
+                        .client
+                        .set_bearer(Some(Bearer::oidc(provider, token.expose())));
+                }
+            }
+        }
     }
 
     /// The backend for `endpoint`, created on first use.
@@ -181,8 +240,8 @@ impl Backends {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(key.clone())
             .or_insert_with(|| {
-                let cfg = self
-                    .configured
+                let configured = self.configured();
+                let cfg = configured
                     .iter()
                     .find(|c| normalise_endpoint(&c.url) == key);
                 let client = OpenEoBackend::new(endpoint.trim_end_matches('/'));
@@ -209,7 +268,7 @@ impl Backends {
                     }),
                     client,
                     limiter: RateLimiter::new(rate, DEFAULT_BURST.max(rate)),
-                    max_running,
+                    max_running: std::sync::atomic::AtomicU32::new(max_running),
                     state: Mutex::new(BackendState {
                         url: endpoint.trim_end_matches('/').to_string(),
                         state: "ok",
