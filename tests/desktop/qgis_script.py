@@ -11,13 +11,11 @@ the profile. Drives the plugin as a user would, without blocking the event loop:
 5. a screenshot of the main window is saved; the outcome is written as JSON.
 
 Environment: E2E_OUT (folder for result.json and screenshot.png), E2E_FAKE (the fake
-backend's URL), E2E_PUBLISH=1 to write the job folder when the daemon does not
-(until results branch merges), E2E_REPO.
+backend's URL), E2E_REPO.
 """
 
 import json
 import os
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -134,25 +132,8 @@ def tick():
             if results_state in ("downloading", "ready"):
                 state["checks"]["published_by_daemon"] = True
                 go("wait_layers")
-            elif time.time() - state["step_started"] > 3.0:
-                if os.environ.get("E2E_PUBLISH") != "1":
-                    return finish(False, "the daemon did not publish the results")
-                # until results branch merges: the daemon does not download yet, so the
-                # job's folder is written here exactly as CONTRACTS.md says it will.
-                sys.path.insert(0, str(REPO / "tests" / "plugin"))
-                from jobfolder import write_job_folder
-
-                box = job["parameters"]["spatial_extent"]
-                write_job_folder(
-                    p.info.results_dir, job["id"], job["uuid"], job["title"],
-                    bbox=(box["west"], box["south"], box["east"], box["north"]),
-                    endpoint=job["service"]["endpoint"], application=job["service"]["application"],
-                    style={"type": "palette", "band": 1, "classes": [
-                        {"value": 0, "color": "#f7f7f7", "label": "other"},
-                        {"value": 1, "color": "#d95f02", "label": "PV farm"}]},
-                )
-                state["checks"]["published_by_test"] = True
-                go("wait_layers")
+            elif time.time() - state["step_started"] > 10.0:
+                return finish(False, f"the daemon did not publish the results: {job.get('results')}")
         elif step == "wait_layers":
             found = [g for g in groups() if g.customProperty("eodispatch/job_uuid") == state["job"]["uuid"]]
             if not found:

@@ -83,9 +83,7 @@ curl -sf "http://$EODISPATCH_LISTEN/health" >/dev/null || {
 # The plugin as a user gets it: ./install into the (throw-away) QGIS profile.
 "$REPO/install" --plugin-only
 
-# until results branch merges: the daemon does not download results yet; the script
-# writes the job folder per CONTRACTS.md when the daemon has not published it.
-export E2E_PUBLISH=${E2E_PUBLISH:-1}
+# The daemon downloads, inspects (GDAL) and publishes the result; QGIS must load it.
 export E2E_OUT=$OUT E2E_FAKE=$FAKE_URL E2E_REPO=$REPO
 export QT_QPA_PLATFORM=xcb
 status=0

@@ -197,42 +197,21 @@ def gdal_available():
 
 
 def publish_when_finished(daemon: "Daemon", job_id: int, timeout: float = 60.0, style=None):
-    """The job's published folder, in a thread; ``.folder`` is set when it exists.
-
-    Until the results branch merges the daemon does not download results: then (its
-    ``results.state`` still ``pending`` a moment after the job finished) this thread
-    writes the job's folder into results_dir itself, as CONTRACTS.md says the daemon will.
-    A daemon that downloads (state ``downloading``/``ready``) publishes it instead, and
-    the thread only waits for it, so the tests keep working after the merge."""
+    """The job's folder as the daemon publishes it, in a thread; ``.folder`` is set when
+    the job has finished and its results are ``ready`` (downloaded, checked, inspected by
+    GDAL and renamed into results_dir). ``style`` is ignored: the daemon's manifest says."""
     import threading
 
-    from jobfolder import write_job_folder
-
     def run():
-        job = daemon.wait_status(job_id, "finished", timeout)
-        deadline = time.time() + 3.0
-        while time.time() < deadline and (job.get("results") or {}).get("state") == "pending":
+        daemon.wait_status(job_id, "finished", timeout)
+        end = time.time() + timeout
+        job = daemon.api("GET", f"/unit_jobs/{job_id}")[1]
+        while time.time() < end and (job.get("results") or {}).get("state") != "ready":
             time.sleep(0.1)
             job = daemon.api("GET", f"/unit_jobs/{job_id}")[1]
-        if (job.get("results") or {}).get("state") != "pending":
-            end = time.time() + timeout
-            while time.time() < end and (job.get("results") or {}).get("state") != "ready":
-                time.sleep(0.1)
-                job = daemon.api("GET", f"/unit_jobs/{job_id}")[1]
-            t.published_by_daemon = True
-            t.folder = Path(job["results"]["dir"])
-            return
-        box = job["parameters"].get("spatial_extent") or {"west": 16.342, "south": 47.962, "east": 16.414, "north": 48.008}
-        t.folder = write_job_folder(  # until results branch merges
-            daemon.results_dir,
-            job["id"],
-            job["uuid"],
-            job["title"],
-            bbox=(box["west"], box["south"], box["east"], box["north"]),
-            endpoint=job["service"]["endpoint"],
-            application=job["service"]["application"],
-            style=style,
-        )
+        assert (job.get("results") or {}).get("state") == "ready", f"the daemon did not publish job {job_id}: {job}"
+        t.published_by_daemon = True
+        t.folder = Path(job["results"]["dir"])
 
     t = threading.Thread(target=run, daemon=True)
     t.folder = None

@@ -201,7 +201,7 @@ def test_result_actions_find_the_folder_and_load_again(qgis_app, qgis_iface, qgi
         wait_until(lambda: plugin.stream.is_connected, message="event stream")
         status, job = daemon.api("POST", "/unit_jobs", pv_job(fake_backend, "with results"))
         assert status == 201
-        publisher = publish_when_finished(daemon, job["id"])  # until results branch merges
+        publisher = publish_when_finished(daemon, job["id"])
         publisher.join(30)
         assert publisher.folder is not None
         wait_until(lambda: plugin.jobs.job(job["id"])["status"] == "finished", message="finished")

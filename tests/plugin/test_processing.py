@@ -62,7 +62,7 @@ def test_algorithm_runs_a_job_and_returns_layers(provider, daemon, fake_backend)
     feedback.progressChanged.connect(progress.append)
     publisher = {}
 
-    def publish():  # until results branch merges: write the folder when the job finished
+    def publish():  # the daemon's published folder, once the job has finished
         deadline = time.time() + 30
         while time.time() < deadline:
             jobs = daemon.api("GET", "/unit_jobs")[1]
@@ -152,7 +152,7 @@ def test_algorithm_runs_inside_a_model(provider, daemon, fake_backend):
     ok, errors = model.validate()
     assert ok, errors
 
-    def publish():  # until results branch merges
+    def publish():  # the daemon's published folder, once the job has finished
         deadline = time.time() + 30
         while time.time() < deadline:
             jobs = daemon.api("GET", "/unit_jobs")[1]
@@ -194,7 +194,7 @@ def test_algorithm_in_a_background_task_keeps_the_ui_thread_free(provider, daemo
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start(20)
 
-    def publish():  # until results branch merges
+    def publish():  # the daemon's published folder, once the job has finished
         deadline = time.time() + 30
         while time.time() < deadline:
             jobs = daemon.api("GET", "/unit_jobs")[1]
@@ -213,3 +213,34 @@ def test_algorithm_in_a_background_task_keeps_the_ui_thread_free(provider, daemo
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     print(f"GUI thread: {len(ticks)} ticks, longest gap {max(gaps) * 1000:.0f} ms")
     assert len(ticks) > 50 and max(gaps) < 0.25, max(gaps)
+
+
+def test_batch_mode_runs_each_row_as_its_own_job(provider, daemon, fake_backend):
+    """As the batch dialog does (processing/gui/BatchAlgorithmDialog.py): a fresh algorithm
+    instance and context per row, executed one after the other."""
+    from processing.core.ProcessingConfig import ProcessingConfig  # noqa: F401 (Processing initialised)
+    from processing.gui.AlgorithmExecutor import execute
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    rows = [
+        {"EXTENT": "16.35,16.38,47.97,47.99 [EPSG:4326]", "TITLE": "batch row 1"},
+        {"EXTENT": "600000,603000,5310000,5313000 [EPSG:32633]", "TITLE": "batch row 2"},
+    ]
+    outputs = []
+    for row in rows:
+        alg = QgsApplication.processingRegistry().createAlgorithmById("eodispatch:run_service")
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        feedback = QgsProcessingFeedback()
+        params = dict(row, ENDPOINT=fake_backend, APPLICATION=PV_UDP, FORMAT=0,
+                      PARAMETERS='{"temporal_extent": ["2023-05-01", "2023-09-30"]}')
+        ok, results = execute(alg, params, context, feedback)
+        assert ok, results
+        outputs.append(results)
+    ids = [r["JOB_ID"] for r in outputs]
+    assert len(set(ids)) == 2
+    for job_id, row, results in zip(ids, rows, outputs):
+        job = daemon.api("GET", f"/unit_jobs/{job_id}")[1]
+        assert job["title"] == row["TITLE"] and job["status"] == "finished", job
+        assert results["OUTPUT_FOLDER"] and results["OUTPUT_LAYERS"], results
+    assert outputs[0]["OUTPUT_FOLDER"] != outputs[1]["OUTPUT_FOLDER"]
