@@ -152,16 +152,6 @@ def test_algorithm_runs_inside_a_model(provider, daemon, fake_backend):
     ok, errors = model.validate()
     assert ok, errors
 
-    def publish():  # the daemon's published folder, once the job has finished
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            jobs = daemon.api("GET", "/unit_jobs")[1]
-            if jobs:
-                publish_when_finished(daemon, jobs[0]["id"])
-                return
-            time.sleep(0.1)
-
-    threading.Thread(target=publish, daemon=True).start()
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     processing.run(model, {"AOI": "16.35,16.40,47.97,48.0 [EPSG:4326]"}, context=context,
@@ -194,16 +184,6 @@ def test_algorithm_in_a_background_task_keeps_the_ui_thread_free(provider, daemo
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start(20)
 
-    def publish():  # the daemon's published folder, once the job has finished
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            jobs = daemon.api("GET", "/unit_jobs")[1]
-            if jobs:
-                publish_when_finished(daemon, jobs[0]["id"])
-                return
-            time.sleep(0.1)
-
-    threading.Thread(target=publish, daemon=True).start()
     QgsApplication.taskManager().addTask(task)
     wait_until(lambda: "ok" in done, timeout=40, message="task finished")
     timer.stop()
