@@ -311,6 +311,14 @@ async fn a_finished_job_appears_complete_and_is_served() {
         matches!(layer["style"]["type"].as_str(), Some("minmax" | "palette")),
         "{layer}"
     );
+    if layer["style"]["type"] == "palette" {
+        // A mask's class 0 is the grey background; the other classes get colours.
+        let classes = layer["style"]["classes"].as_array().unwrap();
+        for c in classes {
+            let grey = c["color"] == "#d9d9d9";
+            assert_eq!(grey, c["value"] == 0 && classes.len() > 1, "{c}");
+        }
+    }
 
     // GET .../results: daemon URLs, local path, remote link.
     let (s, doc) = d.get_json(&format!("/unit_jobs/{id}/results")).await;

@@ -44,6 +44,9 @@ const COG_MIN_SIDE: usize = 1024;
 /// At most this many distinct values make a single-band integer raster "classified".
 const MAX_CLASSES: usize = 16;
 
+/// Colour of class 0 in a classified layer with other classes.
+const BACKGROUND: &str = "#d9d9d9";
+
 /// Colours of classes, in order (ColorBrewer Set1 + Dark2).
 const PALETTE: [&str; 16] = [
     "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf",
@@ -381,10 +384,21 @@ fn raster_style(
                 .filter(|v| band.no_data_value().is_none_or(|nd| nd != *v as f64))
                 .collect();
             if !present.is_empty() && present.len() <= MAX_CLASSES {
+                // Class 0 next to other classes is usually "nothing found" (a mask's
+                // background): light grey, so the classes that matter stand out.
+                let background = present.len() > 1 && present.contains(&0);
+                let mut next = 0;
                 let classes: Vec<Value> = present
                     .iter()
-                    .enumerate()
-                    .map(|(i, v)| json!({"value": v, "color": PALETTE[i % PALETTE.len()], "label": v.to_string()}))
+                    .map(|v| {
+                        let color = if background && *v == 0 {
+                            BACKGROUND
+                        } else {
+                            next += 1;
+                            PALETTE[(next - 1) % PALETTE.len()]
+                        };
+                        json!({"value": v, "color": color, "label": v.to_string()})
+                    })
                     .collect();
                 return json!({"type": "palette", "band": 1, "classes": classes});
             }
