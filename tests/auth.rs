@@ -1153,3 +1153,95 @@ async fn a_crash_right_after_storing_a_rotated_refresh_token_needs_no_new_login(
     let _ = second.kill();
     let _ = second.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_login_example_works_as_written() {
+    if !secret_service().await {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Log in to a backend").unwrap()..];
+    let section = &section[..section[1..].find("\n## ").unwrap()];
+    let block = section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("/auth/login"))
+        .expect("the curl block");
+    let World {
+        idp,
+        fake: _fake,
+        url,
+        tmp,
+    } = World::start(3600, &[], (0.2, 0.4)).await;
+    let root = tmp.path();
+    let port = common::free_port();
+    let mut daemon = spawn_binary(root, port, &url, &[], None);
+    wait_healthy(root, &format!("http://127.0.0.1:{port}")).await;
+    let script = block
+        .replace(
+            "https://openeofed.dataspace.copernicus.eu",
+            url.trim_end_matches('/'),
+        )
+        .replace("127.0.0.1:8421", &format!("127.0.0.1:{port}"))
+        .replace("sleep 2", "sleep 0.2");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut child = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("HOME", root)
+        .envs(common::env_for(root, &format!("127.0.0.1:{port}")))
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first line is the daemon's answer: open the page it names, as a person would.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let Ok(first) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "no login answer; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let started: Value = serde_json::from_str(&first).expect("a JSON line");
+    approve_device(started["verification_uri_complete"].as_str().unwrap()).await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let backends: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    let b = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["url"] == url.trim_end_matches('/'))
+        .unwrap();
+    assert_eq!(b["login"]["state"], "logged_in", "{b}");
+    let _ = idp.stats().await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
