@@ -803,6 +803,47 @@ async fn the_bearer_goes_only_where_it_is_needed() {
     d.stop().await;
 }
 
+/// A pre-signed link on another host (here `localhost:PORT` while the API is
+/// `127.0.0.1:PORT`) never gets the `Authorization` header, even when that host refuses a
+/// request: the token goes only to the backend's own origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_never_goes_to_a_signed_link_on_another_host() {
+    let root = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    // The link host refuses the first download (401): a client that "retries with the
+    // token" would now send it to the other host.
+    let cfg = FakeConfig {
+        port,
+        asset_link_host: Some(format!("localhost:{port}")),
+        ..FakeConfig::default()
+    }
+    .with_fault(FaultRule {
+        path_contains: Some("/results/assets/".into()),
+        ..FaultRule::status("GET /**", 401)
+    });
+    let (fake, d, id) = fault_setup(cfg, root.path()).await;
+    assert_identical(&d, &fake, id).await;
+    let (_, doc) = d.get_json(&format!("/unit_jobs/{id}/results")).await;
+    let remote = doc["assets"]["openEO.tif"]["alternate"]["remote"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        remote.starts_with(&format!("http://localhost:{port}/")),
+        "{remote}"
+    );
+    let stats = fake.stats();
+    assert!(
+        stats.count(
+            "GET",
+            "/jobs/{job_id}/results/assets/{user_b64}/{signature}/{filename}"
+        ) >= 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.signed_links_with_authorization, 0, "{stats:?}");
+    d.stop().await;
+}
+
 /// One flipped byte is caught by the checksum and downloaded again; a server that
 /// always corrupts the file makes the delivery fail with `ChecksumMismatch`, and
 /// nothing appears in the results folder.

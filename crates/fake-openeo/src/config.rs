@@ -62,6 +62,10 @@ pub struct FakeConfig {
     /// Asset hrefs point at the unsigned route `/jobs/{id}/results/assets/{file}`, which
     /// needs the bearer token (as some backends do), instead of signed links.
     pub unsigned_asset_links: bool,
+    /// Host (with port) put in signed asset links instead of the API's own, e.g.
+    /// `localhost:PORT` while the API is `127.0.0.1:PORT`: pre-signed links "on another
+    /// host", as object-storage links are. Default: the API's host.
+    pub asset_link_host: Option<String>,
     /// Fault rules active from the start.
     pub faults: Vec<FaultRule>,
 }
@@ -86,6 +90,7 @@ impl Default for FakeConfig {
             asset_keys: BTreeMap::new(),
             asset_bytes_per_sec: None,
             unsigned_asset_links: false,
+            asset_link_host: None,
             faults: Vec::new(),
         }
     }

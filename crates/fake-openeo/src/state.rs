@@ -461,6 +461,8 @@ pub struct Stats {
     pub jobs_created: u64,
     /// Faults fired.
     pub faults_fired: u64,
+    /// Requests for a signed asset link that carried an `Authorization` header.
+    pub signed_links_with_authorization: u64,
     /// Answers per HTTP status (e.g. how many 403s a client provoked); `/_fake/` excluded.
     pub statuses: BTreeMap<u16, u64>,
 }

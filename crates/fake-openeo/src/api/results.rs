@@ -164,7 +164,17 @@ async fn build_document(
         let href = if shared.config.unsigned_asset_links {
             format!("{base}/assets/{file}")
         } else {
-            format!("{base}/assets/{user_b64}/{sig}/{file}?expires={expires}")
+            let signed = format!("{base}/assets/{user_b64}/{sig}/{file}?expires={expires}");
+            match &shared.config.asset_link_host {
+                Some(host) => match signed.split_once("://") {
+                    Some((scheme, rest)) => {
+                        let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+                        format!("{scheme}://{host}{path}")
+                    }
+                    None => signed,
+                },
+                None => signed,
+            }
         };
         a.insert("href".into(), json!(href));
         a.insert("type".into(), json!(format.media_type()));
@@ -244,6 +254,11 @@ pub(crate) async fn signed_asset(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let user = verify(&shared, &id, &user_b64, &sig, &file, parse_expires(&q))?;
+    if headers.contains_key(header::AUTHORIZATION) {
+        // A signed link needs no credential: a client that sends one anyway leaks it
+        // to whatever host the link points to.
+        shared.lock().stats.signed_links_with_authorization += 1;
+    }
     serve_asset(&shared, &user, &id, &file, &method, &headers)
 }
 
