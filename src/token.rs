@@ -142,8 +142,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), TokenError> {
     Ok(())
 }
 
+/// Creates `path` as a new file (never opens an existing one) that only its owner can
+/// read and write: mode 0600 from the `open` call itself, no chmod-after-write window.
+/// Shared by the API token file and the opt-in token file store.
 #[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -153,7 +156,7 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 #[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -484,7 +484,7 @@ fn save(path: &Path, doc: &FileDoc) -> Result<(), TokenStoreError> {
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let text = serde_json::to_vec_pretty(doc).expect("a map of strings serialises");
     let written = (|| {
-        let mut file = create_private(&tmp).map_err(file_error(&tmp, "create"))?;
+        let mut file = crate::token::create_private(&tmp).map_err(file_error(&tmp, "create"))?;
         file.write_all(&text).map_err(file_error(&tmp, "write"))?;
         file.sync_all().map_err(file_error(&tmp, "sync"))?;
         std::fs::rename(&tmp, path).map_err(file_error(path, "replace"))
@@ -521,24 +521,6 @@ fn ensure_private_dir(dir: &Path) -> Result<(), TokenStoreError> {
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir).map_err(file_error(dir, "create folder"))?;
     Ok(())
-}
-
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
 }
 
 #[cfg(unix)]
