@@ -34,6 +34,7 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use crate::auth::session::{Session, SessionError};
+use crate::auth::tokens::SecretString;
 use crate::job::OutputFormat;
 
 // ============================================================================
@@ -760,9 +761,7 @@ impl OpenEoBackend {
             return Ok(None);
         }
         if let Some(session) = self.session() {
-            // Logged in: the session's current (renewed if needed) access token.
-            let (bearer, _) = session.bearer().await.map_err(|e| self.session_error(e))?;
-            return self.remember(bearer);
+            return Ok(self.session_header(&session).await?.0);
         }
         self.bearer_header()
     }
@@ -863,8 +862,7 @@ impl OpenEoBackend {
             };
             return self.send_once(method, url, body, kind, header).await;
         };
-        let (bearer, used) = session.bearer().await.map_err(|e| self.session_error(e))?;
-        let header = self.remember(bearer)?;
+        let (header, used) = self.session_header(&session).await?;
         let first = self
             .send_once(method.clone(), url.clone(), body, kind, header)
             .await;
@@ -902,6 +900,16 @@ impl OpenEoBackend {
         if clear {
             self.set_bearer(None);
         }
+    }
+
+    /// The `Authorization` value of the session's current access token (renewed first
+    /// when it is about to expire), and that token (to report a refusal of it).
+    async fn session_header(
+        &self,
+        session: &Session,
+    ) -> Result<(Option<HeaderValue>, SecretString), OpenEoError> {
+        let (bearer, used) = session.bearer().await.map_err(|e| self.session_error(e))?;
+        Ok((self.remember(bearer)?, used))
     }
 
     /// Keeps `bearer` as the current credential (so that error texts are scrubbed of it)
