@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A real pygeoapi (OGC API - Processes) server for eodispatch's tests.
 
-    python tests/ogc/server.py --port 0 --data DIR \
+    python tests/ogc/server.py --port 0 --data DIR [--public-url URL] \
         [--introspect URL --client-id ID --client-secret SECRET]
 
 Writes a pygeoapi configuration into DIR (server.url = the address it really listens
-on; the TinyDB job manager's file and result folder in DIR, so jobs survive a restart
+on, or --public-url when a forwarder stands in front of it; the TinyDB job manager's file and result folder in DIR, so jobs survive a restart
 on the same DIR; the test processes of tests/ogc/processes; the log in
 DIR/pygeoapi.log), generates pygeoapi's OpenAPI document, imports pygeoapi's Flask
 app and serves it, threaded, on 127.0.0.1. Prints one line `READY http://127.0.0.1:PORT`
@@ -17,6 +17,8 @@ around the app, is test plumbing only:
     files (GeoTIFFs, STAC JSON);
   - every request is recorded (method, path, query, whether an Authorization header was
     there, the Prefer header, the status answered); GET /_test/stats returns them;
+  - GET /_test/jobs: the job manager's jobs, oldest first, in the shape of GET /jobs/{id}
+    (without links; plus the result's mimetype), read through pygeoapi's manager;
   - POST /_test/fault {"method", "path_suffix", "status", "times", "after", "delay",
     "body"}: the next `times` matching requests answer `status` with a gateway-like
     HTML page; with "after": true the request first goes to pygeoapi (the job is
@@ -164,6 +166,7 @@ class Plumbing:
             'authorization': 'HTTP_AUTHORIZATION' in environ,
             'prefer': environ.get('HTTP_PREFER'),
             'status': None,
+            't': time.time(),
         }
         if path.startswith(TEST_PREFIX):
             return self.control(environ, start_response, path)
@@ -291,6 +294,8 @@ class Plumbing:
                 }
             doc['slow_jobs'] = self.slow_jobs()
             return self.json(start_response, 200, doc)
+        if path == '/_test/jobs' and method == 'GET':
+            return self.json(start_response, 200, {'jobs': self.jobs()})
         if path == '/_test/fault' and method == 'POST':
             try:
                 length = int(environ.get('CONTENT_LENGTH') or 0)
@@ -317,6 +322,26 @@ class Plumbing:
                 self.faults.clear()
             return self.json(start_response, 200, {})
         return self.json(start_response, 404, {'error': f'no test route {method} {path}'})
+
+    @staticmethod
+    def jobs():
+        from pygeoapi.flask_app import api_
+        out = []
+        for j in api_.manager.get_jobs()['jobs']:
+            out.append({
+                'type': j.get('type', 'process'),
+                'jobID': j.get('identifier'),
+                'processID': j.get('process_id'),
+                'status': j.get('status'),
+                'message': j.get('message'),
+                'progress': j.get('progress'),
+                'created': j.get('created'),
+                'started': j.get('started'),
+                'finished': j.get('finished'),
+                'updated': j.get('updated'),
+                'mimetype': j.get('mimetype'),
+            })
+        return out
 
     def slow_jobs(self):
         out = {}
@@ -352,6 +377,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--port', type=int, default=0)
     ap.add_argument('--data', required=True, help='folder for the config, jobs and outputs')
+    ap.add_argument('--public-url', help='the URL clients use (a forwarder in front); '
+                    'default http://127.0.0.1:PORT')
     ap.add_argument('--introspect', help='RFC 7662 token introspection URL')
     ap.add_argument('--client-id', help='client id for introspection (HTTP Basic)')
     ap.add_argument('--client-secret', help='client secret for introspection')
@@ -363,7 +390,8 @@ def main():
     late = Late()
     server = make_server('127.0.0.1', args.port, late, threaded=True)
     port = server.server_port
-    base_url = f'http://127.0.0.1:{port}'
+    own_url = f'http://127.0.0.1:{port}'
+    base_url = (args.public_url or own_url).rstrip('/')
 
     config = write_config(data, base_url, port)
     openapi = data / 'pygeoapi-openapi.yml'
@@ -389,7 +417,7 @@ def main():
     deadline = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(f'{base_url}/_test/stats', timeout=5) as r:
+            with urllib.request.urlopen(f'{own_url}/_test/stats', timeout=5) as r:
                 if r.status == 200:
                     break
         except OSError:
@@ -397,7 +425,7 @@ def main():
         if time.monotonic() > deadline:
             sys.exit('the server did not answer within 30 s')
         time.sleep(0.05)
-    print(f'READY {base_url}', flush=True)
+    print(f'READY {own_url}', flush=True)
     try:
         while True:
             time.sleep(3600)
