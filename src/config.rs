@@ -103,6 +103,19 @@ pub struct BackendConfig {
     /// The OIDC provider id of `access_token` (default: the backend's first provider
     /// in `/credentials/oidc`).
     pub provider_id: Option<String>,
+    /// The kind of platform: `openeo` (default) or `ogc_api_process` (an OGC API
+    /// Processes server; `url` is its base, before any namespace and `/processes`).
+    #[serde(default)]
+    pub label: crate::job::Label,
+    /// OGC API Processes servers behind OpenID Connect (they have no
+    /// `/credentials/oidc`): the identity provider's issuer URL.
+    pub issuer: Option<String>,
+    /// The OAuth client id registered for eodispatch at `issuer` (public client:
+    /// device code and authorization code with PKCE).
+    pub client_id: Option<String>,
+    /// Scopes to ask `issuer` for, besides `openid` (and `offline_access` when offered).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// The daemon's configuration, fully resolved.
@@ -385,6 +398,57 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
                 insert_path(t, rest, value);
             }
         }
+    }
+}
+
+/// The configuration as it is now, shared by the parts of a running daemon: replaced
+/// (safe keys only) when `config.toml` changes. Cheap to clone.
+#[derive(Clone)]
+pub struct Settings(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Config>>>);
+
+impl Settings {
+    /// Settings starting from `config`.
+    pub fn new(config: Config) -> Settings {
+        Settings(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(config),
+        )))
+    }
+
+    /// The configuration as it is now.
+    pub fn get(&self) -> std::sync::Arc<Config> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes over the keys of `new` that can change while running: poll intervals,
+    /// the GDAL helper's path, and backends. Returns the keys whose change needs a
+    /// restart (they keep their old values until then).
+    pub fn apply(&self, new: &Config) -> Vec<&'static str> {
+        let mut slot = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let old = slot.clone();
+        let mut next = (*old).clone();
+        next.poll_interval_min_s = new.poll_interval_min_s;
+        next.poll_interval_max_s = new.poll_interval_max_s;
+        next.geo_bin = new.geo_bin.clone();
+        next.backends = new.backends.clone();
+        let checks: [(&'static str, bool); 8] = [
+            ("listen", old.listen != new.listen),
+            ("allow_remote", old.allow_remote != new.allow_remote),
+            ("state_dir", old.state_dir != new.state_dir),
+            ("results_dir", old.results_dir != new.results_dir),
+            ("max_body_bytes", old.max_body_bytes != new.max_body_bytes),
+            ("log", old.log != new.log),
+            ("token_store", old.token_store != new.token_store),
+            (
+                "download_stall_s",
+                old.download_stall_s != new.download_stall_s,
+            ),
+        ];
+        *slot = std::sync::Arc::new(next);
+        checks
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key)
+            .collect()
     }
 }
 

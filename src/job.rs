@@ -25,6 +25,13 @@ pub enum Label {
     OgcApiProcess,
 }
 
+impl Default for Label {
+    /// `openeo`, what a backend is unless said otherwise.
+    fn default() -> Label {
+        Label::Openeo
+    }
+}
+
 impl Label {
     /// All labels, in the order they are documented.
     pub const ALL: [Label; 2] = [Label::Openeo, Label::OgcApiProcess];
@@ -341,6 +348,11 @@ pub struct Job {
     #[serde(skip)]
     #[schema(ignore)]
     pub submit_state: SubmitState,
+    /// When the current submission went out (internal; reconciliation looks for a
+    /// remote job created after it).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub submit_started: Option<OffsetDateTime>,
     /// *ext* Progress on the backend in percent (0–100), when known.
     pub progress: Option<f64>,
     /// *ext* Why the job failed, when it did.

@@ -5,13 +5,17 @@
 //! port 0) until the `shutdown` future completes.
 
 pub mod api;
+pub mod app;
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod events;
 pub mod job;
 pub mod platform;
+pub mod redact;
 pub mod results;
 pub mod scheduler;
 pub mod store;

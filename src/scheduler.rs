@@ -1,43 +1,52 @@
-//! The scheduler: sends stored jobs to their backends and follows them until they end.
+//! The scheduler: sends stored jobs to their platforms and follows them until they end.
 //!
-//! One worker task per backend endpoint, started when the first job for it appears.
-//! Each cycle of a worker:
+//! One worker task per backend (platform kind and endpoint), started when the first
+//! job for it appears. Everything the worker says to the backend goes through the
+//! [`Platform`] seam; the worker itself knows no protocol. Each cycle:
 //!
-//! 1. **Reconciles** jobs left `submitting` (a crash or a lost answer after
-//!    `POST /jobs` was sent): the backend's job list is searched for the job's UUID,
-//!    which every remote job carries in its description. Found: the job is linked to
-//!    it. Not found: the job goes back to the queue. A POST is never retried blindly,
-//!    so no job is submitted twice.
-//! 2. **Polls** submitted jobs: one `GET /jobs` listing for all of them where the
-//!    backend offers it, `GET /jobs/{id}` for the rest; a job the backend holds in
+//! 1. **Reconciles** jobs left `submitting` (a crash or a lost answer after the
+//!    submission was sent): the platform looks for the remote job in a fresh job list
+//!    (openEO: the job's UUID in the description; OGC API Processes: a job of the same
+//!    process created after the submission went out, not linked to another job).
+//!    Found: the job is linked to it. Certainly not created: the job goes back to the
+//!    queue. Cannot tell: the job fails with `SubmissionUncertain` and says so — it is
+//!    never submitted twice by itself (`POST /unit_jobs/{id}/retry` is the user's
+//!    decision).
+//! 2. **Polls** submitted jobs: one job listing for all of them where the platform
+//!    offers it, one status request each otherwise; a job the backend holds in
 //!    `created` (start lost) is started again.
 //! 3. **Submits** queued jobs while fewer than the backend's `max_running_jobs` are
-//!    active: the row is marked `submitting` *before* the request goes out, then
-//!    linked to the backend's id, then started.
+//!    active: the submission is built first (service definition fetched), the row is
+//!    marked `submitting` *before* the request goes out, then linked to the backend's
+//!    id (and started where the platform needs it). A synchronous execution's answer is
+//!    kept in the job's staging folder as its result.
 //!
-//! Pacing: every request waits on the backend's rate limiter; the poll interval starts
-//! at [`MIN_INTERVAL`], grows by half after each quiet cycle up to [`MAX_INTERVAL`],
-//! carries ±20 % jitter and drops back when something changes or a client asks for
-//! a job ([`Scheduler::nudge`]). Transient failures (unreachable, 429, 5xx) back off
-//! exponentially with full jitter and honour `Retry-After`; the backend is shown as
-//! unreachable and its jobs keep their status. Other backend errors fail the job with
-//! the backend's message. A refused login keeps jobs waiting (`LoginRequired`).
+//! Pacing: every request goes through [`Backend::call`] (rate limiter, reachability);
+//! the poll interval starts at `poll_interval_min_s`, grows by half after each quiet
+//! cycle up to `poll_interval_max_s`, carries ±20 % jitter and drops back when
+//! something changes or a client asks for a job ([`Scheduler::nudge`]). Transient
+//! failures (unreachable, 429, 5xx) back off exponentially with full jitter and honour
+//! `Retry-After`; the backend is shown as unreachable and its jobs keep their status.
+//! Other backend errors fail the job with the backend's message. A refused login keeps
+//! jobs waiting (`LoginRequired`); a login wakes the backend's worker at once.
 //!
 //! Every change of a job is published on the event bus.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::daemon::Daemon;
+use crate::background::Background;
+use crate::config::Settings;
+use crate::events::{Event, EventBus};
 use crate::job::{Job, JobError, Label, Status, SubmitState};
-use crate::platform::backends::{normalise_endpoint, Backend};
-use crate::platform::openeo::{OpenEoBackend, OpenEoError, RemoteJob};
-use crate::store::{JobPatch, StoreError};
+use crate::platform::backends::{normalise_endpoint, Backend, BackendKey, Backends};
+use crate::platform::{PlatformError, Reconciled, RemoteJob, ServiceError, Submission};
+use crate::store::{JobPatch, Store, StoreError};
 
 /// Shortest poll interval (default of `poll_interval_min_s`).
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,28 +72,6 @@ pub(crate) fn failpoint(name: &str) {
     }
 }
 
-/// The description sent with every remote job: it carries the local UUID so that a
-/// crashed submission is found again.
-pub fn remote_description(job: &Job) -> String {
-    format!(
-        "Submitted by eodispatch, job {} (local id {}).\n\neodispatch-uuid: {}",
-        job.title, job.id, job.uuid
-    )
-}
-
-/// Maps an openEO status word to ours.
-pub fn map_status(remote: &str) -> Option<Status> {
-    Some(match remote {
-        "created" | "submitted" => Status::Created,
-        "queued" => Status::Queued,
-        "running" => Status::Running,
-        "finished" => Status::Finished,
-        "canceled" => Status::Canceled,
-        "error" => Status::Failed,
-        _ => return None,
-    })
-}
-
 /// Full-jitter exponential backoff: a random delay in `[0, min(cap, base · 2^n)]`,
 /// at least `floor` (a `Retry-After`). `base` is 2 s with the default intervals.
 pub fn backoff(failures: u32, floor: Option<Duration>, rng: &mut impl Rng) -> Duration {
@@ -106,85 +93,133 @@ pub fn backoff_from(
     }
 }
 
+/// What the scheduler needs of the daemon.
+#[derive(Clone)]
+pub struct Parts {
+    /// The job store.
+    pub store: Store,
+    /// Where changes are published.
+    pub events: EventBus,
+    /// The backends.
+    pub backends: Backends,
+    /// Poll intervals, results folder.
+    pub settings: Settings,
+    /// Owner of the workers.
+    pub background: Background,
+}
+
 /// Handle to the scheduler (cheap to clone).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Scheduler {
-    workers: Arc<Mutex<HashMap<String, Arc<Worker>>>>,
+    parts: Parts,
+    workers: Arc<Mutex<HashMap<BackendKey, Arc<Worker>>>>,
 }
 
 /// What a backend worker shares with the rest of the daemon.
 struct Worker {
     wake: Notify,
     /// Set with a wake-up that should also end a backoff (the user just logged in).
-    resume: std::sync::atomic::AtomicBool,
+    resume: AtomicBool,
 }
 
 impl Scheduler {
     /// A scheduler with no workers yet.
-    pub fn new() -> Scheduler {
-        Scheduler::default()
+    pub fn new(parts: Parts) -> Scheduler {
+        Scheduler {
+            parts,
+            workers: Arc::default(),
+        }
     }
 
-    /// Starts a worker for every backend that has active jobs (at daemon start).
-    pub async fn start(&self, daemon: &Daemon) -> Result<(), StoreError> {
-        for endpoint in daemon.store().active_endpoints().await? {
-            self.ensure_worker(daemon, &endpoint);
+    /// Starts a worker for every backend that has active jobs (at daemon start), and
+    /// listens for logins (a login wakes its backend's workers at once).
+    pub async fn start(&self) -> Result<(), StoreError> {
+        for (label, endpoint) in self.parts.store.active_backends().await? {
+            self.ensure_worker(label, &endpoint);
         }
+        let mut rx = self.parts.events.subscribe();
+        let this = self.clone();
+        self.parts.background.spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(env) => {
+                        if let Event::LoggedIn { endpoint } = &env.event {
+                            this.backend_ready(endpoint);
+                        }
+                    }
+                    // Missed events may have been logins: wake everyone.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => this.wake_all(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
         Ok(())
     }
 
     /// A new job was stored: make sure its backend's worker runs and looks at it soon.
-    pub fn job_added(&self, daemon: &Daemon, job: &Job) {
-        self.ensure_worker(daemon, &job.service.endpoint)
+    pub fn job_added(&self, job: &Job) {
+        self.ensure_worker(job.label, &job.service.endpoint)
             .wake
             .notify_one();
     }
 
     /// A client asked for an active job: poll its backend soon.
-    pub fn nudge(&self, daemon: &Daemon, job: &Job) {
+    pub fn nudge(&self, job: &Job) {
         if !job.status.is_terminal() {
-            self.ensure_worker(daemon, &job.service.endpoint)
-                .wake
-                .notify_one();
+            self.job_added(job);
         }
     }
 
     /// The user logged in to `endpoint`: its waiting jobs go on now, without waiting
     /// for the end of a backoff.
-    pub fn backend_ready(&self, daemon: &Daemon, endpoint: &str) {
-        let worker = self.ensure_worker(daemon, endpoint);
-        worker
-            .resume
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        worker.wake.notify_one();
+    pub fn backend_ready(&self, endpoint: &str) {
+        let key = normalise_endpoint(endpoint);
+        let workers: Vec<Arc<Worker>> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|((_, e), _)| *e == key)
+            .map(|(_, w)| w.clone())
+            .collect();
+        for w in workers {
+            w.resume.store(true, Ordering::SeqCst);
+            w.wake.notify_one();
+        }
     }
 
-    fn ensure_worker(&self, daemon: &Daemon, endpoint: &str) -> Arc<Worker> {
-        let key = normalise_endpoint(endpoint);
+    fn wake_all(&self) {
+        for w in self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            w.resume.store(true, Ordering::SeqCst);
+            w.wake.notify_one();
+        }
+    }
+
+    fn ensure_worker(&self, label: Label, endpoint: &str) -> Arc<Worker> {
+        let key = (label, normalise_endpoint(endpoint));
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = workers.get(&key) {
             return w.clone();
         }
         let worker = Arc::new(Worker {
             wake: Notify::new(),
-            resume: std::sync::atomic::AtomicBool::new(false),
+            resume: AtomicBool::new(false),
         });
         workers.insert(key.clone(), worker.clone());
-        let backend = daemon.backends().get(endpoint);
         let run = WorkerRun {
-            daemon: daemon.clone(),
-            backend,
-            key,
+            parts: self.parts.clone(),
+            backend: self.parts.backends.get(label, endpoint),
+            label,
+            key: key.1,
             worker: worker.clone(),
             failures: 0,
         };
-        let d = daemon.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = run.run() => {},
-                _ = d.shutting_down() => {},
-            }
-        });
+        self.parts.background.spawn(run.run());
         worker
     }
 }
@@ -201,8 +236,9 @@ struct Cycle {
 }
 
 struct WorkerRun {
-    daemon: Daemon,
+    parts: Parts,
     backend: Arc<Backend>,
+    label: Label,
     key: String,
     worker: Arc<Worker>,
     failures: u32,
@@ -210,10 +246,10 @@ struct WorkerRun {
 
 impl WorkerRun {
     async fn run(mut self) {
-        let mut interval = Duration::from_secs_f64(self.daemon.config().poll_interval_min_s);
+        let mut interval = Duration::from_secs_f64(self.parts.settings.get().poll_interval_min_s);
         loop {
             // Read every cycle: a changed config.toml applies without a restart.
-            let cfg = self.daemon.config();
+            let cfg = self.parts.settings.get();
             let min_interval = Duration::from_secs_f64(cfg.poll_interval_min_s);
             let max_interval = Duration::from_secs_f64(cfg.poll_interval_max_s);
             let nudge_gap = MIN_NUDGE_GAP.min(min_interval);
@@ -249,10 +285,7 @@ impl WorkerRun {
                 if woken.is_ok() {
                     // A nudge or a new job: look now, but not more often than
                     // MIN_NUDGE_GAP, and not while backing off.
-                    let resume = self
-                        .worker
-                        .resume
-                        .swap(false, std::sync::atomic::Ordering::SeqCst);
+                    let resume = self.worker.resume.swap(false, Ordering::SeqCst);
                     if resume {
                         self.failures = 0;
                         interval = min_interval;
@@ -265,109 +298,100 @@ impl WorkerRun {
                 }
             } else {
                 self.worker.wake.notified().await;
-                self.worker
-                    .resume
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                self.worker.resume.store(false, Ordering::SeqCst);
                 interval = min_interval;
             }
         }
     }
 
+    /// The raw endpoint strings of this backend's active jobs.
+    async fn endpoints(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .parts
+            .store
+            .active_backends()
+            .await?
+            .into_iter()
+            .filter(|(l, e)| *l == self.label && normalise_endpoint(e) == self.key)
+            .map(|(_, e)| e)
+            .collect())
+    }
+
     /// One pass over this backend's active jobs.
     async fn cycle(&mut self) -> Result<Cycle, StoreError> {
         let mut out = Cycle::default();
-        let endpoints: Vec<String> = self
-            .daemon
-            .store()
-            .active_endpoints()
-            .await?
-            .into_iter()
-            .filter(|e| normalise_endpoint(e) == self.key)
-            .collect();
+        let endpoints = self.endpoints().await?;
         if endpoints.is_empty() {
             return Ok(out);
         }
-        let jobs = self
-            .daemon
-            .store()
-            .scheduler_jobs(endpoints.clone(), self.backend.max_running())
+        let store = &self.parts.store;
+        let jobs = store
+            .scheduler_jobs(self.label, endpoints.clone(), self.backend.max_running())
             .await?;
         if jobs.is_empty() {
             return Ok(out);
         }
         out.active = true;
-        let (openeo, other): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.label == Label::Openeo);
-        for job in other {
-            if job.error.is_none() {
-                self.patch(
-                    &job,
-                    JobPatch {
-                        error: Some(Some(JobError {
-                            code: "NotSupported".into(),
-                            message: "OGC API Processes services are not supported by this \
-                                      version of eodispatch yet; the job waits"
-                                .into(),
-                        })),
-                        ..JobPatch::default()
-                    },
-                )
-                .await?;
-            }
-        }
-        let submitting: Vec<&Job> = openeo
+        let platform = self.backend.platform.clone();
+        let submitting: Vec<&Job> = jobs
             .iter()
             .filter(|j| j.submit_state == SubmitState::Submitting)
             .collect();
-        let submitted: Vec<&Job> = openeo
+        let submitted: Vec<&Job> = jobs
             .iter()
             .filter(|j| j.submit_state == SubmitState::Submitted)
             .collect();
-        let client = self.backend.client.clone();
         // One listing serves reconciliation and polling.
-        let mut listing: Option<HashMap<String, RemoteJob>> = None;
-        if !submitting.is_empty() || (submitted.len() > 1 && client.lists_jobs().await) {
+        let mut listing: Option<Vec<RemoteJob>> = None;
+        if !submitting.is_empty() || submitted.len() > 1 {
             // Reconciliation needs the whole list; polling only the tracked jobs,
             // which are on the first page(s) as backends list newest first.
             let tracked: HashSet<String> = submitted
                 .iter()
                 .filter_map(|j| j.backend_job_id.clone())
                 .collect();
-            let wanted = submitting.is_empty().then_some(&tracked);
-            match self.call(client.list_jobs_covering(wanted)).await {
-                Ok(list) => {
-                    listing = Some(list.into_iter().map(|r| (r.id.clone(), r)).collect());
-                }
+            let covering = submitting.is_empty().then_some(&tracked);
+            match self.backend.call(platform.list_jobs(covering)).await {
+                Ok(list) => listing = list,
                 Err(e) => return self.failed(out, &e),
             }
         }
         // 1. Reconcile.
-        if let Some(list) = &listing {
-            let known: HashSet<&str> = submitted
-                .iter()
-                .filter_map(|j| j.backend_job_id.as_deref())
-                .collect();
+        if !submitting.is_empty() {
+            let linked = store
+                .linked_remote_ids(self.label, endpoints.clone())
+                .await?;
             for job in &submitting {
-                match self.find_remote(job, list, &known).await {
-                    Ok(Some(remote)) => {
+                let found = self
+                    .backend
+                    .call(platform.reconcile(job, listing.as_deref(), &linked))
+                    .await;
+                match found {
+                    Ok(Reconciled::Found(remote)) => {
                         tracing::info!(job = job.id, remote = %remote.id, "reconciled a submission");
                         self.link(job, &remote).await?;
-                        out.changed = true;
                     }
-                    Ok(None) => {
+                    Ok(Reconciled::NotCreated) => {
                         tracing::info!(job = job.id, "no remote job found: submitting again");
-                        self.patch(
+                        self.patch(job, pending()).await?;
+                    }
+                    Ok(Reconciled::Uncertain(why)) => {
+                        tracing::warn!(job = job.id, reason = %why, "submission uncertain: not sent again");
+                        self.fail(
                             job,
-                            JobPatch {
-                                submit_state: Some(SubmitState::Pending),
-                                ..JobPatch::default()
-                            },
+                            "SubmissionUncertain",
+                            &format!(
+                                "{why}. eodispatch does not submit it again by itself, so that \
+                                 it never runs twice: look for it on the backend, then retry \
+                                 the job (POST /unit_jobs/{}/retry) or delete it",
+                                job.id
+                            ),
                         )
                         .await?;
-                        out.changed = true;
                     }
                     Err(e) => return self.failed(out, &e),
                 }
+                out.changed = true;
             }
         }
         // 2. Poll.
@@ -375,18 +399,19 @@ impl WorkerRun {
             let Some(remote_id) = job.backend_job_id.as_deref() else {
                 continue;
             };
-            let remote = match listing.as_ref().and_then(|l| l.get(remote_id)) {
+            let listed = listing
+                .as_ref()
+                .and_then(|l| l.iter().find(|r| r.id == remote_id));
+            let remote = match listed {
                 Some(r) => r.clone(),
-                None => match self.call(client.job(remote_id)).await {
+                None => match self.backend.call(platform.job(remote_id)).await {
                     Ok(r) => r,
-                    Err(e @ OpenEoError::Api { status: 404, .. }) => {
+                    Err(e) if e.is_not_found() => {
                         self.fail(job, "BackendJobGone", &e.to_string()).await?;
                         out.changed = true;
                         continue;
                     }
-                    Err(e) if e.is_transient() || matches!(e, OpenEoError::Auth { .. }) => {
-                        return self.failed(out, &e)
-                    }
+                    Err(e) if e.is_transient() || e.is_auth() => return self.failed(out, &e),
                     Err(e) => {
                         tracing::warn!(job = job.id, error = %e, "status request refused");
                         continue;
@@ -401,32 +426,26 @@ impl WorkerRun {
         }
         // 3. Submit. Jobs that ended in this cycle freed their slots: read the work list
         // again so that those slots are filled now, not one interval later.
-        let openeo: Vec<Job> = if out.changed {
-            self.daemon
-                .store()
-                .scheduler_jobs(endpoints.clone(), self.backend.max_running())
+        let jobs: Vec<Job> = if out.changed {
+            store
+                .scheduler_jobs(self.label, endpoints.clone(), self.backend.max_running())
                 .await?
-                .into_iter()
-                .filter(|j| j.label == Label::Openeo)
-                .collect()
         } else {
-            openeo
+            jobs
         };
-        let active_remote = openeo
+        let active_remote = jobs
             .iter()
             .filter(|j| j.submit_state != SubmitState::Pending)
             .count() as u32;
         let mut free = self.backend.max_running().saturating_sub(active_remote);
-        let queued = openeo
-            .iter()
-            .any(|j| j.submit_state == SubmitState::Pending);
+        let queued = jobs.iter().any(|j| j.submit_state == SubmitState::Pending);
         if free > 0 && queued && self.backend.state().state != "ok" {
             // Probe before marking jobs `submitting` against a backend that was down.
-            if let Err(e) = self.call(client.ping()).await {
+            if let Err(e) = self.backend.call(platform.ping()).await {
                 return self.failed(out, &e);
             }
         }
-        for job in openeo
+        for job in jobs
             .iter()
             .filter(|j| j.submit_state == SubmitState::Pending)
         {
@@ -434,88 +453,23 @@ impl WorkerRun {
                 break;
             }
             match self.submit(job).await {
-                Ok(()) => {
+                Ok(true) => {
                     free -= 1;
                     out.changed = true;
                 }
+                Ok(false) => {}
                 Err(Failure::Store(e)) => return Err(e),
                 Err(Failure::Backend(e)) => return self.failed(out, &e),
             }
         }
-        if self.backend.mark_ok() {
-            self.publish_backend();
-        }
         Ok(out)
-    }
-
-    /// Sends one request through the rate limiter and records reachability.
-    async fn call<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T, OpenEoError>>,
-    ) -> Result<T, OpenEoError> {
-        self.backend.limiter.acquire().await;
-        let r = match self.backend.ensure_credentials().await {
-            Ok(()) => fut.await,
-            Err(e) => Err(e),
-        };
-        match &r {
-            Ok(_) => {
-                if self.backend.mark_ok() {
-                    self.publish_backend();
-                }
-            }
-            Err(e) => {
-                if self.backend.mark_error(e) {
-                    self.publish_backend();
-                }
-            }
-        }
-        r
-    }
-
-    fn publish_backend(&self) {
-        let state = self.backend.state();
-        tracing::info!(backend = %state.url, state = state.state, "backend state");
-        self.daemon.auth().publish(&self.daemon, &state.url, None);
     }
 
     /// The cycle ends early after a transient failure (or a refused login).
-    fn failed(&self, mut out: Cycle, e: &OpenEoError) -> Result<Cycle, StoreError> {
+    fn failed(&self, mut out: Cycle, e: &PlatformError) -> Result<Cycle, StoreError> {
         tracing::warn!(backend = %self.key, error = %e, "backend request failed; backing off");
         out.failed = Some(e.retry_after());
         Ok(out)
-    }
-
-    /// Looks for the remote job carrying `job`'s UUID among those not linked yet.
-    async fn find_remote(
-        &self,
-        job: &Job,
-        list: &HashMap<String, RemoteJob>,
-        known: &HashSet<&str>,
-    ) -> Result<Option<RemoteJob>, OpenEoError> {
-        let marker = job.uuid.to_string();
-        let mut undescribed = Vec::new();
-        for r in list.values() {
-            if known.contains(r.id.as_str()) {
-                continue;
-            }
-            match &r.description {
-                Some(d) if d.contains(&marker) => return Ok(Some(r.clone())),
-                Some(_) => {}
-                None => undescribed.push(r.id.clone()),
-            }
-        }
-        // Listings may leave descriptions out: ask for the few candidates.
-        for id in undescribed.into_iter().take(20) {
-            let r = self.call(self.backend.client.job(&id)).await?;
-            if r.description
-                .as_deref()
-                .is_some_and(|d| d.contains(&marker))
-            {
-                return Ok(Some(r));
-            }
-        }
-        Ok(None)
     }
 
     /// Links `job` to a remote job found by reconciliation and applies its status.
@@ -526,7 +480,7 @@ impl WorkerRun {
                 JobPatch {
                     submit_state: Some(SubmitState::Submitted),
                     backend_job_id: Some(Some(remote.id.clone())),
-                    backend_status: Some(Some(remote.status.clone())),
+                    backend_status: Some(Some(remote.raw_status.clone())),
                     ..JobPatch::default()
                 },
             )
@@ -540,24 +494,30 @@ impl WorkerRun {
         Ok(())
     }
 
-    /// Submits one queued job: mark, create, link, start.
-    async fn submit(&self, job: &Job) -> Result<(), Failure> {
-        let udp = match self.daemon.udps().get(&job.service.application).await {
-            Ok(u) => u,
-            Err(e) => {
-                // The UDP was readable when the job was accepted; this is transient.
-                tracing::warn!(job = job.id, error = %e, "UDP unavailable; job waits");
-                return Ok(());
+    /// Submits one queued job: build, mark, send, link (and start). `Ok(true)` when it
+    /// took a slot on the backend.
+    async fn submit(&self, job: &Job) -> Result<bool, Failure> {
+        let platform = self.backend.platform.clone();
+        let prepared = match platform.prepare(job).await {
+            Ok(p) => p,
+            Err(ServiceError::Unavailable(reason)) => {
+                // The definition was readable when the job was accepted: transient.
+                tracing::warn!(job = job.id, %reason, "service definition unavailable; job waits");
+                return Ok(false);
+            }
+            Err(ServiceError::LoginRequired(reason)) => {
+                self.wait_for_login(job, &reason).await?;
+                return Ok(false);
+            }
+            Err(ServiceError::Invalid(reason)) => {
+                self.fail(job, "ServiceUnavailable", &reason).await?;
+                return Ok(false);
+            }
+            Err(ServiceError::Arguments(reason)) => {
+                self.fail(job, "InvalidParameter", &reason).await?;
+                return Ok(false);
             }
         };
-        let body = OpenEoBackend::job_body(
-            &job.title,
-            &remote_description(job),
-            &udp.id,
-            &job.service.application,
-            &job.parameters,
-            job.format,
-        );
         let Some(job) = self
             .patch(
                 job,
@@ -568,83 +528,152 @@ impl WorkerRun {
             )
             .await?
         else {
-            return Ok(());
+            return Ok(false);
         };
         if job.status.is_terminal() {
-            return Ok(());
+            return Ok(false);
         }
         failpoint("submit:before_post");
-        match self.call(self.backend.client.create_job(&body)).await {
-            Ok(remote_id) => {
+        match self.backend.call(platform.submit(&job, &prepared)).await {
+            Ok(Submission::Created { remote_id }) => {
                 failpoint("submit:after_post");
-                // Linked even if the user canceled meanwhile: the remote id is what
-                // lets us cancel the remote job.
-                let Some(job) = self
-                    .write_patch(
-                        &job,
-                        JobPatch {
-                            submit_state: Some(SubmitState::Submitted),
-                            backend_job_id: Some(Some(remote_id.clone())),
-                            backend_status: Some(Some("created".into())),
-                            error: Some(None),
-                            ..JobPatch::default()
-                        },
-                    )
-                    .await?
-                else {
-                    return Ok(());
+                let Some(job) = self.record_link(&job, &remote_id, "created").await? else {
+                    return Ok(true);
                 };
                 failpoint("submit:after_link");
                 tracing::info!(job = job.id, remote = %remote_id, "submitted");
                 if job.status.is_terminal() {
                     self.cancel_remote(&remote_id).await;
-                    return Ok(());
+                    return Ok(true);
                 }
-                self.start(&job, &remote_id).await
+                self.start(&job, &remote_id).await?;
+                Ok(true)
             }
-            Err(e @ OpenEoError::Unreachable { .. }) => {
+            Ok(Submission::Running(remote)) => {
+                failpoint("submit:after_post");
+                let Some(job) = self
+                    .record_link(&job, &remote.id, &remote.raw_status)
+                    .await?
+                else {
+                    return Ok(true);
+                };
+                failpoint("submit:after_link");
+                tracing::info!(job = job.id, remote = %remote.id, "submitted");
+                if job.status.is_terminal() {
+                    self.cancel_remote(&remote.id).await;
+                    return Ok(true);
+                }
+                self.apply_remote(&job, &remote).await?;
+                Ok(true)
+            }
+            Ok(Submission::Completed { remote_id, answer }) => {
+                failpoint("submit:after_post");
+                let dir = self.parts.settings.get().results_dir.clone();
+                if let Err(e) = crate::results::stash::save(&dir, job.uuid, &answer) {
+                    self.fail(
+                        &job,
+                        "LocalIoError",
+                        &format!("cannot keep the answer: {e}"),
+                    )
+                    .await?;
+                    return Ok(false);
+                }
+                tracing::info!(job = job.id, bytes = answer.body.len(), "ran synchronously");
+                let finished = self
+                    .patch(
+                        &job,
+                        JobPatch {
+                            submit_state: Some(SubmitState::Submitted),
+                            backend_job_id: Some(remote_id),
+                            backend_status: Some(Some("successful".into())),
+                            status: Some(Status::Finished),
+                            progress: Some(Some(100.0)),
+                            error: Some(None),
+                            ..JobPatch::default()
+                        },
+                    )
+                    .await?;
+                if let Some(j) = finished {
+                    self.parts.events.job_finished(&j);
+                }
+                Ok(false)
+            }
+            Err(e @ PlatformError::Unreachable { .. }) => {
                 // Certainly not received: back to the queue.
                 self.patch(&job, pending()).await?;
                 Err(Failure::Backend(e))
             }
-            Err(e @ OpenEoError::Transient { status: 429, .. }) => {
+            Err(e @ PlatformError::Transient { status: 429, .. }) => {
                 // Refused before doing anything.
                 self.patch(&job, pending()).await?;
                 Err(Failure::Backend(e))
             }
-            Err(e @ (OpenEoError::NoAnswer { .. } | OpenEoError::Transient { .. })) => {
+            Err(e @ (PlatformError::NoAnswer { .. } | PlatformError::Transient { .. })) => {
                 // Maybe created: stays `submitting`, reconciled next cycle.
                 tracing::warn!(job = job.id, error = %e, "submission answer lost; will reconcile");
                 Err(Failure::Backend(e))
             }
-            Err(e @ OpenEoError::Auth { .. }) => {
-                self.patch(
-                    &job,
-                    JobPatch {
-                        submit_state: Some(SubmitState::Pending),
-                        error: Some(Some(JobError {
-                            code: "LoginRequired".into(),
-                            message: format!("{e}; the job waits until you log in"),
-                        })),
-                        ..JobPatch::default()
-                    },
-                )
-                .await?;
+            Err(e @ PlatformError::Auth { .. }) => {
+                self.patch(&job, pending()).await?;
+                self.wait_for_login(&job, &e.to_string()).await?;
                 Err(Failure::Backend(e))
             }
             Err(e) => {
                 self.patch(&job, pending()).await?;
                 self.fail(&job, e.code(), &e.to_string()).await?;
-                Ok(())
+                Ok(false)
             }
         }
     }
 
-    /// Starts a linked job (`POST /jobs/{id}/results`), then marks it queued. If the
-    /// user canceled or deleted it while the start was in flight, the remote job is
+    /// Records the remote id of a job just submitted — even if the user canceled
+    /// meanwhile: the remote id is what lets us cancel the remote job.
+    async fn record_link(
+        &self,
+        job: &Job,
+        remote_id: &str,
+        raw_status: &str,
+    ) -> Result<Option<Job>, StoreError> {
+        self.write_patch(
+            job,
+            JobPatch {
+                submit_state: Some(SubmitState::Submitted),
+                backend_job_id: Some(Some(remote_id.to_string())),
+                backend_status: Some(Some(raw_status.to_string())),
+                error: Some(None),
+                ..JobPatch::default()
+            },
+        )
+        .await
+    }
+
+    /// The job waits for a login (the backend or its identity provider refused).
+    async fn wait_for_login(&self, job: &Job, reason: &str) -> Result<(), StoreError> {
+        self.patch(
+            job,
+            JobPatch {
+                error: Some(Some(JobError {
+                    code: "LoginRequired".into(),
+                    message: crate::redact::redact(&format!(
+                        "{reason}; the job waits until you log in"
+                    )),
+                })),
+                ..JobPatch::default()
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Starts a linked job (openEO `POST /jobs/{id}/results`), then marks it queued. If
+    /// the user canceled or deleted it while the start was in flight, the remote job is
     /// canceled again.
     async fn start(&self, job: &Job, remote_id: &str) -> Result<(), Failure> {
-        match self.call(self.backend.client.start_job(remote_id)).await {
+        match self
+            .backend
+            .call(self.backend.platform.start(remote_id))
+            .await
+        {
             Ok(()) => {
                 let queued = self
                     .patch(
@@ -663,7 +692,7 @@ impl WorkerRun {
                 }
                 Ok(())
             }
-            Err(e) if e.is_transient() || matches!(e, OpenEoError::Auth { .. }) => {
+            Err(e) if e.is_transient() || e.is_auth() => {
                 // Still `created` remotely: the next poll starts it again.
                 Err(Failure::Backend(e))
             }
@@ -676,15 +705,19 @@ impl WorkerRun {
 
     /// Cancels a remote job the user no longer wants (best effort; logged on failure).
     async fn cancel_remote(&self, remote_id: &str) {
-        if let Err(e) = self.call(self.backend.client.cancel_job(remote_id)).await {
+        if let Err(e) = self
+            .backend
+            .call(self.backend.platform.cancel(remote_id))
+            .await
+        {
             tracing::warn!(remote = %remote_id, error = %e, "could not cancel an unwanted remote job");
         }
     }
 
     /// Applies a remote job's status; `true` if anything changed.
     async fn apply_remote(&self, job: &Job, remote: &RemoteJob) -> Result<bool, Failure> {
-        let Some(status) = map_status(&remote.status) else {
-            tracing::warn!(job = job.id, status = %remote.status, "unknown backend status");
+        let Some(status) = remote.status else {
+            tracing::warn!(job = job.id, status = %remote.raw_status, "unknown backend status");
             return Ok(false);
         };
         if status == Status::Created {
@@ -695,57 +728,41 @@ impl WorkerRun {
             }
             return Ok(false);
         }
-        let progress = match status {
-            Status::Finished => Some(100.0),
-            _ => remote.progress.map(|p| p.clamp(0.0, 100.0)),
-        };
+        let progress = remote.progress;
         let same = job.status == status
-            && job.backend_status.as_deref() == Some(remote.status.as_str())
+            && job.backend_status.as_deref() == Some(remote.raw_status.as_str())
             && (progress.is_none() || job.progress == progress);
         if same {
             return Ok(false);
         }
         let mut patch = JobPatch {
             status: Some(status),
-            backend_status: Some(Some(remote.status.clone())),
+            backend_status: Some(Some(remote.raw_status.clone())),
             ..JobPatch::default()
         };
         if progress.is_some() {
             patch.progress = Some(progress);
         }
         if status == Status::Failed {
-            let message = self.error_message(remote).await;
+            let message = match self.backend.platform.failure_message(remote).await {
+                Some(m) => m,
+                None => remote
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "the backend reports the job as failed".into()),
+            };
             patch.error = Some(Some(JobError {
                 code: "BackendJobFailed".into(),
-                message,
+                message: crate::redact::redact(&message),
             }));
         }
         let updated = self.patch(job, patch).await?;
-        if status == Status::Finished && updated.is_some() {
-            self.daemon.results().enqueue(job.id);
+        if let (Status::Finished, Some(u)) = (status, &updated) {
+            if job.status != Status::Finished {
+                self.parts.events.job_finished(u);
+            }
         }
         Ok(true)
-    }
-
-    /// The backend's own words about a failed job: its last error log entry.
-    async fn error_message(&self, remote: &RemoteJob) -> String {
-        let fallback = "the backend reports the job as failed".to_string();
-        let Ok(logs) = self
-            .call(self.backend.client.logs(&remote.id, None, Some("error")))
-            .await
-        else {
-            return fallback;
-        };
-        logs.get("logs")
-            .and_then(Value::as_array)
-            .and_then(|entries| {
-                entries
-                    .iter()
-                    .rev()
-                    .find_map(|e| e.get("message").and_then(Value::as_str))
-            })
-            .map(crate::platform::redact)
-            .unwrap_or(fallback)
     }
 
     async fn fail(&self, job: &Job, code: &str, message: &str) -> Result<(), StoreError> {
@@ -755,7 +772,7 @@ impl WorkerRun {
                 status: Some(Status::Failed),
                 error: Some(Some(JobError {
                     code: code.to_string(),
-                    message: crate::platform::redact(message),
+                    message: crate::redact::redact(message),
                 })),
                 ..JobPatch::default()
             },
@@ -780,19 +797,7 @@ impl WorkerRun {
 
     /// Writes a patch as given (no guard) and publishes the job.
     async fn write_patch(&self, job: &Job, patch: JobPatch) -> Result<Option<Job>, StoreError> {
-        let status_change = patch.status.is_some_and(|s| s != job.status);
-        let updated = self.daemon.store().update_job(job.id, patch).await?;
-        if let Some(u) = &updated {
-            self.daemon.events().job_changed(u);
-            if status_change {
-                if let Some(task_id) = u.upscale_task_id {
-                    if let Some(task) = self.daemon.store().task(task_id).await? {
-                        self.daemon.events().task_changed(&task);
-                    }
-                }
-            }
-        }
-        Ok(updated)
+        crate::app::write_job(&self.parts.store, &self.parts.events, job, patch).await
     }
 }
 
@@ -806,7 +811,7 @@ fn pending() -> JobPatch {
 /// Why a step stopped: the store failed (a bug or a full disk), or the backend did.
 enum Failure {
     Store(StoreError),
-    Backend(OpenEoError),
+    Backend(PlatformError),
 }
 
 impl From<StoreError> for Failure {
@@ -834,13 +839,5 @@ mod tests {
         assert!(d >= Duration::from_secs(7));
         let d = backoff(0, Some(Duration::from_secs(7200)), &mut rng);
         assert!(d <= MAX_BACKOFF);
-    }
-
-    #[test]
-    fn statuses_map() {
-        assert_eq!(map_status("error"), Some(Status::Failed));
-        assert_eq!(map_status("submitted"), Some(Status::Created));
-        assert_eq!(map_status("finished"), Some(Status::Finished));
-        assert_eq!(map_status("weird"), None);
     }
 }

@@ -10,7 +10,7 @@
 //! - `config.toml`: a change is read and checked like at start (the same environment
 //!   overrides apply). A valid file is applied at once where that is safe — poll
 //!   intervals, the GDAL helper, backends and their limits (see
-//!   [`Daemon::apply_config`]); keys that need a restart (listen address, folders, body
+//!   [`Parts::apply`]); keys that need a restart (listen address, folders, body
 //!   limit, log filter, token store, stall timeout) are named in the log and keep their
 //!   values until then. An invalid file is logged and changes nothing.
 //!
@@ -23,17 +23,37 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::daemon::Daemon;
+use crate::background::Background;
+use crate::config::{Config, Settings};
+use crate::events::EventBus;
 use crate::job::{Results, ResultsState, Status};
-use crate::store::{JobFilter, JobPatch, StoreError};
+use crate::store::{JobFilter, JobPatch, Store, StoreError};
+
+/// Applies a changed configuration; returns the keys that need a restart.
+pub type ApplyConfig = std::sync::Arc<dyn Fn(&Config) -> Vec<&'static str> + Send + Sync>;
+
+/// What the watcher needs of the daemon.
+#[derive(Clone)]
+pub struct Parts {
+    /// The job store.
+    pub store: Store,
+    /// Where changed jobs are published.
+    pub events: EventBus,
+    /// The results folder and `config.toml` to watch.
+    pub settings: Settings,
+    /// Owner of the watcher task.
+    pub background: Background,
+    /// Applies a changed `config.toml`.
+    pub apply: ApplyConfig,
+}
 
 /// Quiet time after the last event before the folder is checked.
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Starts the watcher task (ends on shutdown).
-pub fn start(daemon: &Daemon) {
-    let results_dir = daemon.config().results_dir.clone();
-    let config_file = daemon.config().config_file();
+pub fn start(parts: Parts) {
+    let results_dir = parts.settings.get().results_dir.clone();
+    let config_file = parts.settings.get().config_file();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
@@ -55,17 +75,13 @@ pub fn start(daemon: &Daemon) {
             tracing::debug!(dir = %dir.display(), error = %e, "cannot watch the configuration folder");
         }
     }
-    let d = daemon.clone();
-    tokio::spawn(async move {
+    let d = parts.clone();
+    parts.background.spawn(async move {
         let _watcher = watcher;
         if let Err(e) = reconcile(&d).await {
             tracing::warn!(error = %e, "checking published job folders failed");
         }
-        loop {
-            let first = tokio::select! {
-                p = rx.recv() => match p { Some(p) => p, None => break },
-                _ = d.shutting_down() => break,
-            };
+        while let Some(first) = rx.recv().await {
             let mut paths = first;
             // Debounce: wait until events stop for DEBOUNCE.
             while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
@@ -89,9 +105,9 @@ fn present(dir: &Path) -> bool {
 }
 
 /// Sets `removed` / `ready` from what is on disk.
-pub async fn reconcile(daemon: &Daemon) -> Result<(), StoreError> {
-    let jobs = daemon
-        .store()
+pub async fn reconcile(parts: &Parts) -> Result<(), StoreError> {
+    let jobs = parts
+        .store
         .jobs(JobFilter {
             status: Some(Status::Finished),
             ..JobFilter::default()
@@ -114,24 +130,24 @@ pub async fn reconcile(daemon: &Daemon) -> Result<(), StoreError> {
             }),
             ..JobPatch::default()
         };
-        if let Some(updated) = daemon.store().update_job(job.id, patch).await? {
-            daemon.events().job_changed(&updated);
-            crate::results::result_event(daemon, &updated);
+        if let Some(updated) = parts.store.update_job(job.id, patch).await? {
+            parts.events.job_changed(&updated);
+            parts.events.results_progress(&updated);
         }
     }
     Ok(())
 }
 
 /// `config.toml` changed: load it as at start and apply what is safe to apply.
-fn config_changed(daemon: &Daemon, file: &Path) {
-    let dir = daemon.config().config_dir.display().to_string();
+fn config_changed(parts: &Parts, file: &Path) {
+    let dir = parts.settings.get().config_dir.display().to_string();
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k != "EODISPATCH_CONFIG_DIR")
         .collect();
     env.push(("EODISPATCH_CONFIG_DIR".into(), dir));
     match crate::config::Config::load_from(&env) {
         Ok(new) => {
-            let restart = daemon.apply_config(&new);
+            let restart = (parts.apply)(&new);
             if restart.is_empty() {
                 tracing::info!(file = %file.display(), "config.toml changed and applied");
             } else {

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eodispatch::job::OutputFormat;
-use eodispatch::platform::openeo::{Bearer, OpenEoBackend, OpenEoError, RemoteJob};
+use eodispatch::platform::http::Bearer;
+use eodispatch::platform::openeo::{BatchJob, OpenEoBackend};
+use eodispatch::platform::PlatformError as OpenEoError;
 use fake_openeo::{FakeConfig, FakeHandle, FaultKind, FaultRule, TokenCheck};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,7 +83,7 @@ fn clean(e: OpenEoError) -> OpenEoError {
 
 /// Polls a job until it reaches a terminal status; returns every status seen and the
 /// last answer.
-async fn wait_terminal(b: &OpenEoBackend, id: &str) -> (Vec<String>, RemoteJob) {
+async fn wait_terminal(b: &OpenEoBackend, id: &str) -> (Vec<String>, BatchJob) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen: Vec<String> = Vec::new();
     loop {
@@ -334,7 +336,7 @@ async fn failed_job_reports_error_logs_and_424() {
     assert!(logs.to_string().contains("Out of memory"), "{logs}");
     let e = clean(b.results(&id).await.unwrap_err());
     assert!(
-        matches!(&e, OpenEoError::Api { status: 424, message, .. } if message.contains("Out of memory")),
+        matches!(&e, OpenEoError::Rejected { status: 424, message, .. } if message.contains("Out of memory")),
         "{e:?}"
     );
 }
@@ -352,7 +354,7 @@ async fn cancel_and_delete() {
     b.delete_job(&id).await.unwrap();
     let e = clean(b.job(&id).await.unwrap_err());
     assert!(
-        matches!(&e, OpenEoError::Api { status: 404, code, .. } if code == "JobNotFound"),
+        matches!(&e, OpenEoError::NotFound { code, .. } if code == "JobNotFound"),
         "{e:?}"
     );
     assert!(!e.is_transient());
@@ -443,7 +445,7 @@ async fn forbidden_codes() {
     ));
     let e = clean(b.job(&id).await.unwrap_err());
     assert!(
-        matches!(&e, OpenEoError::Api { status: 403, code, .. } if code == "PermissionsInsufficient"),
+        matches!(&e, OpenEoError::Rejected { status: 403, code, .. } if code == "PermissionsInsufficient"),
         "{e:?}"
     );
 }
@@ -463,7 +465,7 @@ async fn unresolvable_udp_is_api_error() {
     );
     let e = clean(b.create_job(&body).await.unwrap_err());
     assert!(
-        matches!(&e, OpenEoError::Api { status: 400, code, .. } if code == "ProcessNamespaceInvalid"),
+        matches!(&e, OpenEoError::Rejected { status: 400, code, .. } if code == "ProcessNamespaceInvalid"),
         "{e:?}"
     );
     assert_eq!(e.code(), "ProcessNamespaceInvalid");
@@ -529,7 +531,7 @@ async fn proxy_html_page_is_summarised() {
     fake.add_fault(FaultRule::status("POST /jobs", 500));
     let e = clean(b.create_job(&body(&fake, "x")).await.unwrap_err());
     assert!(
-        matches!(&e, OpenEoError::Api { status: 500, code, .. } if code == "Internal"),
+        matches!(&e, OpenEoError::Rejected { status: 500, code, .. } if code == "Internal"),
         "{e:?}"
     );
 }

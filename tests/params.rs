@@ -300,7 +300,7 @@ async fn error_answers() {
         )
         .await;
     assert_eq!(s, 502, "{v}");
-    assert_eq!(v["code"], "UdpUnavailable");
+    assert_eq!(v["code"], "ServiceUnavailable");
     let detail = v["detail"].as_str().unwrap();
     assert!(
         detail.contains(&format!("http://127.0.0.1:{port}/udp/mine.json")),
@@ -316,7 +316,7 @@ async fn error_answers() {
         .post_json("/params", &body(&format!("{base}/broken/mine.json")))
         .await;
     assert_eq!(s, 502, "{v}");
-    assert_eq!(v["code"], "UdpUnavailable");
+    assert_eq!(v["code"], "ServiceUnavailable");
 
     // Not a UDP: 422 naming service.application.
     for path in ["/not-a-udp.json", "/html", "/udp/nothing.json"] {
@@ -329,19 +329,22 @@ async fn error_answers() {
         assert!(!v.to_string().contains("S3CRET"), "{v}");
     }
 
-    // OGC API Processes: 501.
+    // An OGC API Processes server that does not answer: 502 as well, naming it.
     let (s, v) = d
         .post_json(
             "/params",
             &json!({"label": "ogc_api_process", "service": {
-                "endpoint": "https://ades.example/ogc", "application": "s1-coherence"}}),
+                "endpoint": format!("http://127.0.0.1:{port}/ogc"), "application": "s1-coherence"}}),
         )
         .await;
-    assert_eq!(s, 501, "{v}");
-    assert_eq!(v["code"], "NotImplemented");
-    assert_eq!(
-        v["detail"],
-        "OGC API Processes services are not supported yet"
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["code"], "ServiceUnavailable");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}/ogc")),
+        "{v}"
     );
 
     // Invalid bodies: 422 with every bad field, 400 for bad JSON.

@@ -15,11 +15,10 @@ use utoipa::ToSchema;
 
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
-use super::unit_jobs::backend_problem;
+use crate::app::{App, BackendEntry};
 use crate::auth::session::Method;
 use crate::auth::tokens::SecretString;
-use crate::auth::{AuthError, BackendEntry, LoginRequest, LoginStarted, LoginStatus};
-use crate::daemon::Daemon;
+use crate::auth::{LoginRequest, LoginStarted, LoginStatus};
 use crate::job::validate::check_http_url;
 use crate::job::validate::FieldError;
 
@@ -51,8 +50,8 @@ pub struct LogoutBody {
 /// their capabilities, providers, login state and token store. Never shows a token.
 #[utoipa::path(get, path = "/backends", tag = "backends",
     responses((status = 200, description = "Backends", body = Vec<BackendEntry>)))]
-pub async fn backends(State(d): State<Daemon>) -> Json<Vec<BackendEntry>> {
-    Json(d.auth().entries(&d).await)
+pub async fn backends(State(d): State<App>) -> Json<Vec<BackendEntry>> {
+    Json(d.backends().await)
 }
 
 /// Start a login to a backend. `device`: answers the code to show and the page to open,
@@ -68,9 +67,9 @@ pub async fn backends(State(d): State<Daemon>) -> Json<Vec<BackendEntry>> {
         (status = 502, description = "The backend or identity provider failed", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Unreachable, or no usable keyring", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn login(State(d): State<Daemon>, ApiJson(body): ApiJson) -> Result<Response, Problem> {
+pub async fn login(State(d): State<App>, ApiJson(body): ApiJson) -> Result<Response, Problem> {
     let req = parse_login(&body)?;
-    let started = d.auth().start_login(&d, req).await.map_err(auth_problem)?;
+    let started = d.login(req).await?;
     let status = if started.state == "logged_in" {
         StatusCode::OK
     } else {
@@ -184,10 +183,10 @@ fn parse_login(body: &Value) -> Result<LoginRequest, Problem> {
         (status = 404, description = "No such attempt", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn login_status(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     Path(login_id): Path<String>,
 ) -> Result<Json<LoginStatus>, Problem> {
-    d.auth().attempt(&login_id).map(Json).map_err(auth_problem)
+    Ok(Json(d.auth().attempt(&login_id)?))
 }
 
 /// The redirect of a browser login.
@@ -209,15 +208,10 @@ pub struct CallbackQuery {
         (status = 200, description = "Logged in: a page saying the tab can be closed", content_type = "text/html"),
         (status = 400, description = "Unknown state, refused or failed login", content_type = "text/html"),
     ))]
-pub async fn callback(State(d): State<Daemon>, Query(q): Query<CallbackQuery>) -> Response {
+pub async fn callback(State(d): State<App>, Query(q): Query<CallbackQuery>) -> Response {
     let outcome = d
         .auth()
-        .callback(
-            &d,
-            q.state.as_deref(),
-            q.code.as_deref(),
-            q.error.as_deref(),
-        )
+        .callback(q.state.as_deref(), q.code.as_deref(), q.error.as_deref())
         .await;
     let (status, title, text) = match outcome {
         Ok(endpoint) => (
@@ -266,7 +260,7 @@ fn html_escape(s: &str) -> String {
         (status = 503, description = "The keyring could not be reached", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn logout(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     ApiJson(body): ApiJson,
 ) -> Result<Json<BackendEntry>, Problem> {
     let endpoint = match body.get("endpoint") {
@@ -281,55 +275,5 @@ pub async fn logout(
     if let Err(reason) = check_http_url(&endpoint) {
         return Err(Problem::invalid_field("endpoint", reason));
     }
-    d.auth()
-        .logout(&d, &endpoint)
-        .await
-        .map(Json)
-        .map_err(auth_problem)
-}
-
-/// An [`AuthError`] as a problem.
-pub fn auth_problem(e: AuthError) -> Problem {
-    let detail = crate::platform::redact(&e.to_string());
-    match &e {
-        AuthError::Backend(b) => backend_problem(b),
-        AuthError::Invalid { field, reason } => Problem::invalid_field(*field, reason.clone()),
-        AuthError::UnknownLogin(_) => Problem::new(
-            StatusCode::NOT_FOUND,
-            "LoginNotFound",
-            "No such login",
-            detail,
-        ),
-        AuthError::Oidc(o) if o.is_transient() => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "IdentityProviderUnreachable",
-            "Identity provider unreachable",
-            detail,
-        ),
-        AuthError::Oidc(crate::auth::oidc::OidcError::Rejected { .. }) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "LoginRefused",
-            "The identity provider refused the login",
-            detail,
-        ),
-        AuthError::Oidc(crate::auth::oidc::OidcError::Unsupported(_)) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "LoginNotSupported",
-            "Login method not supported",
-            detail,
-        ),
-        AuthError::Oidc(_) => Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "IdentityProviderError",
-            "Identity provider error",
-            detail,
-        ),
-        AuthError::Tokens(_) | AuthError::Session(_) => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TokenStoreUnavailable",
-            "Token store unavailable",
-            detail,
-        ),
-        AuthError::Store(s) => Problem::internal(s),
-    }
+    Ok(Json(d.logout(&endpoint).await?))
 }

@@ -8,16 +8,16 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::problem::Problem;
-use crate::daemon::Daemon;
+use crate::app::App;
 
 /// A JSON body, parsed but not yet validated. Empty, malformed and oversized bodies
 /// become problems (400, 400, 413).
 pub struct ApiJson(pub Value);
 
-impl FromRequest<Daemon> for ApiJson {
+impl FromRequest<App> for ApiJson {
     type Rejection = Problem;
 
-    async fn from_request(req: Request, daemon: &Daemon) -> Result<Self, Problem> {
+    async fn from_request(req: Request, daemon: &App) -> Result<Self, Problem> {
         let limit = daemon.config().max_body_bytes;
         let bytes = Bytes::from_request(req, daemon).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use uuid::Uuid;
 
 use super::problem::{Problem, ProblemBody};
-use crate::daemon::Daemon;
+use crate::app::App;
 use crate::job::ResultsState;
 use crate::results::names;
 
@@ -67,7 +67,7 @@ pub fn content_type(name: &str) -> &'static str {
         (status = 416, description = "Range not satisfiable", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn file(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     UrlPath((uuid, name)): UrlPath<(String, String)>,
     method: Method,
     headers: HeaderMap,

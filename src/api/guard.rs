@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
-use crate::daemon::Daemon;
+use crate::app::App;
 
 /// Routes that need no API token, each for a reason: `/health` tells only whether the
 /// daemon is alive; `/auth/callback` is where the identity provider sends the user's
@@ -52,14 +52,14 @@ pub fn is_json_content_type(value: &str) -> bool {
 }
 
 /// The middleware.
-pub async fn guard(State(daemon): State<Daemon>, req: Request, next: Next) -> Response {
+pub async fn guard(State(daemon): State<App>, req: Request, next: Next) -> Response {
     match check(&daemon, &req) {
         Ok(()) => next.run(req).await,
         Err(p) => p.into_response(),
     }
 }
 
-fn check(daemon: &Daemon, req: &Request<Body>) -> Result<(), Problem> {
+fn check(daemon: &App, req: &Request<Body>) -> Result<(), Problem> {
     let headers = req.headers();
     // 1. Host
     let host = headers

@@ -37,7 +37,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::daemon::{Daemon, VERSION};
+use crate::app::App;
+use crate::daemon::VERSION;
 use problem::{Problem, REQUEST_ID};
 
 /// Time limit for ordinary requests (not `/events`), so that a stuck request cannot
@@ -84,11 +85,12 @@ impl Modify for BearerAuth {
 
 /// The routes and the OpenAPI document that describes them. The `/events` stream is
 /// kept apart so that the request timeout does not cut it.
-fn api_router() -> (Router<Daemon>, utoipa::openapi::OpenApi) {
+fn api_router() -> (Router<App>, utoipa::openapi::OpenApi) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(unit_jobs::create, unit_jobs::list))
         .routes(routes!(unit_jobs::get_one, unit_jobs::delete))
         .routes(routes!(unit_jobs::cancel))
+        .routes(routes!(unit_jobs::retry))
         .routes(routes!(unit_jobs::results))
         .routes(routes!(unit_jobs::download_results))
         .routes(routes!(unit_jobs::logs))
@@ -151,7 +153,7 @@ fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// The complete router with its state and layers.
-pub fn router(daemon: Daemon) -> Router {
+pub fn router(daemon: App) -> Router {
     let (routes, _) = api_router();
     let limit = daemon.config().max_body_bytes;
     routes

@@ -1,25 +1,30 @@
 //! `POST /params`: the parameters of a service, for generated forms (APEx-compatible:
 //! `name, type, optional, description, default, options`, plus our `schema`).
 //!
-//! openEO services: the UDP at `service.application` is fetched through the daemon's
-//! [`crate::platform::udp::UdpCache`] (once per URL; offline, the bundled APEx
-//! catalogue snapshot answers for its file names) and described by
-//! [`crate::platform::udp::describe`]. A schema the daemon does not understand is
-//! reported as type `json`, never as an error. OGC API Processes services are not
-//! supported yet (501).
+//! The service's platform describes it ([`crate::platform::Platform::service`]): an
+//! openEO UDP at `service.application` (fetched once per URL; offline, the bundled APEx
+//! catalogue snapshot answers for its file names), or an OGC API Processes process
+//! description (`inputs`: `format: ogc-bbox` is a bounding box, `minOccurs: 0` optional,
+//! `maxOccurs > 1` an array, `enum` options, schema defaults). A schema the daemon does
+//! not understand is reported as type `json`, never as an error.
+//!
+//! The answer is the APEx list of parameters, so old clients keep working; with
+//! `?view=service` it is an object that adds the service's title, description and
+//! outputs (id, title, media types).
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
-use crate::daemon::Daemon;
-use crate::job::validate::parse_service_request;
+use crate::app::App;
+use crate::job::validate::{parse_service_request, FieldError};
 use crate::job::{Label, ServiceDetails};
-use crate::platform::udp::{describe, ParamDescriptor, UdpError};
+use crate::platform::udp::ParamDescriptor;
+use crate::platform::OutputDescriptor;
 
 /// Body of `POST /params` (APEx `ParamRequest`); no other field is accepted.
 #[derive(Deserialize, ToSchema)]
@@ -27,62 +32,72 @@ use crate::platform::udp::{describe, ParamDescriptor, UdpError};
 pub struct ParamsRequestBody {
     /// Platform kind.
     label: Label,
-    /// Backend (`endpoint`) and application (openEO: the public URL of the UDP JSON).
+    /// Backend (`endpoint`) and application (openEO: the public URL of the UDP JSON;
+    /// OGC API Processes: the process id, or the process's full URL).
     service: ServiceDetails,
 }
 
-/// Describe the parameters of a service: one entry per parameter of the openEO UDP at
-/// `service.application`, in the UDP's order.
+/// Query of `POST /params`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ParamsQuery {
+    /// `service`: answer `{title, description, parameters, outputs}` instead of the
+    /// APEx list of parameters.
+    view: Option<String>,
+}
+
+/// The whole description of a service (`POST /params?view=service`).
+#[derive(Serialize, ToSchema)]
+pub struct ServiceDescription {
+    /// Title, when the service has one.
+    pub title: Option<String>,
+    /// Description, when the service has one.
+    pub description: Option<String>,
+    /// Parameters, as `POST /params` lists them.
+    pub parameters: Vec<ParamDescriptor>,
+    /// What the service gives back.
+    pub outputs: Vec<OutputDescriptor>,
+}
+
+/// Describe the parameters of a service: one entry per parameter (openEO UDP
+/// parameter, OGC process input), in the definition's order. With `?view=service`, an
+/// object with the title, description, parameters and outputs.
 #[utoipa::path(post, path = "/params", tag = "services",
-    request_body = ParamsRequestBody,
+    request_body = ParamsRequestBody, params(ParamsQuery),
     responses(
-        (status = 200, description = "The service's parameters", body = Vec<ParamDescriptor>),
+        (status = 200, description = "The service's parameters (or, with view=service, its description)", body = Vec<ParamDescriptor>),
         (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or `service.application` is not a UDP", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 501, description = "OGC API Processes services are not supported yet", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 502, description = "The UDP could not be fetched", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The backend wants a login before it describes the service", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or `service.application` names no service", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The service definition could not be fetched", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn params(
-    State(d): State<Daemon>,
+    State(d): State<App>,
+    Query(q): Query<ParamsQuery>,
     ApiJson(body): ApiJson,
-) -> Result<Json<Vec<ParamDescriptor>>, Problem> {
-    let (label, service) = parse_service_request(&body).map_err(Problem::invalid)?;
-    match label {
-        Label::OgcApiProcess => Err(Problem::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            "Not implemented",
-            "OGC API Processes services are not supported yet",
-        )),
-        Label::Openeo => {
-            let udp = d
-                .udps()
-                .get(&service.application)
-                .await
-                .map_err(udp_problem)?;
-            Ok(Json(describe(&udp)))
+) -> Result<Response, Problem> {
+    let full = match q.view.as_deref() {
+        None | Some("") | Some("parameters") => false,
+        Some("service") => true,
+        Some(other) => {
+            return Err(Problem::invalid(vec![FieldError::new(
+                "view",
+                format!("unknown view {other:?}; use service or parameters"),
+            )]))
         }
+    };
+    let (label, service) = parse_service_request(&body).map_err(Problem::invalid)?;
+    let def = d.service(label, &service).await?;
+    if full {
+        return Ok(Json(ServiceDescription {
+            title: def.title.clone(),
+            description: def.description.clone(),
+            parameters: def.parameters.clone(),
+            outputs: def.outputs.clone(),
+        })
+        .into_response());
     }
-}
-
-/// Maps a UDP error to the answer: no answer or a server error is 502
-/// `UdpUnavailable`; a client error status, a document that is not a UDP or an
-/// unusable URL is a 422 naming `service.application`.
-pub(crate) fn udp_problem(e: UdpError) -> Problem {
-    match &e {
-        UdpError::Unreachable { .. } => unavailable(&e),
-        UdpError::Http { status, .. } if *status >= 500 => unavailable(&e),
-        _ => Problem::invalid_field("service.application", e.to_string()),
-    }
-}
-
-fn unavailable(e: &UdpError) -> Problem {
-    Problem::new(
-        StatusCode::BAD_GATEWAY,
-        "UdpUnavailable",
-        "The service definition could not be fetched",
-        e.to_string(),
-    )
+    Ok(Json(def.parameters.clone()).into_response())
 }
 
 #[cfg(test)]

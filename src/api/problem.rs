@@ -10,7 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::app::AppError;
+use crate::auth::oidc::OidcError;
+use crate::auth::AuthError;
 use crate::job::validate::FieldError;
+use crate::platform::{PlatformError, ServiceError};
 use crate::store::StoreError;
 use crate::tiles::TileError;
 
@@ -218,6 +222,130 @@ impl From<StoreError> for Problem {
                 "the job store is closed because the daemon is stopping; try again after it restarts",
             ),
             e => Problem::internal(&e),
+        }
+    }
+}
+
+impl From<AppError> for Problem {
+    fn from(e: AppError) -> Problem {
+        match e {
+            AppError::JobNotFound(id) => Problem::job_not_found(id),
+            AppError::TaskNotFound(id) => Problem::task_not_found(id),
+            AppError::Invalid(errors) => Problem::invalid(errors),
+            AppError::Conflict {
+                code,
+                title,
+                detail,
+            } => Problem::new(StatusCode::CONFLICT, code, title, detail),
+            AppError::NoResults(detail) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "ResultsNotAvailable",
+                "No results yet",
+                detail,
+            ),
+            AppError::Service(e) => e.into(),
+            AppError::Backend(e) => e.into(),
+            AppError::Auth(e) => e.into(),
+            AppError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for Problem {
+    /// A definition that cannot be had now is a 502; one the backend wants a login
+    /// for is a 409 `LoginRequired`; a service that does not exist is a 422 naming
+    /// `service.application`.
+    fn from(e: ServiceError) -> Problem {
+        let detail = crate::redact::redact(&e.to_string());
+        match e {
+            ServiceError::Unavailable(_) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "ServiceUnavailable",
+                "The service definition could not be fetched",
+                detail,
+            ),
+            ServiceError::LoginRequired(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "LoginRequired",
+                "Backend login required",
+                detail,
+            ),
+            ServiceError::Invalid(_) => Problem::invalid_field("service.application", detail),
+            ServiceError::Arguments(_) => Problem::invalid_field("parameters", detail),
+        }
+    }
+}
+
+impl From<PlatformError> for Problem {
+    /// 503 when the backend is unreachable or busy, 409 `LoginRequired` for a refused
+    /// login, the backend's own refusal as 502 with its message.
+    fn from(e: PlatformError) -> Problem {
+        let detail = crate::redact::redact(&e.to_string());
+        match &e {
+            PlatformError::Auth { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "LoginRequired",
+                "Backend login required",
+                detail,
+            ),
+            e if e.is_transient() => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BackendUnreachable",
+                "Backend unreachable",
+                detail,
+            ),
+            _ => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "BackendError",
+                "Backend error",
+                detail,
+            ),
+        }
+    }
+}
+
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Problem {
+        let detail = crate::redact::redact(&e.to_string());
+        match &e {
+            AuthError::Invalid { field, reason } => Problem::invalid_field(*field, reason.clone()),
+            AuthError::UnknownLogin(_) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "LoginNotFound",
+                "No such login",
+                detail,
+            ),
+            AuthError::Oidc(o) if o.is_transient() => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "IdentityProviderUnreachable",
+                "Identity provider unreachable",
+                detail,
+            ),
+            AuthError::Oidc(OidcError::Rejected { .. }) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "LoginRefused",
+                "The identity provider refused the login",
+                detail,
+            ),
+            AuthError::Oidc(OidcError::Unsupported(_)) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "LoginNotSupported",
+                "Login method not supported",
+                detail,
+            ),
+            AuthError::Oidc(_) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "IdentityProviderError",
+                "Identity provider error",
+                detail,
+            ),
+            AuthError::Tokens(_) | AuthError::Session(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TokenStoreUnavailable",
+                "Token store unavailable",
+                detail,
+            ),
+            AuthError::Store(s) => Problem::internal(s),
         }
     }
 }

@@ -16,7 +16,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use utoipa::ToSchema;
 
 use super::problem::{Problem, ProblemBody};
-use crate::daemon::{Daemon, VERSION};
+use crate::app::App;
+use crate::daemon::VERSION;
+use crate::events::Event;
 use crate::job::validate::FieldError;
 use crate::job::{JobSummary, TaskSummary};
 use crate::store::JobFilter;
@@ -42,7 +44,7 @@ pub struct Health {
         (status = 200, description = "Healthy", body = Health),
         (status = 503, description = "The store does not work", body = Health),
     ))]
-pub async fn health(State(d): State<Daemon>) -> impl IntoResponse {
+pub async fn health(State(d): State<App>) -> impl IntoResponse {
     let (code, status, database) = match d.store().health().await {
         Ok(()) => (StatusCode::OK, "ok", json!({"status": "ok"})),
         Err(e) => {
@@ -83,7 +85,7 @@ pub struct JobsStatus {
         (status = 422, description = "Unknown filter", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn jobs_status(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<JobsStatus>, Problem> {
     let mut upscaling = false;
@@ -142,25 +144,44 @@ pub async fn jobs_status(
 /// client that falls behind gets a `lagged` event and should re-read `/unit_jobs`.
 #[utoipa::path(get, path = "/events", tag = "system",
     responses((status = 200, description = "text/event-stream of job, task, result and auth events", content_type = "text/event-stream")))]
-pub async fn events(
-    State(d): State<Daemon>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub async fn events(State(d): State<App>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = d.events().subscribe();
     let hello = futures_util::stream::once(async {
         Ok(SseEvent::default()
             .event("hello")
             .data(json!({"version": VERSION}).to_string()))
     });
-    let stream = BroadcastStream::new(rx).map(|item| {
-        Ok(match item {
-            Ok(ev) => SseEvent::default()
-                .event(ev.kind.as_str())
-                .id(ev.seq.to_string())
-                .data(ev.data.to_string()),
-            Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default()
+    let app = d.clone();
+    let stream = BroadcastStream::new(rx).flat_map(move |item| {
+        let events: Vec<SseEvent> = match item {
+            Ok(env) => match &env.event {
+                // A backend's entry as it is now, one per platform kind at that URL.
+                Event::BackendChanged { endpoint, login_id } => app
+                    .entries_at(endpoint, login_id.clone())
+                    .into_iter()
+                    .map(|entry| {
+                        SseEvent::default()
+                            .event("auth")
+                            .id(env.seq.to_string())
+                            .data(serde_json::to_string(&entry).unwrap_or_default())
+                    })
+                    .collect(),
+                other => other
+                    .sse()
+                    .map(|(name, data)| {
+                        SseEvent::default()
+                            .event(name)
+                            .id(env.seq.to_string())
+                            .data(data.to_string())
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+            Err(BroadcastStreamRecvError::Lagged(n)) => vec![SseEvent::default()
                 .event("lagged")
-                .data(json!({"missed": n}).to_string()),
-        })
+                .data(json!({"missed": n}).to_string())],
+        };
+        futures_util::stream::iter(events.into_iter().map(Ok))
     });
     let shutdown = d.clone();
     let stream = hello

@@ -10,16 +10,11 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, Id};
-use super::params::udp_problem;
 use super::problem::{Problem, ProblemBody};
-use crate::daemon::Daemon;
+use crate::app::App;
 use crate::job::validate::{parse_job_request, FieldError};
-use crate::job::{
-    Job, JobError, Label, OutputFormat, ResultsState, ServiceDetails, Status, SubmitState,
-};
-use crate::platform::openeo::OpenEoError;
-use crate::platform::udp::validate_arguments;
-use crate::store::{JobFilter, JobPatch};
+use crate::job::{Job, Label, OutputFormat, ServiceDetails, Status};
+use crate::store::JobFilter;
 
 /// Default page size of `GET /unit_jobs`.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -76,41 +71,20 @@ pub struct ListQuery {
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     headers: HeaderMap,
     ApiJson(body): ApiJson,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
-    let mut req = parse_job_request(&body).map_err(Problem::invalid)?;
-    if req.label == Label::Openeo {
-        // Validate against the UDP and keep what will actually be sent.
-        let udp = d
-            .udps()
-            .get(&req.service.application)
-            .await
-            .map_err(udp_problem)?;
-        req.parameters = validate_arguments(&udp, &req.parameters).map_err(Problem::invalid)?;
-    }
-    let job = match key {
-        Some(key) => {
-            let hash = format!("{:x}", Sha256::digest(body.to_string().as_bytes()));
-            let (job, created) = d.store().insert_job_idempotent(req, key, hash).await?;
-            if !created {
-                // A retry: the same answer as the first time, nothing new.
-                let location = format!("/unit_jobs/{}", job.id);
-                return Ok((
-                    StatusCode::CREATED,
-                    [(header::LOCATION, location)],
-                    Json(job),
-                )
-                    .into_response());
-            }
-            job
-        }
-        None => d.store().insert_job(req).await?,
-    };
-    d.events().job_changed(&job);
-    d.scheduler().job_added(&d, &job);
+    let req = parse_job_request(&body).map_err(Problem::invalid)?;
+    let idempotency = key.map(|k| {
+        (
+            k,
+            format!("{:x}", Sha256::digest(body.to_string().as_bytes())),
+        )
+    });
+    // A repeated key answers the first job the same way: nothing new.
+    let (job, _created) = d.create_job(req, idempotency).await?;
     let location = format!("/unit_jobs/{}", job.id);
     Ok((
         StatusCode::CREATED,
@@ -143,7 +117,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         (status = 422, description = "Invalid query", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn list(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Job>>, Problem> {
     let mut errors = Vec::new();
@@ -197,14 +171,8 @@ pub async fn list(
         (status = 200, description = "The job", body = Job),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn get_one(State(d): State<Daemon>, Id(id): Id) -> Result<Json<Job>, Problem> {
-    let job = d
-        .store()
-        .job(id)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    d.scheduler().nudge(&d, &job);
-    Ok(Json(job))
+pub async fn get_one(State(d): State<App>, Id(id): Id) -> Result<Json<Job>, Problem> {
+    Ok(Json(d.job(id).await?))
 }
 
 /// Forget a unit job: cancel it on the backend if it is active, then delete the
@@ -215,18 +183,8 @@ pub async fn get_one(State(d): State<Daemon>, Id(id): Id) -> Result<Json<Job>, P
         (status = 204, description = "Job forgotten"),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn delete(State(d): State<Daemon>, Id(id): Id) -> Result<StatusCode, Problem> {
-    let job = d
-        .store()
-        .job(id)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    if !job.status.is_terminal() {
-        cancel_on_backend(&d, &job).await?;
-    }
-    if d.store().delete_job(id).await? {
-        d.events().job_deleted(&job);
-    }
+pub async fn delete(State(d): State<App>, Id(id): Id) -> Result<StatusCode, Problem> {
+    d.delete_job(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -239,105 +197,24 @@ pub async fn delete(State(d): State<Daemon>, Id(id): Id) -> Result<StatusCode, P
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The job has ended already", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn cancel(State(d): State<Daemon>, Id(id): Id) -> Result<Json<Job>, Problem> {
-    let job = d
-        .store()
-        .job(id)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    if job.status.is_terminal() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "JobEnded",
-            "Job has ended",
-            format!("job {id} is {} and cannot be canceled", job.status.as_str()),
-        ));
-    }
-    cancel_on_backend(&d, &job).await?;
-    let job = d
-        .store()
-        .update_job(
-            id,
-            JobPatch {
-                status: Some(Status::Canceled),
-                error: Some(Some(JobError {
-                    code: "Canceled".into(),
-                    message: "canceled by the user".into(),
-                })),
-                ..JobPatch::default()
-            },
-        )
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    d.events().job_changed(&job);
-    Ok(Json(job))
+pub async fn cancel(State(d): State<App>, Id(id): Id) -> Result<Json<Job>, Problem> {
+    Ok(Json(d.cancel_job(id).await?))
 }
 
-/// Cancels an active job on its backend (`DELETE /jobs/{id}/results`). A job not sent
-/// yet needs nothing. A job being sent right now is waited for (up to
-/// [`SUBMIT_SETTLE`]) so that its remote job, if one was created, is canceled too.
-pub(crate) async fn cancel_on_backend(d: &Daemon, job: &Job) -> Result<(), Problem> {
-    let deadline = tokio::time::Instant::now() + SUBMIT_SETTLE;
-    let mut job = job.clone();
-    while job.submit_state == SubmitState::Submitting {
-        if tokio::time::Instant::now() > deadline {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "JobBeingSubmitted",
-                "Job is being submitted",
-                format!(
-                    "job {} is being sent to its backend right now; try again in a moment",
-                    job.id
-                ),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        job = d
-            .store()
-            .job(job.id)
-            .await?
-            .ok_or_else(|| Problem::job_not_found(job.id))?;
-    }
-    let Some(remote) = job.backend_job_id.as_deref() else {
-        return Ok(());
-    };
-    let backend = d.backends().get(&job.service.endpoint);
-    backend.limiter.acquire().await;
-    match backend.client.cancel_job(remote).await {
-        Ok(()) => Ok(()),
-        // Already gone on the backend: nothing left to cancel.
-        Err(OpenEoError::Api { status: 404, .. }) => Ok(()),
-        Err(e) => Err(backend_problem(&e)),
-    }
-}
-
-/// How long a cancel waits for a submission in flight to settle.
-pub const SUBMIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// A backend failure as a problem: 503 when it is unreachable or busy, 401-like
-/// `LoginRequired` as 409, the backend's own refusal as 502 with its message.
-pub fn backend_problem(e: &OpenEoError) -> Problem {
-    let detail = crate::platform::redact(&e.to_string());
-    match e {
-        OpenEoError::Auth { .. } => Problem::new(
-            StatusCode::CONFLICT,
-            "LoginRequired",
-            "Backend login required",
-            detail,
-        ),
-        e if e.is_transient() => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "BackendUnreachable",
-            "Backend unreachable",
-            detail,
-        ),
-        _ => Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "BackendError",
-            "Backend error",
-            detail,
-        ),
-    }
+/// Submit a failed or canceled job again as a new attempt (*ext*): back to `created`,
+/// with a new UUID, no remote job, error or results; the scheduler sends it like a new
+/// job. A finished job is never run again, and an active one is not touched (409). This
+/// is also how a job whose submission is uncertain (`SubmissionUncertain`: the backend
+/// may or may not have created it) is sent again, once the user has looked.
+#[utoipa::path(post, path = "/unit_jobs/{id}/retry", tag = "unit jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, waiting to be sent again", body = Job),
+        (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not failed or canceled", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn retry(State(d): State<App>, Id(id): Id) -> Result<Json<Job>, Problem> {
+    Ok(Json(d.retry_job(id).await?))
 }
 
 /// The job's results as a STAC Collection: the backend's fresh document until the
@@ -352,44 +229,8 @@ pub fn backend_problem(e: &OpenEoError) -> Problem {
         (status = 200, description = "STAC Collection of the results", body = Object),
         (status = 404, description = "No such job, or no results yet", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn results(State(d): State<Daemon>, Id(id): Id) -> Result<Response, Problem> {
-    let job = d
-        .store()
-        .job(id)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    if let (ResultsState::Ready, Some(dir)) = (job.results.state, job.results.dir.as_deref()) {
-        // Downloaded: our own URLs (no header needed), the local path, the remote link.
-        let file = std::path::Path::new(dir).join("results.json");
-        if let Ok(text) = tokio::fs::read(&file).await {
-            if let Ok(local) = serde_json::from_slice::<serde_json::Value>(&text) {
-                let base = format!("http://127.0.0.1:{}", d.port());
-                let uuid = job.uuid.hyphenated().to_string();
-                let doc = crate::results::manifest::served_document(&local, &base, &uuid, dir);
-                return Ok(Json(doc).into_response());
-            }
-        }
-    }
-    if let (Status::Finished, Some(remote)) = (job.status, job.backend_job_id.as_deref()) {
-        // Fresh from the backend: signed asset links expire.
-        let backend = d.backends().get(&job.service.endpoint);
-        backend.limiter.acquire().await;
-        let doc = backend
-            .client
-            .results(remote)
-            .await
-            .map_err(|e| backend_problem(&e))?;
-        return Ok(Json(doc).into_response());
-    }
-    Err(Problem::new(
-        StatusCode::NOT_FOUND,
-        "ResultsNotAvailable",
-        "No results yet",
-        format!(
-            "job {id} is {} and has no results yet; results exist once it is finished",
-            job.status.as_str()
-        ),
-    ))
+pub async fn results(State(d): State<App>, Id(id): Id) -> Result<Response, Problem> {
+    Ok(Json(d.results_document(id).await?).into_response())
 }
 
 /// Download a finished job's results again (*ext*): after a failed download (e.g. a
@@ -405,48 +246,10 @@ pub async fn results(State(d): State<Daemon>, Id(id): Id) -> Result<Response, Pr
         (status = 409, description = "Not finished, or results already in place", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn download_results(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     Id(id): Id,
 ) -> Result<(StatusCode, Json<Job>), Problem> {
-    let job = d
-        .store()
-        .job(id)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    if job.status != Status::Finished || job.backend_job_id.is_none() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "JobNotFinished",
-            "Job has not finished",
-            format!(
-                "job {id} is {}; results can be downloaded once it is finished",
-                job.status.as_str()
-            ),
-        ));
-    }
-    let in_place = job.results.state == ResultsState::Ready
-        && job
-            .results
-            .dir
-            .as_deref()
-            .is_some_and(|dir| std::path::Path::new(dir).join("job.json").is_file());
-    if in_place {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "ResultsReady",
-            "Results already downloaded",
-            format!(
-                "the results of job {id} are in {}; delete that folder to download them again",
-                job.results.dir.as_deref().unwrap_or("")
-            ),
-        ));
-    }
-    let job = d
-        .results()
-        .retry(&d, &job)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
-    Ok((StatusCode::ACCEPTED, Json(job)))
+    Ok((StatusCode::ACCEPTED, Json(d.download_results(id).await?)))
 }
 
 /// Query of `GET /unit_jobs/{id}/logs`.
@@ -469,15 +272,10 @@ pub struct LogsQuery {
         (status = 409, description = "Not submitted yet", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn logs(
-    State(d): State<Daemon>,
+    State(d): State<App>,
     Id(id): Id,
     Query(q): Query<LogsQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let job = d
-        .store()
-        .job(id)
-        .await?
-        .ok_or_else(|| Problem::job_not_found(id))?;
     if let Some(level) = q.level.as_deref() {
         if !["error", "warning", "info", "debug"].contains(&level) {
             return Err(Problem::invalid_field(
@@ -486,20 +284,7 @@ pub async fn logs(
             ));
         }
     }
-    let Some(remote) = job.backend_job_id.as_deref() else {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "JobNotSubmitted",
-            "Job not submitted yet",
-            format!("job {id} has not reached its backend yet, so it has no logs"),
-        ));
-    };
-    let backend = d.backends().get(&job.service.endpoint);
-    backend.limiter.acquire().await;
-    let logs = backend
-        .client
-        .logs(remote, q.offset.as_deref(), q.level.as_deref())
-        .await
-        .map_err(|e| backend_problem(&e))?;
-    Ok(Json(logs))
+    Ok(Json(
+        d.logs(id, q.offset.as_deref(), q.level.as_deref()).await?,
+    ))
 }

@@ -8,8 +8,10 @@
 //! - this module: [`Auth`], the daemon's registry of logins: it starts logins (answering
 //!   the API at once; device logins are polled by a background task, browser logins end
 //!   at `GET /auth/callback`), remembers which backend uses which provider and client (in
-//!   SQLite, nothing secret), restores sessions after a restart, logs out, and describes
-//!   each backend for `GET /backends` and `auth` events.
+//!   SQLite, nothing secret), restores sessions after a restart, logs out, and tells
+//!   each backend's login state. It implements [`crate::credentials::Logins`]: the
+//!   platforms find a backend's credential through that interface, and this module
+//!   knows nothing of platforms (the providers a backend accepts are handed in).
 
 pub mod oidc;
 pub mod session;
@@ -26,30 +28,17 @@ use utoipa::ToSchema;
 use self::oidc::{Discovery, Flow, OidcError, Pkce, Provider};
 use self::session::{Credential, Method, Session, SessionError};
 use self::tokens::{SecretString, StoreKind, TokenKey, TokenStore, TokenStoreError};
-use crate::daemon::Daemon;
-use crate::events::EventKind;
-use crate::platform::backends::{normalise_endpoint, Backend};
-use crate::platform::openeo::OpenEoError;
-use crate::store::{LoginRecord, StoreError};
+use crate::background::Background;
+use crate::credentials::{normalise_endpoint, Credentials, Logins};
+use crate::events::{Event, EventBus};
+use crate::store::{LoginRecord, Store, StoreError};
 
 /// How long a browser login may take from start to callback.
 const BROWSER_TTL: Duration = Duration::from_secs(600);
 
-/// How often `GET /backends` may try to reach a backend it knows nothing about.
-const PROBE_EVERY: Duration = Duration::from_secs(60);
-
-/// How long `GET /backends` waits for backends it probes.
-const PROBE_WAIT: Duration = Duration::from_millis(1500);
-
-/// Backends known out of the box: those the bundled APEx service records run on.
-pub const KNOWN_BACKENDS: &[&str] = &["https://openeofed.dataspace.copernicus.eu"];
-
 /// Errors of logins and logouts.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The backend could not be asked for its providers.
-    #[error(transparent)]
-    Backend(#[from] OpenEoError),
     /// The identity provider failed or refused.
     #[error(transparent)]
     Oidc(#[from] OidcError),
@@ -156,56 +145,6 @@ pub struct LoginInfo {
     pub message: Option<String>,
 }
 
-/// What the backend says about itself.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CapabilitiesInfo {
-    /// openEO API version.
-    pub api_version: String,
-    /// Backend software version.
-    pub backend_version: String,
-    /// Title.
-    pub title: String,
-}
-
-/// A provider offered by a backend.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ProviderInfo {
-    /// Id.
-    pub id: String,
-    /// Title.
-    pub title: String,
-    /// Issuer URL.
-    pub issuer: String,
-}
-
-/// One backend in `GET /backends` and in `auth` events. Never contains a token.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct BackendEntry {
-    /// Backend URL.
-    pub url: String,
-    /// The backend's title, once known.
-    pub title: Option<String>,
-    /// `ok`, `unreachable` or `login_required`: what the last contact showed.
-    pub state: &'static str,
-    /// The last problem, in words.
-    pub message: Option<String>,
-    /// When the backend last answered (RFC 3339).
-    pub last_contact: Option<String>,
-    /// Limit on active jobs.
-    pub max_running_jobs: u32,
-    /// Login state.
-    pub login: LoginInfo,
-    /// Where refresh tokens are kept: `keyring` or `file`.
-    pub token_store: &'static str,
-    /// The backend's capabilities, once fetched.
-    pub capabilities: Option<CapabilitiesInfo>,
-    /// Its OIDC providers, once fetched.
-    pub providers: Vec<ProviderInfo>,
-    /// Login attempt this event ends (auth events only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub login_id: Option<String>,
-}
-
 struct Attempt {
     endpoint: String,
     method: Method,
@@ -226,15 +165,28 @@ struct BrowserPending {
     created: Instant,
 }
 
+/// What the login registry needs of the daemon.
+#[derive(Clone)]
+pub struct Parts {
+    /// Where refresh tokens and client secrets are kept.
+    pub tokens: TokenStore,
+    /// Which backend uses which provider and client (nothing secret).
+    pub store: Store,
+    /// Where login changes are published.
+    pub events: EventBus,
+    /// Owner of the device-login polls.
+    pub background: Background,
+    /// Port of the local API (the browser login's redirect).
+    pub port: u16,
+}
+
 struct Inner {
+    parts: Parts,
     http: reqwest::Client,
-    tokens: TokenStore,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     credentials: Mutex<HashMap<TokenKey, Arc<Credential>>>,
     attempts: Mutex<HashMap<String, Attempt>>,
     browser: Mutex<HashMap<String, BrowserPending>>,
-    providers: Mutex<HashMap<String, Vec<Provider>>>,
-    probed: Mutex<HashMap<String, Instant>>,
 }
 
 /// The daemon's logins. Cheap to clone.
@@ -246,8 +198,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Auth {
-    /// Logins over `tokens`; nothing is read until [`restore`](Self::restore).
-    pub fn new(tokens: TokenStore) -> Auth {
+    /// Logins over `parts.tokens`; nothing is read until [`restore`](Self::restore).
+    pub fn new(parts: Parts) -> Auth {
         let http = reqwest::Client::builder()
             .user_agent(concat!("eodispatch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -258,20 +210,22 @@ impl Auth {
             .build()
             .expect("building the HTTP client (rustls) must not fail");
         Auth(Arc::new(Inner {
+            parts,
             http,
-            tokens,
             sessions: Mutex::default(),
             credentials: Mutex::default(),
             attempts: Mutex::default(),
             browser: Mutex::default(),
-            providers: Mutex::default(),
-            probed: Mutex::default(),
         }))
     }
 
     /// The token store.
     pub fn tokens(&self) -> &TokenStore {
-        &self.0.tokens
+        &self.0.parts.tokens
+    }
+
+    fn events(&self) -> &EventBus {
+        &self.0.parts.events
     }
 
     /// The session of `endpoint`, if logged in.
@@ -283,8 +237,8 @@ impl Auth {
 
     /// Restores the logins remembered in the store (no keyring access: the first
     /// request of each backend renews its access token).
-    pub async fn restore(&self, d: &Daemon) -> Result<(), StoreError> {
-        for r in d.store().logins().await? {
+    pub async fn restore(&self) -> Result<(), StoreError> {
+        for r in self.0.parts.store.logins().await? {
             let Some(method) = Method::parse(&r.method) else {
                 continue;
             };
@@ -301,11 +255,7 @@ impl Auth {
                 provider_title: r.provider_title,
                 credential,
             });
-            d.backends()
-                .get(&r.endpoint)
-                .client
-                .set_session(Some(session.clone()));
-            lock(&self.0.sessions).insert(r.endpoint, session);
+            lock(&self.0.sessions).insert(normalise_endpoint(&r.endpoint), session);
         }
         Ok(())
     }
@@ -330,25 +280,23 @@ impl Auth {
             method,
             scope,
             self.0.http.clone(),
-            self.0.tokens.clone(),
+            self.0.parts.tokens.clone(),
             discovery,
         ));
         map.insert(key, c.clone());
         c
     }
 
-    /// Starts a login. Device and browser logins answer `pending` at once and end in the
-    /// background (an `auth` event says when); client credentials end before answering.
+    /// Starts a login with one of `providers` (those the backend accepts). Device and
+    /// browser logins answer `pending` at once and end in the background (an event says
+    /// when); client credentials end before answering.
     pub async fn start_login(
         &self,
-        d: &Daemon,
         req: LoginRequest,
+        providers: &[Provider],
     ) -> Result<LoginStarted, AuthError> {
         let endpoint = normalise_endpoint(&req.endpoint);
-        let backend = d.backends().get(&req.endpoint);
-        let providers = oidc::parse_providers(&backend.client.oidc_providers().await?)?;
-        lock(&self.0.providers).insert(endpoint.clone(), providers.clone());
-        let provider = oidc::pick_provider(&providers, req.provider_id.as_deref())
+        let provider = oidc::pick_provider(providers, req.provider_id.as_deref())
             .map_err(|e| AuthError::Invalid {
                 field: "provider_id",
                 reason: e.to_string(),
@@ -403,7 +351,6 @@ impl Auth {
                 started.interval = Some(dev.interval);
                 self.new_attempt(&login_id, &endpoint, Method::Device);
                 let this = self.clone();
-                let daemon = d.clone();
                 let job = DeviceJob {
                     login_id: login_id.clone(),
                     endpoint: endpoint.clone(),
@@ -414,19 +361,17 @@ impl Auth {
                     scope,
                     device: dev,
                 };
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = this.poll_device(&daemon, job) => {}
-                        _ = daemon.shutting_down() => {}
-                    }
-                });
+                self.0
+                    .parts
+                    .background
+                    .spawn(async move { this.poll_device(job).await });
             }
             Method::Browser => {
                 let client_id = flow_client(Flow::Browser, "authorization code")?;
                 let scope = oidc::scope(&provider, &discovery, true);
                 let pkce = Pkce::new();
                 let state = oidc::random_token(32);
-                let redirect_uri = format!("http://127.0.0.1:{}/auth/callback", d.port());
+                let redirect_uri = format!("http://127.0.0.1:{}/auth/callback", self.0.parts.port);
                 let url = oidc::authorization_url(
                     &discovery,
                     &client_id,
@@ -477,14 +422,14 @@ impl Auth {
                     discovery,
                     scope,
                 };
-                if let Err(e) = self.finish(d, done, set, Some(secret)).await {
-                    self.end_attempt(d, &login_id, "failed", Some(e.to_string()));
+                if let Err(e) = self.finish(done, set, Some(secret)).await {
+                    self.end_attempt(&login_id, "failed", Some(e.to_string()));
                     return Err(e);
                 }
                 started.state = "logged_in";
             }
         }
-        self.publish(d, &endpoint, None);
+        self.events().backend_changed(&endpoint, None);
         Ok(started)
     }
 
@@ -503,7 +448,7 @@ impl Auth {
         );
     }
 
-    fn end_attempt(&self, d: &Daemon, login_id: &str, state: &'static str, error: Option<String>) {
+    fn end_attempt(&self, login_id: &str, state: &'static str, error: Option<String>) {
         let endpoint = {
             let mut attempts = lock(&self.0.attempts);
             let Some(a) = attempts.get_mut(login_id) else {
@@ -513,7 +458,8 @@ impl Auth {
             a.error = error;
             a.endpoint.clone()
         };
-        self.publish(d, &endpoint, Some(login_id.to_string()));
+        self.events()
+            .backend_changed(&endpoint, Some(login_id.to_string()));
     }
 
     /// Where a login attempt stands.
@@ -531,14 +477,13 @@ impl Auth {
         })
     }
 
-    async fn poll_device(&self, d: &Daemon, job: DeviceJob) {
+    async fn poll_device(&self, job: DeviceJob) {
         let deadline = Instant::now() + Duration::from_secs(job.device.expires_in);
         let mut interval = Duration::from_secs(job.device.interval);
         loop {
             tokio::time::sleep(interval).await;
             if Instant::now() >= deadline {
                 self.end_attempt(
-                    d,
                     &job.login_id,
                     "expired",
                     Some("the code expired before the login was completed".into()),
@@ -572,8 +517,8 @@ impl Auth {
                         discovery: job.discovery.clone(),
                         scope: job.scope.clone(),
                     };
-                    if let Err(e) = self.finish(d, done, set, None).await {
-                        self.end_attempt(d, &job.login_id, "failed", Some(e.to_string()));
+                    if let Err(e) = self.finish(done, set, None).await {
+                        self.end_attempt(&job.login_id, "failed", Some(e.to_string()));
                     }
                     return;
                 }
@@ -585,7 +530,7 @@ impl Auth {
                         OidcError::Rejected { error, .. } if error == "expired_token" => "expired",
                         _ => "failed",
                     };
-                    self.end_attempt(d, &job.login_id, state, Some(e.to_string()));
+                    self.end_attempt(&job.login_id, state, Some(e.to_string()));
                     return;
                 }
             }
@@ -595,7 +540,6 @@ impl Auth {
     /// Ends a browser login (`GET /auth/callback`). The `state` is single-use.
     pub async fn callback(
         &self,
-        d: &Daemon,
         state: Option<&str>,
         code: Option<&str>,
         error: Option<&str>,
@@ -608,7 +552,6 @@ impl Auth {
         };
         if p.created.elapsed() >= BROWSER_TTL {
             self.end_attempt(
-                d,
                 &p.login_id,
                 "expired",
                 Some("the login took too long".into()),
@@ -618,7 +561,6 @@ impl Auth {
         if let Some(e) = error {
             let e: String = e.chars().filter(|c| !c.is_control()).take(200).collect();
             self.end_attempt(
-                d,
                 &p.login_id,
                 "failed",
                 Some(format!("the identity provider answered {e}")),
@@ -627,7 +569,6 @@ impl Auth {
         }
         let Some(code) = code else {
             self.end_attempt(
-                d,
                 &p.login_id,
                 "failed",
                 Some("no code in the redirect".into()),
@@ -646,7 +587,7 @@ impl Auth {
         {
             Ok(s) => s,
             Err(e) => {
-                self.end_attempt(d, &p.login_id, "failed", Some(e.to_string()));
+                self.end_attempt(&p.login_id, "failed", Some(e.to_string()));
                 return Err(format!("The login could not be completed: {e}"));
             }
         };
@@ -659,10 +600,10 @@ impl Auth {
             discovery: p.discovery.clone(),
             scope: p.scope.clone(),
         };
-        match self.finish(d, done, set, None).await {
+        match self.finish(done, set, None).await {
             Ok(()) => Ok(p.endpoint),
             Err(e) => {
-                self.end_attempt(d, &p.login_id, "failed", Some(e.to_string()));
+                self.end_attempt(&p.login_id, "failed", Some(e.to_string()));
                 Err(format!("The login could not be completed: {e}"))
             }
         }
@@ -672,7 +613,6 @@ impl Auth {
     /// the backend; waiting jobs go on.
     async fn finish(
         &self,
-        d: &Daemon,
         done: Done<'_>,
         set: oidc::TokenSet,
         secret: Option<&SecretString>,
@@ -689,7 +629,9 @@ impl Auth {
             true,
         );
         credential.install(set, secret).await?;
-        d.store()
+        self.0
+            .parts
+            .store
             .put_login(LoginRecord {
                 endpoint: done.endpoint.clone(),
                 provider_id: done.provider.id.clone(),
@@ -731,18 +673,14 @@ impl Auth {
                 .any(|s| s.credential.key() == old.credential.key());
             if !used {
                 lock(&self.0.credentials).remove(old.credential.key());
-                if let Err(e) = self.0.tokens.delete(old.credential.key()).await {
+                if let Err(e) = self.tokens().delete(old.credential.key()).await {
                     tracing::warn!(error = %e, "could not remove the replaced login's secret");
                 }
             }
         }
-        for (ep, s) in others {
-            d.backends().get(&ep).client.set_session(Some(s));
-            d.scheduler().backend_ready(d, &ep);
+        for (ep, _) in others {
+            self.events().publish(Event::LoggedIn { endpoint: ep });
         }
-        let backend = d.backends().get(&done.endpoint);
-        backend.client.set_session(Some(session));
-        backend.mark_ok();
         tracing::info!(backend = %done.endpoint, provider = %done.provider.id, method = done.method.as_str(), "logged in");
         {
             let mut attempts = lock(&self.0.attempts);
@@ -750,14 +688,17 @@ impl Auth {
                 a.state = "logged_in";
             }
         }
-        self.publish(d, &done.endpoint, Some(done.login_id.clone()));
-        d.scheduler().backend_ready(d, &done.endpoint);
+        self.events().publish(Event::LoggedIn {
+            endpoint: done.endpoint.clone(),
+        });
+        self.events()
+            .backend_changed(&done.endpoint, Some(done.login_id.clone()));
         Ok(())
     }
 
     /// Logs out of `endpoint`: its secret leaves the token store (unless another
     /// backend still uses the same issuer and client), the login is forgotten.
-    pub async fn logout(&self, d: &Daemon, endpoint: &str) -> Result<BackendEntry, AuthError> {
+    pub async fn logout(&self, endpoint: &str) -> Result<(), AuthError> {
         let key = normalise_endpoint(endpoint);
         let removed = lock(&self.0.sessions).remove(&key);
         {
@@ -770,48 +711,31 @@ impl Auth {
             }
         }
         lock(&self.0.browser).retain(|_, p| p.endpoint != key);
-        let backend = d.backends().get(endpoint);
-        backend.client.set_session(None);
         if let Some(s) = removed {
             let shared = lock(&self.0.sessions)
                 .values()
                 .any(|o| o.credential.key() == s.credential.key());
             if !shared {
-                self.0.tokens.delete(s.credential.key()).await?;
+                self.tokens().delete(s.credential.key()).await?;
                 lock(&self.0.credentials).remove(s.credential.key());
             }
         }
-        d.store().delete_login(key.clone()).await?;
+        self.0.parts.store.delete_login(key.clone()).await?;
         tracing::info!(backend = %key, "logged out");
-        self.publish(d, &key, None);
-        Ok(self.entry(d, &backend))
+        self.events().backend_changed(&key, None);
+        Ok(())
     }
 
-    /// Publishes an `auth` event with the backend's entry.
-    pub fn publish(&self, d: &Daemon, endpoint: &str, login_id: Option<String>) {
-        let backend = d.backends().get(endpoint);
-        let mut entry = self.entry(d, &backend);
-        entry.login_id = login_id;
-        d.events().publish(
-            EventKind::Auth,
-            serde_json::to_value(&entry).unwrap_or(serde_json::Value::Null),
-        );
-    }
-
-    /// Describes a backend (no I/O, no token).
-    pub fn entry(&self, d: &Daemon, backend: &Backend) -> BackendEntry {
-        let s = backend.state();
-        let key = normalise_endpoint(&s.url);
+    /// The login state of `endpoint` (no I/O, no token). `configured_token`: the
+    /// backend has a fixed token in `config.toml`; `refused`: its last request was
+    /// refused for want of a login.
+    pub fn login_info(&self, endpoint: &str, configured_token: bool, refused: bool) -> LoginInfo {
+        let key = normalise_endpoint(endpoint);
         let session = lock(&self.0.sessions).get(&key).cloned();
         let pending = lock(&self.0.attempts)
             .values()
             .any(|a| a.endpoint == key && a.state == "pending");
-        let configured_token = d
-            .config()
-            .backends
-            .values()
-            .any(|b| normalise_endpoint(&b.url) == key && b.access_token.is_some());
-        let login = match &session {
+        match &session {
             Some(sess) => {
                 let refused = sess.credential.refused();
                 LoginInfo {
@@ -836,7 +760,7 @@ impl Auth {
                     "pending"
                 } else if configured_token {
                     "logged_in"
-                } else if s.state == "login_required" {
+                } else if refused {
                     "login_required"
                 } else {
                     "logged_out"
@@ -848,84 +772,20 @@ impl Auth {
                 expires_at: None,
                 message: None,
             },
-        };
-        let capabilities = backend.client.cached_capabilities();
-        let providers = lock(&self.0.providers)
-            .get(&key)
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| ProviderInfo {
-                        id: p.id.clone(),
-                        title: p.title.clone(),
-                        issuer: p.issuer.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        BackendEntry {
-            url: s.url,
-            title: capabilities.as_ref().map(|c| c.title.clone()),
-            state: s.state,
-            message: s.message,
-            last_contact: s.last_contact,
-            max_running_jobs: s.max_running_jobs,
-            login,
-            token_store: self.0.tokens.kind().as_str(),
-            capabilities: capabilities.map(|c| CapabilitiesInfo {
-                api_version: c.api_version.clone(),
-                backend_version: c.backend_version.clone(),
-                title: c.title.clone(),
-            }),
-            providers,
-            login_id: None,
         }
-    }
-
-    /// Every known backend, after a short, bounded attempt to learn the capabilities and
-    /// providers of those not asked yet (at most once a minute each).
-    pub async fn entries(&self, d: &Daemon) -> Vec<BackendEntry> {
-        let backends = d.backends().all();
-        let mut probes = Vec::new();
-        for b in &backends {
-            let key = normalise_endpoint(&b.state().url);
-            let known = b.client.cached_capabilities().is_some()
-                && lock(&self.0.providers).contains_key(&key);
-            let due = lock(&self.0.probed)
-                .get(&key)
-                .is_none_or(|t| t.elapsed() >= PROBE_EVERY);
-            if !known && due {
-                lock(&self.0.probed).insert(key.clone(), Instant::now());
-                let b = b.clone();
-                let this = self.clone();
-                let daemon = d.clone();
-                // Finishes in the background if it takes longer than PROBE_WAIT (bounded
-                // by the client's timeouts), or ends with the daemon.
-                probes.push(tokio::spawn(async move {
-                    let probe = async {
-                        let _ = b.client.capabilities().await;
-                        if let Ok(doc) = b.client.oidc_providers().await {
-                            if let Ok(ps) = oidc::parse_providers(&doc) {
-                                lock(&this.0.providers).insert(key, ps);
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        _ = probe => {}
-                        _ = daemon.shutting_down() => {}
-                    }
-                }));
-            }
-        }
-        if !probes.is_empty() {
-            let _ = tokio::time::timeout(PROBE_WAIT, futures_util::future::join_all(probes)).await;
-        }
-        backends.iter().map(|b| self.entry(d, b)).collect()
     }
 
     /// Checks that the token store works (for `doctor`).
     pub async fn probe_store(&self) -> Result<StoreKind, TokenStoreError> {
-        self.0.tokens.probe().await?;
-        Ok(self.0.tokens.kind())
+        self.tokens().probe().await?;
+        Ok(self.tokens().kind())
+    }
+}
+
+impl Logins for Auth {
+    fn credentials(&self, endpoint: &str) -> Option<Arc<dyn Credentials>> {
+        let session = self.session(endpoint)?;
+        Some(session)
     }
 }
 

@@ -58,55 +58,7 @@ impl OidcError {
     }
 }
 
-/// A default client listed by the backend for a provider.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct DefaultClient {
-    /// Client id.
-    pub id: String,
-    /// Grant types, openEO spelling (`authorization_code+pkce`, `..device_code+pkce`, ...).
-    #[serde(default)]
-    pub grant_types: Vec<String>,
-    /// Redirect URLs registered for the client.
-    #[serde(default)]
-    pub redirect_urls: Vec<String>,
-}
-
-/// One provider of a backend's `GET /credentials/oidc`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Provider {
-    /// Id, the middle of `oidc/<id>/<token>`.
-    pub id: String,
-    /// Issuer URL (no trailing slash).
-    pub issuer: String,
-    /// Human-readable name.
-    #[serde(default)]
-    pub title: String,
-    /// Scopes to ask for.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Public clients a tool may use.
-    #[serde(default)]
-    pub default_clients: Vec<DefaultClient>,
-}
-
-/// Parses `GET /credentials/oidc`.
-pub fn parse_providers(doc: &Value) -> Result<Vec<Provider>, OidcError> {
-    let list = doc
-        .get("providers")
-        .cloned()
-        .ok_or_else(|| OidcError::Protocol("/credentials/oidc has no providers".into()))?;
-    let mut providers: Vec<Provider> = serde_json::from_value(list)
-        .map_err(|e| OidcError::Protocol(format!("/credentials/oidc: {e}")))?;
-    for p in &mut providers {
-        p.issuer = p.issuer.trim_end_matches('/').to_string();
-    }
-    if providers.is_empty() {
-        return Err(OidcError::Unsupported(
-            "the backend lists no OpenID Connect provider".into(),
-        ));
-    }
-    Ok(providers)
-}
+pub use crate::credentials::{LoginClient as DefaultClient, LoginProvider as Provider};
 
 /// Picks the provider: the one asked for, else the backend's first (its default).
 pub fn pick_provider<'a>(
@@ -124,7 +76,9 @@ pub fn pick_provider<'a>(
                     .join(", ")
             ))
         }),
-        None => Ok(&providers[0]),
+        None => providers.first().ok_or_else(|| {
+            OidcError::Unsupported("the backend lists no OpenID Connect provider".into())
+        }),
     }
 }
 
@@ -555,10 +509,7 @@ fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
     // reqwest's Display includes the URL; endpoint URLs carry no secrets (forms go in bodies).
     let mut message = e.to_string();
     if let Some(url) = e.url() {
-        message = message.replace(
-            url.as_str(),
-            &crate::platform::openeo::redact_url(url.as_str()),
-        );
+        message = message.replace(url.as_str(), &crate::redact::redact_url(url.as_str()));
     }
     OidcError::Unreachable {
         issuer: issuer.to_string(),
@@ -570,6 +521,19 @@ fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The providers of a `/credentials/oidc` document (as openEO backends list them).
+    fn parse_providers(doc: &Value) -> Result<Vec<Provider>, String> {
+        let list = doc.get("providers").cloned().ok_or("no providers")?;
+        let mut ps: Vec<Provider> = serde_json::from_value(list).map_err(|e| e.to_string())?;
+        for p in &mut ps {
+            p.issuer = p.issuer.trim_end_matches('/').to_string();
+        }
+        if ps.is_empty() {
+            return Err("no provider".into());
+        }
+        Ok(ps)
+    }
 
     fn provider(clients: Value) -> Provider {
         parse_providers(&json!({"providers": [{

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 
 use super::oidc::{self, Discovery, OidcError};
 use super::tokens::{SecretString, TokenKey, TokenStore, TokenStoreError};
-use crate::platform::openeo::Bearer;
+use async_trait::async_trait;
+
+use crate::credentials::{AccessToken, Credentials};
 
 /// Longest head start of a renewal before the access token expires.
 const MAX_MARGIN: Duration = Duration::from_secs(60);
@@ -57,19 +59,8 @@ impl Method {
     }
 }
 
-/// Why no access token could be had.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SessionError {
-    /// The refresh token (or client secret) was refused or is gone: log in again.
-    #[error("login required: {0}")]
-    LoginRequired(String),
-    /// The identity provider is unreachable for now.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The token store (keyring) failed.
-    #[error("{0}")]
-    Store(String),
-}
+/// Why no access token could be had (the credentials interface's error).
+pub use crate::credentials::CredentialError as SessionError;
 
 struct Access {
     token: SecretString,
@@ -359,16 +350,19 @@ pub struct Session {
     pub credential: std::sync::Arc<Credential>,
 }
 
-impl Session {
-    /// The bearer to send, renewed first if needed.
-    pub async fn bearer(&self) -> Result<(Bearer, SecretString), SessionError> {
-        let t = self.credential.access_token().await?;
-        Ok((Bearer::oidc(&self.provider_id, t.expose()), t))
+#[async_trait]
+impl Credentials for Session {
+    async fn access_token(&self) -> Result<AccessToken, SessionError> {
+        Ok(AccessToken {
+            provider_id: self.provider_id.clone(),
+            token: self.credential.access_token().await?,
+        })
     }
 
-    /// The backend refused the token `used`; a bearer to retry with.
-    pub async fn rejected(&self, used: &SecretString) -> Result<Bearer, SessionError> {
-        let t = self.credential.rejected(used).await?;
-        Ok(Bearer::oidc(&self.provider_id, t.expose()))
+    async fn rejected(&self, used: &SecretString) -> Result<AccessToken, SessionError> {
+        Ok(AccessToken {
+            provider_id: self.provider_id.clone(),
+            token: self.credential.rejected(used).await?,
+        })
     }
 }

@@ -98,33 +98,7 @@ impl TokenKey {
     }
 }
 
-/// A secret (a token): `Debug` prints `[REDACTED]`, and there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// Wraps `secret`.
-    pub fn new(secret: impl Into<String>) -> SecretString {
-        SecretString(secret.into())
-    }
-
-    /// The secret text, for the one place that must send or store it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(secret: String) -> SecretString {
-        SecretString(secret)
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
+pub use crate::credentials::SecretString;
 
 /// Why the token store failed. No message contains a secret.
 #[derive(Debug, thiserror::Error)]
@@ -252,7 +226,7 @@ impl TokenStore {
                 let user = key.user();
                 keyring_call(*timeout, move || {
                     match keyring::Entry::new(KEYRING_SERVICE, &user)?.get_password() {
-                        Ok(secret) => Ok(Some(SecretString(secret))),
+                        Ok(secret) => Ok(Some(SecretString::new(secret))),
                         Err(keyring::Error::NoEntry) => Ok(None),
                         Err(e) => Err(e),
                     }
@@ -285,7 +259,7 @@ impl TokenStore {
                 let path = Arc::clone(path);
                 file_call(move || {
                     let mut doc = load(&path)?;
-                    doc.tokens.insert(user, secret.0);
+                    doc.tokens.insert(user, secret.expose().to_string());
                     save(&path, &doc)
                 })
                 .await

@@ -1,20 +1,25 @@
-//! The registry of backends the daemon talks to: one [`Backend`] per endpoint (its
-//! openEO client, request-rate limiter, concurrency limit and reachability), created
-//! from `config.toml` or on first use by a job.
+//! The registry of backends the daemon talks to: one [`Backend`] per platform kind and
+//! endpoint (its [`Platform`], request-rate limiter, concurrency limit, reachability
+//! and the login providers it accepts), created from `config.toml` or on first use by
+//! a job. Every request of the scheduler, result delivery and the application layer
+//! goes through [`Backend::call`], which paces it and records reachability; a change of
+//! reachability is published as a backend event.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use serde::Serialize;
 use time::OffsetDateTime;
+use tokio::time::Instant;
 use utoipa::ToSchema;
 
-use super::openeo::{Bearer, OpenEoBackend, OpenEoError};
+use super::udp::UdpCache;
+use super::{connect, Platform, PlatformError};
 use crate::config::{BackendConfig, Config};
-use crate::job::rfc3339_z;
+use crate::credentials::{LoginProvider, Logins};
+use crate::events::EventBus;
+use crate::job::{rfc3339_z, Label};
 
 /// Default limit on jobs active at once on one backend (as the openEO job manager).
 pub const DEFAULT_MAX_RUNNING: u32 = 2;
@@ -23,25 +28,7 @@ pub const DEFAULT_RATE_PER_S: f64 = 5.0;
 /// Default burst of requests towards one backend.
 pub const DEFAULT_BURST: f64 = 10.0;
 
-/// Normalises an endpoint for lookups: lower-case scheme and host, no trailing slash.
-pub fn normalise_endpoint(url: &str) -> String {
-    let trimmed = url.trim().trim_end_matches('/');
-    match trimmed.split_once("://") {
-        Some((scheme, rest)) => {
-            let (host, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            format!(
-                "{}://{}{}",
-                scheme.to_ascii_lowercase(),
-                host.to_ascii_lowercase(),
-                path
-            )
-        }
-        None => trimmed.to_string(),
-    }
-}
+pub use crate::credentials::normalise_endpoint;
 
 /// A token bucket: at most `rate` requests per second on average, `burst` at once.
 #[derive(Debug)]
@@ -94,11 +81,13 @@ impl RateLimiter {
     }
 }
 
-/// What the daemon knows of a backend's reachability and login.
+/// What the daemon knows of a backend's reachability.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct BackendState {
     /// Endpoint as used by jobs.
     pub url: String,
+    /// The kind of platform (the `label` of its jobs).
+    pub label: Label,
     /// `ok`, `unreachable` (network or 5xx trouble: jobs wait and keep their status)
     /// or `login_required` (the backend refused our credentials: jobs wait).
     pub state: &'static str,
@@ -112,19 +101,26 @@ pub struct BackendState {
 
 /// One backend.
 pub struct Backend {
-    /// A configured access token whose provider id is still to be looked up in the
-    /// backend's `/credentials/oidc` (its first provider).
-    pending_token: tokio::sync::Mutex<Option<crate::config::Secret>>,
-    /// The openEO client.
-    pub client: OpenEoBackend,
+    /// The platform adapter.
+    pub platform: Arc<dyn Platform>,
     /// Paces requests.
     pub limiter: RateLimiter,
     /// Limit on jobs active at once (changes with `config.toml`).
     max_running: std::sync::atomic::AtomicU32,
     state: Mutex<BackendState>,
+    /// The identity providers it accepts, once asked.
+    providers: Mutex<Option<Vec<LoginProvider>>>,
+    /// When it was last probed for what it says about itself.
+    probed: Mutex<Option<Instant>>,
+    events: EventBus,
 }
 
 impl Backend {
+    /// The kind of platform.
+    pub fn label(&self) -> Label {
+        self.platform.label()
+    }
+
     /// Limit on jobs active at once.
     pub fn max_running(&self) -> u32 {
         self.max_running.load(std::sync::atomic::Ordering::Relaxed)
@@ -142,68 +138,141 @@ impl Backend {
         self.limiter.set_rate(rate);
     }
 
-    /// Completes the configured credentials: a token without a provider id gets the
-    /// backend's default provider (one request, once).
-    pub async fn ensure_credentials(&self) -> Result<(), OpenEoError> {
-        let mut pending = self.pending_token.lock().await;
-        if let Some(token) = pending.as_ref() {
-            let provider = self.client.default_provider_id().await?;
-            self.client
-                .set_bearer(Some(Bearer::oidc(&provider, token.expose())));
-            *pending = None;
-        }
-        Ok(())
-    }
-
-    /// Records a successful contact; `true` if the state changed.
-    pub fn mark_ok(&self) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = s.state != "ok";
-        s.state = "ok";
-        s.message = None;
-        s.last_contact = Some(rfc3339_z::format(&OffsetDateTime::now_utc()));
-        changed
-    }
-
-    /// Records a failure; `true` if the state changed.
-    pub fn mark_error(&self, e: &OpenEoError) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let new = match e {
-            OpenEoError::Auth { .. } => "login_required",
-            _ if e.is_transient() => "unreachable",
-            _ => return false,
+    /// Runs one request of the platform: waits for the rate limiter, completes the
+    /// credentials, and records reachability (an event when it changes).
+    pub async fn call<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, PlatformError>>,
+    ) -> Result<T, PlatformError> {
+        self.limiter.acquire().await;
+        let r = match self.platform.ensure_credentials().await {
+            Ok(()) => request.await,
+            Err(e) => Err(e),
         };
-        let changed = s.state != new;
-        s.state = new;
-        s.message = Some(e.to_string());
-        changed
+        match &r {
+            Ok(_) => self.mark_ok(),
+            Err(e) => self.mark_error(e),
+        }
+        r
+    }
+
+    /// Records a successful contact.
+    pub fn mark_ok(&self) {
+        let changed = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = s.state != "ok";
+            s.state = "ok";
+            s.message = None;
+            s.last_contact = Some(rfc3339_z::format(&OffsetDateTime::now_utc()));
+            changed
+        };
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Records a failure (only those that say something about the backend).
+    pub fn mark_error(&self, e: &PlatformError) {
+        let Some(new) = e.backend_state() else {
+            return;
+        };
+        let changed = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = s.state != new;
+            s.state = new;
+            s.message = Some(e.to_string());
+            changed
+        };
+        if changed {
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        let s = self.state();
+        tracing::info!(backend = %s.url, state = s.state, "backend state");
+        self.events.backend_changed(&s.url, None);
     }
 
     /// A snapshot of the state.
     pub fn state(&self) -> BackendState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The identity providers it accepts, if asked already (no I/O).
+    pub fn cached_providers(&self) -> Option<Vec<LoginProvider>> {
+        self.providers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The identity providers it accepts (asked once; errors are not kept).
+    pub async fn providers(&self) -> Result<Vec<LoginProvider>, PlatformError> {
+        if let Some(p) = self.cached_providers() {
+            return Ok(p);
+        }
+        let fresh = self.platform.login_providers().await?;
+        *self.providers.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Asks the backend about itself and its login providers when that was not done
+    /// within `every`; `true` when a probe was started.
+    pub async fn probe_if_due(&self, every: Duration) -> bool {
+        let known = self.platform.info().is_some() && self.cached_providers().is_some();
+        {
+            let mut probed = self.probed.lock().unwrap_or_else(|e| e.into_inner());
+            let due = probed.is_none_or(|t| t.elapsed() >= every);
+            if known || !due {
+                return false;
+            }
+            *probed = Some(Instant::now());
+        }
+        self.platform.probe().await;
+        let _ = self.providers().await;
+        true
+    }
 }
 
-/// All backends, by normalised endpoint. Cheap to clone.
-#[derive(Clone, Default)]
+/// A backend's key: its platform kind and normalised endpoint.
+pub type BackendKey = (Label, String);
+
+/// All backends, by platform kind and normalised endpoint. Cheap to clone.
+#[derive(Clone)]
 pub struct Backends {
-    map: Arc<Mutex<HashMap<String, Arc<Backend>>>>,
+    map: Arc<Mutex<HashMap<BackendKey, Arc<Backend>>>>,
     configured: Arc<Mutex<Vec<BackendConfig>>>,
+    logins: Arc<dyn Logins>,
+    udps: UdpCache,
+    events: EventBus,
 }
 
 impl Backends {
-    /// The registry, with the backends of `config.toml`.
-    pub fn new(config: &Config) -> Backends {
+    /// The registry, with the backends of `config.toml` (openEO unless a section says
+    /// otherwise).
+    pub fn new(
+        config: &Config,
+        logins: Arc<dyn Logins>,
+        udps: UdpCache,
+        events: EventBus,
+    ) -> Backends {
         let b = Backends {
             map: Arc::default(),
             configured: Arc::new(Mutex::new(config.backends.values().cloned().collect())),
+            logins,
+            udps,
+            events,
         };
-        let urls: Vec<String> = b.configured().iter().map(|c| c.url.clone()).collect();
-        for url in urls {
-            b.get(&url);
+        for c in b.configured() {
+            b.get(c.label, &c.url);
         }
         b
+    }
+
+    /// The UDP cache shared by the openEO backends.
+    pub fn udps(&self) -> &UdpCache {
+        &self.udps
     }
 
     fn configured(&self) -> Vec<BackendConfig> {
@@ -213,79 +282,102 @@ impl Backends {
             .clone()
     }
 
+    fn config_for(&self, endpoint: &str) -> Option<BackendConfig> {
+        let key = normalise_endpoint(endpoint);
+        self.configured()
+            .into_iter()
+            .find(|c| normalise_endpoint(&c.url) == key)
+    }
+
     /// Applies changed `[backends.*]` sections: new backends appear, limits change,
     /// a changed fixed access token is used from the next request on.
-    pub fn reconfigure(&self, backends: &std::collections::BTreeMap<String, BackendConfig>) {
+    pub fn reconfigure(&self, backends: &BTreeMap<String, BackendConfig>) {
         let list: Vec<BackendConfig> = backends.values().cloned().collect();
         *self.configured.lock().unwrap_or_else(|e| e.into_inner()) = list.clone();
-        for c in list {
-            let backend = self.get(&c.url);
+        for c in &list {
+            self.get(c.label, &c.url);
+        }
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for ((_, key), backend) in map {
+            let Some(c) = list.iter().find(|c| normalise_endpoint(&c.url) == key) else {
+                continue;
+            };
             backend.set_limits(
                 c.max_running_jobs.unwrap_or(DEFAULT_MAX_RUNNING),
                 c.requests_per_second.unwrap_or(DEFAULT_RATE_PER_S),
             );
-            if let (Some(token), Some(provider)) = (&c.access_token, c.provider_id.as_deref()) {
-                if backend.client.session().is_none() {
-                    backend
-                        .client
-                        .set_bearer(Some(Bearer::oidc(provider, token.expose())));
-                }
-            }
+            backend.platform.reconfigure(Some(c));
         }
     }
 
-    /// The backend for `endpoint`, created on first use.
-    pub fn get(&self, endpoint: &str) -> Arc<Backend> {
-        let key = normalise_endpoint(endpoint);
+    /// The backend of `label` at `endpoint`, created on first use.
+    pub fn get(&self, label: Label, endpoint: &str) -> Arc<Backend> {
+        let key = (label, normalise_endpoint(endpoint));
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.clone())
-            .or_insert_with(|| {
-                let configured = self.configured();
-                let cfg = configured
-                    .iter()
-                    .find(|c| normalise_endpoint(&c.url) == key);
-                let client = OpenEoBackend::new(endpoint.trim_end_matches('/'));
-                let token = cfg.and_then(|c| c.access_token.clone());
-                if let (Some(token), Some(provider)) =
-                    (&token, cfg.and_then(|c| c.provider_id.as_deref()))
-                {
-                    client.set_bearer(Some(Bearer::oidc(provider, token.expose())));
-                }
-                let max_running = cfg
-                    .and_then(|c| c.max_running_jobs)
-                    .unwrap_or(DEFAULT_MAX_RUNNING)
-                    .max(1);
-                let rate = cfg
-                    .and_then(|c| c.requests_per_second)
-                    .unwrap_or(DEFAULT_RATE_PER_S);
-                let needs_provider =
-                    token.is_some() && cfg.is_some_and(|c| c.provider_id.is_none());
-                Arc::new(Backend {
-                    pending_token: tokio::sync::Mutex::new(if needs_provider {
-                        token
-                    } else {
-                        None
-                    }),
-                    client,
-                    limiter: RateLimiter::new(rate, DEFAULT_BURST.max(rate)),
-                    max_running: std::sync::atomic::AtomicU32::new(max_running),
-                    state: Mutex::new(BackendState {
-                        url: endpoint.trim_end_matches('/').to_string(),
-                        state: "ok",
-                        message: None,
-                        last_contact: None,
-                        max_running_jobs: max_running,
-                    }),
-                })
-            })
-            .clone()
+        if let Some(b) = map.get(&key) {
+            return b.clone();
+        }
+        let cfg = self.config_for(endpoint);
+        let url = endpoint.trim().trim_end_matches('/');
+        let platform = connect(label, url, cfg.as_ref(), self.logins.clone(), &self.udps);
+        let max_running = cfg
+            .as_ref()
+            .and_then(|c| c.max_running_jobs)
+            .unwrap_or(DEFAULT_MAX_RUNNING)
+            .max(1);
+        let rate = cfg
+            .as_ref()
+            .and_then(|c| c.requests_per_second)
+            .unwrap_or(DEFAULT_RATE_PER_S);
+        let backend = Arc::new(Backend {
+            platform,
+            limiter: RateLimiter::new(rate, DEFAULT_BURST.max(rate)),
+            max_running: std::sync::atomic::AtomicU32::new(max_running),
+            state: Mutex::new(BackendState {
+                url: url.to_string(),
+                label,
+                state: "ok",
+                message: None,
+                last_contact: None,
+                max_running_jobs: max_running,
+            }),
+            providers: Mutex::new(None),
+            probed: Mutex::new(None),
+            events: self.events.clone(),
+        });
+        map.insert(key, backend.clone());
+        backend
     }
 
-    /// Every backend known so far.
+    /// The backend a login to `endpoint` is for: one already known at that endpoint
+    /// (openEO first), else the kind its `config.toml` section names, else openEO.
+    pub fn for_login(&self, endpoint: &str) -> Arc<Backend> {
+        let key = normalise_endpoint(endpoint);
+        let known: Vec<Arc<Backend>> = {
+            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            Label::ALL
+                .iter()
+                .filter_map(|l| map.get(&(*l, key.clone())).cloned())
+                .collect()
+        };
+        if let Some(b) = known.into_iter().next() {
+            return b;
+        }
+        let label = self
+            .config_for(endpoint)
+            .map(|c| c.label)
+            .unwrap_or(Label::Openeo);
+        self.get(label, endpoint)
+    }
+
+    /// Every backend known so far, by URL.
     pub fn all(&self) -> Vec<Arc<Backend>> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = map.values().cloned().collect();
-        v.sort_by(|a, b| a.state().url.cmp(&b.state().url));
+        v.sort_by_key(|b| {
+            let s = b.state();
+            (s.url, s.label.as_str())
+        });
         v
     }
 }

@@ -1,64 +1,320 @@
-//! Outside platforms: openEO backends (and later OGC API Processes servers). One
-//! module per outside system, plus the registry of backends in use.
+//! Outside platforms, behind one seam: everything that differs between an openEO
+//! backend and an OGC API Processes server is an implementation of [`Platform`]; the
+//! scheduler, result delivery, the application layer, the API and the CLI call it and
+//! never match on the job's label. [`connect`] is the one place that does.
+//!
+//! - [`openeo`]: openEO backends (a UDP called by URL, batch jobs, STAC results);
+//! - [`ogc`]: OGC API Processes servers (Part 1: Core 1.0);
+//! - [`udp`]: service definitions and their parameters (openEO UDPs, and the JSON
+//!   schema reading and checking both kinds share);
+//! - [`http`]: HTTP towards one backend (timeouts, credential, error classification);
+//! - [`error`]: the one classification of failures ([`PlatformError`]);
+//! - [`backends`]: the registry of backends in use (limits, rate, reachability).
+//!
+//! Credentials come in through [`crate::credentials::Logins`]: this module does not
+//! know how the user logged in, only that a token can be had.
 
 pub mod backends;
+pub mod error;
+pub mod http;
+pub mod ogc;
 pub mod openeo;
 pub mod udp;
 
-/// Removes secrets from text that may reach a log, the database or an error body:
-/// URL query strings (signed links carry their signature there) and anything that
-/// looks like a bearer credential after `Bearer `.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        // Copy up to the end of the URL's path, drop its query.
-        let start = i + 3;
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '>' || c == '<')
-            .unwrap_or(tail.len());
-        let url = &tail[..end];
-        match url.find('?') {
-            Some(q) => {
-                out.push_str(&url[..q]);
-                out.push_str("?[redacted]");
-            }
-            None => out.push_str(url),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    let mut result = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some(i) = rest.find("Bearer ") {
-        let start = i + "Bearer ".len();
-        result.push_str(&rest[..start]);
-        result.push_str("[redacted]");
-        let tail = &rest[start..];
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        rest = &tail[end..];
-    }
-    result.push_str(rest);
-    result
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderValue;
+use reqwest::Url;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+pub use error::PlatformError;
+
+use crate::config::BackendConfig;
+use crate::credentials::{LoginProvider, Logins};
+use crate::job::validate::FieldError;
+use crate::job::{Job, Label, ServiceDetails, Status};
+use udp::{ParamDescriptor, UdpCache};
+
+/// A job as its platform reports it, in our words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteJob {
+    /// The platform's job id.
+    pub id: String,
+    /// Our status; `None` for a word we do not know (the job is left as it is).
+    pub status: Option<Status>,
+    /// The platform's own status word (openEO `error`, OGC `accepted`, ...).
+    pub raw_status: String,
+    /// Progress in percent, when reported.
+    pub progress: Option<f64>,
+    /// A status message, when reported (OGC `message`).
+    pub message: Option<String>,
+    /// When the platform created the job, when reported.
+    pub created: Option<OffsetDateTime>,
+    /// Which process it runs, when reported (OGC `processID`).
+    pub process_id: Option<String>,
+    /// Free text the client sent with the job, when reported (openEO `description`,
+    /// where our UUID travels).
+    pub description: Option<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
+/// What a submission did.
+#[derive(Debug)]
+pub enum Submission {
+    /// The job exists and must be started ([`Platform::start`]; openEO).
+    Created {
+        /// The platform's id of the new job.
+        remote_id: String,
+    },
+    /// The job exists and runs on its own (OGC asynchronous execution): its status.
+    Running(RemoteJob),
+    /// The work was done while we waited (synchronous execution): the answer is the
+    /// result. `remote_id` when the server also names a job for it.
+    Completed {
+        /// The server's job id, if it gave one.
+        remote_id: Option<String>,
+        /// The answer.
+        answer: Payload,
+    },
+}
 
-    #[test]
-    fn queries_and_bearers_are_removed() {
-        let s = redact(
-            "GET https://x.example/a/b.tif?expires=1&sig=SIG-SENTINEL failed; \
-             header Bearer oidc/egi/AT-SENTINEL was sent to http://h/p",
-        );
-        assert!(!s.contains("SENTINEL"), "{s}");
-        assert!(s.contains("https://x.example/a/b.tif?[redacted]"), "{s}");
-        assert!(s.contains("http://h/p"), "{s}");
-        assert_eq!(redact("plain words"), "plain words");
+/// An answer kept as it came: bytes and media type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    /// `Content-Type` without parameters, lower case.
+    pub media_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// What reconciliation found about a submission whose answer was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reconciled {
+    /// This remote job is the one: link it.
+    Found(RemoteJob),
+    /// The platform certainly has no such job: submitting again is safe.
+    NotCreated,
+    /// The platform cannot tell: the job must not be submitted again by itself. The
+    /// text says why, in words for the user.
+    Uncertain(String),
+}
+
+/// A request ready to send, built from a job and its service definition (before the
+/// job is marked as being submitted, so that a missing definition never leaves a job
+/// half-sent).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The body to send.
+    pub body: Value,
+    /// Whether the platform is asked to run it asynchronously (OGC `respond-async`).
+    pub asynchronous: bool,
+}
+
+/// A results document, in one shape for every platform: a STAC-like JSON object whose
+/// `assets` (key → `{href, type, title, file:size, file:checksum, ...}`) are downloaded,
+/// plus outputs that came inline (saved as files) and literal values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultsDoc {
+    /// The document: `assets` to fetch (signed links: fetch a fresh one before use).
+    pub document: Value,
+    /// Outputs given inline, saved as files.
+    pub inline: Vec<InlineFile>,
+    /// Literal outputs (numbers, strings, small JSON), kept in the manifest.
+    pub literals: Map<String, Value>,
+}
+
+/// An output that came inline, to be saved as a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InlineFile {
+    /// Output id.
+    pub key: String,
+    /// File name (sanitised later), with the extension of its media type.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// Content.
+    pub bytes: Vec<u8>,
+}
+
+/// An output of a service, for clients that want to know what comes back.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct OutputDescriptor {
+    /// Output id.
+    pub id: String,
+    /// Human title.
+    pub title: String,
+    /// Description (may be empty).
+    pub description: String,
+    /// Media types the service can give it in.
+    pub media_types: Vec<String>,
+    /// The output's schema as written.
+    #[schema(value_type = Object)]
+    pub schema: Value,
+}
+
+/// A service's definition: what `POST /params` shows and what arguments are checked
+/// against.
+#[derive(Debug, Clone)]
+pub struct ServiceDef {
+    /// Title, when the definition has one.
+    pub title: Option<String>,
+    /// Description, when the definition has one.
+    pub description: Option<String>,
+    /// Parameters, in the definition's order.
+    pub parameters: Vec<ParamDescriptor>,
+    /// Outputs.
+    pub outputs: Vec<OutputDescriptor>,
+    /// The signature arguments are checked against.
+    signature: Arc<udp::Udp>,
+}
+
+impl ServiceDef {
+    /// Checks a job's arguments; returns what will be sent (a polygon given for a
+    /// bounding box becomes its box, in the form the service expects). Errors are named
+    /// `parameters.<name>`.
+    pub fn validate(
+        &self,
+        args: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, Vec<FieldError>> {
+        udp::validate_arguments(&self.signature, args)
+    }
+}
+
+/// Why a service definition could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServiceError {
+    /// Not now (no answer, a server error): try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The backend wants a login before it describes the service.
+    #[error("{0}")]
+    LoginRequired(String),
+    /// `service.application` (or the endpoint) does not name a usable service.
+    #[error("{0}")]
+    Invalid(String),
+    /// The job's arguments do not fit the service (found when a job accepted before
+    /// its service could be described is about to be sent).
+    #[error("{0}")]
+    Arguments(String),
+}
+
+/// What a backend says about itself, once asked (no I/O to read).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BackendInfo {
+    /// API version (openEO `api_version`; OGC: the conformance core class version).
+    pub api_version: String,
+    /// Server software version, when given.
+    pub backend_version: String,
+    /// Title.
+    pub title: String,
+}
+
+/// One backend of one platform kind. Every method that talks to the backend goes
+/// through its [`http::HttpBackend`]; none retries (the scheduler does).
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// The label of the jobs this platform runs.
+    fn label(&self) -> Label;
+
+    /// The HTTP side (endpoint, fixed token, request count).
+    fn http(&self) -> &http::HttpBackend;
+
+    /// The definition of a service (cached).
+    async fn service(&self, service: &ServiceDetails) -> Result<Arc<ServiceDef>, ServiceError>;
+
+    /// Builds the submission of `job` (its service definition is fetched if needed).
+    async fn prepare(&self, job: &Job) -> Result<Prepared, ServiceError>;
+
+    /// Sends the submission. Never retried: a [`PlatformError::NoAnswer`] means the
+    /// job may exist and must be reconciled.
+    async fn submit(&self, job: &Job, prepared: &Prepared) -> Result<Submission, PlatformError>;
+
+    /// Starts a job created by [`Submission::Created`] (idempotent).
+    async fn start(&self, remote_id: &str) -> Result<(), PlatformError>;
+
+    /// The platform's jobs, in one listing (stopping early once every id in `covering`
+    /// was seen); `None` when the platform offers no listing.
+    async fn list_jobs(
+        &self,
+        covering: Option<&HashSet<String>>,
+    ) -> Result<Option<Vec<RemoteJob>>, PlatformError>;
+
+    /// One job's status.
+    async fn job(&self, remote_id: &str) -> Result<RemoteJob, PlatformError>;
+
+    /// Looks for the remote job of a submission whose answer was lost. `listing` is a
+    /// fresh [`list_jobs`](Self::list_jobs) (`None`: the platform has none); `linked`
+    /// holds remote ids that belong to other local jobs.
+    async fn reconcile(
+        &self,
+        job: &Job,
+        listing: Option<&[RemoteJob]>,
+        linked: &HashSet<String>,
+    ) -> Result<Reconciled, PlatformError>;
+
+    /// Cancels (openEO) or dismisses (OGC) a job. A job the platform no longer knows is
+    /// [`PlatformError::NotFound`].
+    async fn cancel(&self, remote_id: &str) -> Result<(), PlatformError>;
+
+    /// A job's log: `{logs: [{id, level, message, time?}], links: []}`.
+    async fn logs(
+        &self,
+        remote_id: &str,
+        offset: Option<&str>,
+        level: Option<&str>,
+    ) -> Result<Value, PlatformError>;
+
+    /// The platform's own words about a failed job.
+    async fn failure_message(&self, remote: &RemoteJob) -> Option<String>;
+
+    /// A finished job's results (fresh: asset links may be signed and expire).
+    async fn results(&self, remote_id: &str) -> Result<ResultsDoc, PlatformError>;
+
+    /// The results in the answer of a synchronous execution.
+    async fn results_from_answer(&self, answer: &Payload) -> Result<ResultsDoc, PlatformError>;
+
+    /// The `Authorization` value for downloading `url`: the credential only for the
+    /// backend's own origin, never for a pre-signed link elsewhere.
+    async fn download_authorization(&self, url: &Url)
+        -> Result<Option<HeaderValue>, PlatformError>;
+
+    /// The identity providers the backend accepts (to log in).
+    async fn login_providers(&self) -> Result<Vec<LoginProvider>, PlatformError>;
+
+    /// What the backend said about itself, if asked already (no I/O).
+    fn info(&self) -> Option<BackendInfo>;
+
+    /// Asks the backend about itself (capabilities, conformance); errors are ignored
+    /// (the next call tries again).
+    async fn probe(&self);
+
+    /// Is the backend answering right now (no cache)?
+    async fn ping(&self) -> Result<(), PlatformError>;
+
+    /// Completes credentials that need a request first (an openEO token from the
+    /// configuration whose provider id is still unknown).
+    async fn ensure_credentials(&self) -> Result<(), PlatformError> {
+        Ok(())
+    }
+
+    /// Applies a changed configuration section (a fixed token).
+    fn reconfigure(&self, config: Option<&BackendConfig>);
+}
+
+/// The platform of `label` for `endpoint`: the one place that chooses by label.
+pub fn connect(
+    label: Label,
+    endpoint: &str,
+    config: Option<&BackendConfig>,
+    logins: Arc<dyn Logins>,
+    udps: &UdpCache,
+) -> Arc<dyn Platform> {
+    match label {
+        Label::Openeo => Arc::new(openeo::OpenEo::new(endpoint, config, logins, udps.clone())),
+        Label::OgcApiProcess => Arc::new(ogc::Ogc::new(endpoint, config, logins)),
     }
 }

@@ -520,6 +520,7 @@ fn classify_leaf(s: &Map<String, Value>) -> Leaf {
         };
     }
     let kind = match (str_of(s, "subtype"), ty) {
+        _ if is_ogc_bbox(s) => ParamType::BoundingBox,
         (Some("bounding-box"), _) => ParamType::BoundingBox,
         (Some("temporal-interval"), _) => ParamType::DateInterval,
         (Some("geojson"), _) => ParamType::Polygon,
@@ -775,7 +776,9 @@ fn check_argument(p: &UdpParameter, v: &Value, path: &str) -> Result<Value, Vec<
         return Ok(Value::Null);
     }
     let leaves = expand(&p.schema);
-    let sent = if is_polygonal_geojson(v) && accepts_bbox_not_geojson(&leaves) {
+    let sent = if leaves.iter().any(is_ogc_bbox) && accepts_bbox_not_geojson(&leaves) {
+        to_ogc_bbox(v, path)?
+    } else if is_polygonal_geojson(v) && accepts_bbox_not_geojson(&leaves) {
         let errors = validate_geojson_geometry(path, v);
         if !errors.is_empty() {
             return Err(errors);
@@ -802,6 +805,124 @@ fn check_argument(p: &UdpParameter, v: &Value, path: &str) -> Result<Value, Vec<
     } else {
         Err(errors)
     }
+}
+
+/// The CRS of OGC API bounding boxes in longitude, latitude order (WGS 84).
+pub const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
+
+/// Whether a schema alternative is an OGC API bounding box: `format: ogc-bbox`, or a
+/// reference to the OGC `bbox` schema.
+fn is_ogc_bbox(s: &Map<String, Value>) -> bool {
+    str_of(s, "format") == Some("ogc-bbox")
+        || str_of(s, "$ref").is_some_and(|r| {
+            let name = r.rsplit('/').next().unwrap_or(r);
+            matches!(name, "bbox.yaml" | "bbox.json" | "bbox")
+        })
+}
+
+/// Checks an OGC API bounding box: `bbox` with 4 numbers (or 6 for 3D) in the order
+/// min x, min y, (min z,) max x, max y, (max z), and an optional `crs` URI string.
+fn validate_ogc_bbox(path: &str, v: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let Some(m) = v.as_object() else {
+        return vec![FieldError::new(path, "must be an object {bbox, crs}")];
+    };
+    match m.get("bbox").and_then(Value::as_array) {
+        None => errors.push(FieldError::new(
+            format!("{path}.bbox"),
+            "is required: [west, south, east, north]",
+        )),
+        Some(b) => {
+            let nums: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
+            if nums.len() != b.len() || !(b.len() == 4 || b.len() == 6) {
+                errors.push(FieldError::new(
+                    format!("{path}.bbox"),
+                    "must be 4 numbers [west, south, east, north] (or 6 with heights)",
+                ));
+            } else {
+                let half = nums.len() / 2;
+                let (w, s, e, n) = (nums[0], nums[1], nums[half], nums[half + 1]);
+                let crs84 = m
+                    .get("crs")
+                    .and_then(Value::as_str)
+                    .is_none_or(|c| c == CRS84 || c.ends_with("/CRS84") || c.ends_with("CRS84h"));
+                if s > n {
+                    errors.push(FieldError::new(
+                        format!("{path}.bbox"),
+                        format!("south ({s}) must not be north of north ({n})"),
+                    ));
+                }
+                if w > e && !crs84 {
+                    errors.push(FieldError::new(
+                        format!("{path}.bbox"),
+                        format!("west ({w}) must not be east of east ({e})"),
+                    ));
+                }
+                let out_of_range =
+                    w.abs() > 180.0 || e.abs() > 180.0 || s.abs() > 90.0 || n.abs() > 90.0;
+                if crs84 && out_of_range {
+                    errors.push(FieldError::new(
+                        format!("{path}.bbox"),
+                        "longitudes must be within ±180 and latitudes within ±90 in CRS84",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(c) = m.get("crs") {
+        if !c.is_string() {
+            errors.push(FieldError::new(
+                format!("{path}.crs"),
+                "must be a CRS URI string, e.g. http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+            ));
+        }
+    }
+    errors
+}
+
+/// The OGC API form of a bounding box given as `{west, south, east, north, crs?}` or as
+/// GeoJSON (its extent); an OGC form is kept as it is.
+fn to_ogc_bbox(v: &Value, path: &str) -> Result<Value, Vec<FieldError>> {
+    if v.get("bbox").is_some() || !v.is_object() {
+        return Ok(v.clone());
+    }
+    if is_polygonal_geojson(v) {
+        let errors = validate_geojson_geometry(path, v);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        return match geojson_bbox(v) {
+            Some([w, s, e, n]) if w < e && s < n => Ok(json!({"bbox": [w, s, e, n], "crs": CRS84})),
+            _ => Err(vec![FieldError::new(
+                path,
+                "this parameter takes a bounding box; the GeoJSON given has no area to take one from",
+            )]),
+        };
+    }
+    let m = v.as_object().expect("checked above");
+    if !["west", "south", "east", "north"]
+        .iter()
+        .any(|k| m.contains_key(*k))
+    {
+        return Ok(v.clone());
+    }
+    let errors = validate_bbox(path, v);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let num = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or_default();
+    let crs = match m.get("crs") {
+        None | Some(Value::Null) => CRS84.to_string(),
+        Some(Value::Number(n)) if n.as_u64() == Some(4326) => CRS84.to_string(),
+        Some(Value::Number(n)) => format!("http://www.opengis.net/def/crs/EPSG/0/{n}"),
+        Some(Value::String(s)) => match s.trim().to_ascii_uppercase().strip_prefix("EPSG:") {
+            Some("4326") => CRS84.to_string(),
+            Some(code) => format!("http://www.opengis.net/def/crs/EPSG/0/{code}"),
+            None => s.clone(),
+        },
+        Some(_) => CRS84.to_string(),
+    };
+    Ok(json!({"bbox": [num("west"), num("south"), num("east"), num("north")], "crs": crs}))
 }
 
 fn accepts_bbox_not_geojson(leaves: &[Map<String, Value>]) -> bool {
@@ -923,6 +1044,9 @@ fn fits_shape(s: &Map<String, Value>, v: &Value) -> bool {
             return false;
         }
     }
+    if is_ogc_bbox(s) {
+        return v.get("bbox").is_some_and(Value::is_array);
+    }
     match str_of(s, "subtype") {
         Some("bounding-box") => v.as_object().is_some_and(|m| {
             ["west", "south", "east", "north"]
@@ -1019,6 +1143,11 @@ fn check_leaf(s: &Map<String, Value>, v: &Value, path: &str, errors: &mut Vec<Fi
             errors.push(FieldError::new(path, format!("must be {c}")));
             return;
         }
+    }
+    // An OGC API bounding box `{"bbox": [w, s, e, n], "crs": ...}`.
+    if is_ogc_bbox(s) && v.is_object() {
+        errors.extend(validate_ogc_bbox(path, v));
+        return;
     }
     // openEO subtypes with their own, more precise checks.
     match str_of(s, "subtype") {
@@ -1294,7 +1423,7 @@ impl UdpError {
 
 /// `url` without user info, query or fragment, for messages and logs (the one
 /// implementation lives with the openEO adapter).
-pub use super::openeo::redact_url;
+pub use crate::redact::redact_url;
 
 /// The bundled UDP text for a URL whose last path segment is a bundled file name.
 pub fn bundled_for(url: &str) -> Option<&'static str> {

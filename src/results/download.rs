@@ -377,7 +377,7 @@ async fn attempt(
             return Ok(Attempt::Retry(
                 format!(
                     "request failed: {}",
-                    crate::platform::redact(&e.without_url().to_string())
+                    crate::redact::redact(&e.without_url().to_string())
                 ),
                 None,
             ))
@@ -388,7 +388,7 @@ async fn attempt(
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::platform::openeo::parse_retry_after);
+        .and_then(crate::platform::http::parse_retry_after);
     let (start, total) = match status {
         StatusCode::PARTIAL_CONTENT => {
             let (start, total) = content_range(headers.get(CONTENT_RANGE));
@@ -480,7 +480,7 @@ async fn attempt(
                 } else {
                     format!(
                         "transfer cut: {}",
-                        crate::platform::redact(&e.without_url().to_string())
+                        crate::redact::redact(&e.without_url().to_string())
                     )
                 };
                 break Some(what);

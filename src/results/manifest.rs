@@ -59,8 +59,13 @@ pub fn local_document(doc: &Value, stored: &[Stored], rewritten: &[(String, u64)
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            alternate.insert("remote".into(), json!({"href": remote}));
-            m.insert("alternate".into(), Value::Object(alternate));
+            // Outputs that came inline have no remote copy.
+            if remote.starts_with("http://") || remote.starts_with("https://") {
+                alternate.insert("remote".into(), json!({"href": remote}));
+            }
+            if !alternate.is_empty() {
+                m.insert("alternate".into(), Value::Object(alternate));
+            }
             if let Some((_, size)) = rewritten.iter().find(|(n, _)| n == &s.name) {
                 m.insert("file:size".into(), json!(size));
                 m.remove("file:checksum");
@@ -253,6 +258,7 @@ mod tests {
             backend_job_id: Some("j-1".into()),
             backend_status: None,
             submit_state: SubmitState::Submitted,
+            submit_started: None,
             progress: None,
             error: None,
             results: Results::default(),

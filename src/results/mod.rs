@@ -29,6 +29,7 @@ pub mod geo;
 pub mod manifest;
 pub mod names;
 pub mod publish;
+pub mod stash;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -40,11 +41,13 @@ use reqwest::Url;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::daemon::Daemon;
-use crate::events::EventKind;
+use crate::background::Background;
+use crate::config::Settings;
+use crate::events::{Event, EventBus};
 use crate::job::{Job, JobError, Results as ResultsInfo, ResultsState, Status};
-use crate::platform::openeo::OpenEoError;
-use crate::store::{JobFilter, JobPatch, StoreError};
+use crate::platform::backends::{Backend, Backends};
+use crate::platform::{Payload, PlatformError, ResultsDoc};
+use crate::store::{JobFilter, JobPatch, Store, StoreError};
 use download::{Asset, Checksum, DownloadError, Fetched};
 use manifest::Stored;
 
@@ -77,7 +80,7 @@ impl Failure {
     fn new(code: &str, message: impl Into<String>) -> Failure {
         Failure {
             code: code.to_string(),
-            message: crate::platform::redact(&message.into()),
+            message: crate::redact::redact(&message.into()),
         }
     }
 }
@@ -100,6 +103,21 @@ impl From<DownloadError> for Failure {
     }
 }
 
+/// What result delivery needs of the daemon.
+#[derive(Clone)]
+pub struct Parts {
+    /// The job store.
+    pub store: Store,
+    /// Where progress is published (and finished jobs are heard of).
+    pub events: EventBus,
+    /// The backends (results documents, download credentials).
+    pub backends: Backends,
+    /// Results folder, GDAL helper, stall timeout.
+    pub settings: Settings,
+    /// Owner of the delivery tasks.
+    pub background: Background,
+}
+
 /// Cloneable handle to the result delivery.
 #[derive(Clone)]
 pub struct Results {
@@ -107,6 +125,7 @@ pub struct Results {
 }
 
 struct Inner {
+    parts: Parts,
     tx: mpsc::UnboundedSender<i64>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
     /// Jobs queued or being delivered (a job is never delivered twice at once).
@@ -115,18 +134,13 @@ struct Inner {
     http: OnceLock<reqwest::Client>,
 }
 
-impl Default for Results {
-    fn default() -> Self {
-        Results::new()
-    }
-}
-
 impl Results {
     /// A delivery queue; nothing runs before [`start`](Self::start).
-    pub fn new() -> Results {
+    pub fn new(parts: Parts) -> Results {
         let (tx, rx) = mpsc::unbounded_channel();
         Results {
             inner: Arc::new(Inner {
+                parts,
                 tx,
                 rx: Mutex::new(Some(rx)),
                 busy: Mutex::new(HashSet::new()),
@@ -165,14 +179,19 @@ impl Results {
             .remove(&id);
     }
 
-    fn http(&self, daemon: &Daemon) -> &reqwest::Client {
-        let stall = Duration::from_secs_f64(daemon.config().download_stall_s);
+    fn parts(&self) -> &Parts {
+        &self.inner.parts
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        let stall = Duration::from_secs_f64(self.parts().settings.get().download_stall_s);
         self.inner.http.get_or_init(|| download::client(stall))
     }
 
-    /// Starts the worker (ends with the daemon) and queues every finished job whose
-    /// results are `pending` or `downloading` (interrupted by a stop or a crash).
-    pub async fn start(&self, daemon: &Daemon) -> Result<(), StoreError> {
+    /// Starts the worker (ends with the daemon), follows finished jobs on the event
+    /// bus, and queues every finished job whose results are `pending` or `downloading`
+    /// (interrupted by a stop or a crash).
+    pub async fn start(&self) -> Result<(), StoreError> {
         let rx = self
             .inner
             .rx
@@ -181,32 +200,55 @@ impl Results {
             .take();
         if let Some(mut rx) = rx {
             let this = self.clone();
-            let d = daemon.clone();
-            tokio::spawn(async move {
+            let background = self.parts().background.clone();
+            self.parts().background.spawn(async move {
                 let slots = Arc::new(Semaphore::new(CONCURRENT_JOBS));
-                loop {
-                    let id = tokio::select! {
-                        id = rx.recv() => match id { Some(id) => id, None => break },
-                        _ = d.shutting_down() => break,
-                    };
+                while let Some(id) = rx.recv().await {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         break;
                     };
-                    let (this, d) = (this.clone(), d.clone());
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = this.deliver(&d, id) => {},
-                            _ = d.shutting_down() => {},
-                        }
-                        this.done(id);
-                        drop(permit);
+                    let this = this.clone();
+                    background.spawn(async move {
+                        // Marked done even when shutdown drops the delivery.
+                        let _done = Done {
+                            results: this.clone(),
+                            id,
+                            _slot: permit,
+                        };
+                        this.deliver(id).await;
                     });
                 }
             });
+            let mut events = self.parts().events.subscribe();
+            let this = self.clone();
+            self.parts().background.spawn(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(env) => {
+                            if let Event::JobFinished(job) = &env.event {
+                                this.enqueue(job.id);
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "result delivery fell behind the events; catching up from the store");
+                            if let Err(e) = this.queue_pending().await {
+                                tracing::error!(error = %e, "result delivery: store error");
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
         }
-        self.remove_orphans(daemon).await?;
-        let finished = daemon
-            .store()
+        self.remove_orphans().await?;
+        self.queue_pending().await
+    }
+
+    /// Queues every finished job whose results are `pending` or `downloading`.
+    async fn queue_pending(&self) -> Result<(), StoreError> {
+        let finished = self
+            .parts()
+            .store
             .jobs(JobFilter {
                 status: Some(Status::Finished),
                 ..JobFilter::default()
@@ -225,8 +267,13 @@ impl Results {
 
     /// Deletes staging folders of jobs that no longer exist (deleted while their
     /// results were downloading).
-    async fn remove_orphans(&self, daemon: &Daemon) -> Result<(), StoreError> {
-        let incoming = daemon.config().results_dir.join(publish::INCOMING);
+    async fn remove_orphans(&self) -> Result<(), StoreError> {
+        let incoming = self
+            .parts()
+            .settings
+            .get()
+            .results_dir
+            .join(publish::INCOMING);
         let Ok(entries) = std::fs::read_dir(&incoming) else {
             return Ok(());
         };
@@ -235,7 +282,7 @@ impl Results {
             let Some(uuid) = name.to_str().and_then(|n| uuid::Uuid::parse_str(n).ok()) else {
                 continue;
             };
-            if daemon.store().job_by_uuid(uuid).await?.is_none() {
+            if self.parts().store.job_by_uuid(uuid).await?.is_none() {
                 tracing::info!(dir = %entry.path().display(), "removing the staging folder of a deleted job");
                 if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                     tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a staging folder");
@@ -247,12 +294,13 @@ impl Results {
 
     /// `POST /unit_jobs/{id}/results/download`: queues a finished job again. `None`
     /// if the job is gone.
-    pub async fn retry(&self, daemon: &Daemon, job: &Job) -> Result<Option<Job>, StoreError> {
+    pub async fn retry(&self, job: &Job) -> Result<Option<Job>, StoreError> {
         if self.is_busy(job.id) {
             return Ok(Some(job.clone()));
         }
-        let updated = daemon
-            .store()
+        let updated = self
+            .parts()
+            .store
             .update_job(
                 job.id,
                 JobPatch {
@@ -268,19 +316,19 @@ impl Results {
             )
             .await?;
         if let Some(j) = &updated {
-            daemon.events().job_changed(j);
+            self.parts().events.job_changed(j);
             self.enqueue(j.id);
         }
         Ok(updated)
     }
 
     /// One delivery, with its failure recorded.
-    async fn deliver(&self, daemon: &Daemon, id: i64) {
-        match self.run(daemon, id).await {
+    async fn deliver(&self, id: i64) {
+        match self.run(id).await {
             Ok(()) => {}
             Err(f) => {
                 tracing::warn!(job = id, code = %f.code, error = %f.message, "results delivery failed");
-                let Ok(Some(job)) = daemon.store().job(id).await else {
+                let Ok(Some(job)) = self.parts().store.job(id).await else {
                     return;
                 };
                 let patch = JobPatch {
@@ -295,19 +343,17 @@ impl Results {
                     })),
                     ..JobPatch::default()
                 };
-                if let Ok(Some(j)) = daemon.store().update_job(id, patch).await {
-                    daemon.events().job_changed(&j);
-                    result_event(daemon, &j);
+                if let Ok(Some(j)) = self.parts().store.update_job(id, patch).await {
+                    self.parts().events.job_changed(&j);
+                    self.parts().events.results_progress(&j);
                 }
             }
         }
     }
 
-    async fn run(&self, daemon: &Daemon, id: i64) -> Result<(), Failure> {
-        let Some(job) = daemon.store().job(id).await? else {
-            return Ok(());
-        };
-        let Some(remote) = job.backend_job_id.clone() else {
+    async fn run(&self, id: i64) -> Result<(), Failure> {
+        let parts = self.parts().clone();
+        let Some(job) = parts.store.job(id).await? else {
             return Ok(());
         };
         if job.status != Status::Finished {
@@ -322,10 +368,17 @@ impl Results {
         {
             return Ok(());
         }
-        let results_dir = daemon.config().results_dir.clone();
+        let results_dir = parts.settings.get().results_dir.clone();
         let staging = results_dir
             .join(publish::INCOMING)
             .join(job.uuid.hyphenated().to_string());
+        // Where the results come from: the kept answer of a synchronous execution, or
+        // the backend's results of the remote job.
+        let source = match (stash::read(&staging), job.backend_job_id.clone()) {
+            (Some(answer), _) => Source::Answer(answer),
+            (None, Some(remote)) => Source::Remote(remote),
+            (None, None) => return Ok(()),
+        };
         let files = staging.join("files");
         std::fs::create_dir_all(&files).map_err(|e| {
             Failure::new(
@@ -335,7 +388,6 @@ impl Results {
         })?;
         let job = self
             .set_state(
-                daemon,
                 &job,
                 ResultsState::Downloading,
                 None,
@@ -346,10 +398,14 @@ impl Results {
             .await?;
 
         // 1. A fresh results document.
-        let backend = daemon.backends().get(&job.service.endpoint);
-        let mut doc = fetch_document(&backend, &remote).await?;
-        // 2. What to download, under which names.
+        let backend = parts.backends.get(job.label, &job.service.endpoint);
+        let results = fetch_document(&backend, &source).await?;
+        let literals = results.literals.clone();
+        let mut doc = with_inline_assets(&results);
+        // 2. What to download, under which names; outputs that came inline are
+        // written at once.
         let plan = plan_assets(&doc);
+        write_inline(&results, &doc, &plan, &files)?;
         let sizes: Vec<Option<u64>> = plan.iter().map(|p| p.size).collect();
         let total = sizes.iter().copied().sum::<Option<u64>>();
         let progress: Vec<Arc<AtomicU64>> = plan
@@ -367,14 +423,15 @@ impl Results {
         }
         // 3. Download, with a progress reporter alongside.
         let reporter = tokio::spawn(report_progress(
-            daemon.clone(),
+            parts.store.clone(),
+            parts.events.clone(),
             job.clone(),
             progress.clone(),
             total,
         ));
         let downloaded = self
             .download_all(
-                daemon, &backend, &remote, &mut doc, &plan, &files, &staging, &progress,
+                &backend, &source, &mut doc, &plan, &files, &staging, &progress,
             )
             .await;
         reporter.abort();
@@ -382,7 +439,6 @@ impl Results {
         let bytes: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
         let job = self
             .set_state(
-                daemon,
                 &job,
                 ResultsState::Downloading,
                 None,
@@ -393,7 +449,7 @@ impl Results {
             .await?;
         // 4. GDAL.
         let names: Vec<String> = plan.iter().map(|p| p.name.clone()).collect();
-        let helper = geo::locate(daemon.config().geo_bin.as_deref());
+        let helper = geo::locate(parts.settings.get().geo_bin.as_deref());
         let layers = geo::inspect(helper.as_deref(), &files, &names).await;
         let rewritten: Vec<(String, u64)> = layers
             .iter()
@@ -412,7 +468,10 @@ impl Results {
             })
             .collect();
         let local = manifest::local_document(&doc, &stored, &rewritten);
-        let man = manifest::manifest(&job, &doc, &stored, layers);
+        let mut man = manifest::manifest(&job, &doc, &stored, layers);
+        if !literals.is_empty() {
+            man["literals"] = Value::Object(literals);
+        }
         let folder = names::folder_name(job.created.date(), &job.title, job.id);
         let (files2, results_dir2) = (files.clone(), results_dir.clone());
         let published = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
@@ -440,25 +499,25 @@ impl Results {
             .filter_map(|n| file_len(&published.join(n)))
             .sum();
         tracing::info!(job = id, dir = %published.display(), bytes = final_bytes, "results published");
-        self.set_state(
-            daemon,
-            &job,
-            ResultsState::Ready,
-            Some(published.display().to_string()),
-            final_bytes,
-            Some(final_bytes),
-            true,
-        )
-        .await?;
+        let job = self
+            .set_state(
+                &job,
+                ResultsState::Ready,
+                Some(published.display().to_string()),
+                final_bytes,
+                Some(final_bytes),
+                true,
+            )
+            .await?;
+        parts.events.results_published(&job);
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn download_all(
         &self,
-        daemon: &Daemon,
-        backend: &crate::platform::backends::Backend,
-        remote: &str,
+        backend: &Backend,
+        source: &Source,
         doc: &mut Value,
         plan: &[Planned],
         files: &Path,
@@ -492,8 +551,8 @@ impl Results {
                         )
                     })?;
                 let auth = backend
-                    .client
-                    .auth_header_for(&url)
+                    .platform
+                    .download_authorization(&url)
                     .await
                     .map_err(|e| Failure::new(e.code(), e.to_string()))?;
                 let asset = Asset {
@@ -508,7 +567,7 @@ impl Results {
                 };
                 let started = Instant::now();
                 let from = counter.load(Ordering::Relaxed);
-                match download::fetch(self.http(daemon), &asset).await? {
+                match download::fetch(self.http(), &asset).await? {
                     Fetched::Complete => {
                         let bytes = file_len(&asset.part).unwrap_or(0);
                         let secs = started.elapsed().as_secs_f64();
@@ -538,7 +597,7 @@ impl Results {
                             ));
                         }
                         tracing::info!(asset = %p.key, "asset link expired or refused: fetching a fresh results document");
-                        *doc = fetch_document(backend, remote).await?;
+                        *doc = with_inline_assets(&fetch_document(backend, source).await?);
                     }
                 }
             }
@@ -550,7 +609,6 @@ impl Results {
     #[allow(clippy::too_many_arguments)]
     async fn set_state(
         &self,
-        daemon: &Daemon,
         job: &Job,
         state: ResultsState,
         dir: Option<String>,
@@ -568,35 +626,43 @@ impl Results {
             error: clear_error.then_some(None),
             ..JobPatch::default()
         };
-        let Some(updated) = daemon.store().update_job(job.id, patch).await? else {
+        let Some(updated) = self.parts().store.update_job(job.id, patch).await? else {
             return Err(Failure::new("JobNotFound", "the job was deleted"));
         };
         if updated.results.state != job.results.state || clear_error && job.error.is_some() {
-            daemon.events().job_changed(&updated);
+            self.parts().events.job_changed(&updated);
         }
-        result_event(daemon, &updated);
+        self.parts().events.results_progress(&updated);
         Ok(updated)
     }
 }
 
-/// Publishes a `result` event for a job.
-pub(crate) fn result_event(daemon: &Daemon, job: &Job) {
-    daemon.events().publish(
-        EventKind::Result,
-        json!({
-            "id": job.id,
-            "uuid": job.uuid,
-            "state": job.results.state,
-            "bytes": job.results.bytes,
-            "total_bytes": job.results.total_bytes,
-        }),
-    );
+/// Marks a delivery done when it ends or is dropped; its slot is freed with it.
+struct Done {
+    results: Results,
+    id: i64,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.results.done(self.id);
+    }
+}
+
+/// Where a job's results come from.
+enum Source {
+    /// The results of the remote job (fetched fresh: links may be signed).
+    Remote(String),
+    /// The kept answer of a synchronous execution.
+    Answer(Payload),
 }
 
 /// Publishes progress events (at most [`EVENTS_PER_SECOND`]) and stores progress (at
 /// most every [`PERSIST_EVERY`]) until aborted.
 async fn report_progress(
-    daemon: Daemon,
+    store: Store,
+    events: EventBus,
     job: Job,
     progress: Vec<Arc<AtomicU64>>,
     total: Option<u64>,
@@ -612,11 +678,13 @@ async fn report_progress(
             continue;
         }
         last_sent = bytes;
-        daemon.events().publish(
-            EventKind::Result,
-            json!({"id": job.id, "uuid": job.uuid, "state": ResultsState::Downloading,
-                   "bytes": bytes, "total_bytes": total}),
-        );
+        events.publish(Event::ResultsProgress(crate::events::ResultsProgress {
+            id: job.id,
+            uuid: job.uuid,
+            state: ResultsState::Downloading,
+            bytes,
+            total_bytes: total,
+        }));
         if last_stored.elapsed() >= PERSIST_EVERY {
             last_stored = Instant::now();
             let patch = JobPatch {
@@ -628,7 +696,7 @@ async fn report_progress(
                 }),
                 ..JobPatch::default()
             };
-            let _ = daemon.store().update_job(job.id, patch).await;
+            let _ = store.update_job(job.id, patch).await;
         }
     }
 }
@@ -675,17 +743,18 @@ pub fn plan_assets(doc: &Value) -> Vec<Planned> {
         .collect()
 }
 
-/// `GET /jobs/{id}/results`, retrying transient failures.
-async fn fetch_document(
-    backend: &crate::platform::backends::Backend,
-    remote: &str,
-) -> Result<Value, Failure> {
+/// The results of a job (fresh from the backend, or read from its kept answer),
+/// retrying transient failures.
+async fn fetch_document(backend: &Backend, source: &Source) -> Result<ResultsDoc, Failure> {
     let mut failures = 0;
     loop {
-        backend.limiter.acquire().await;
-        let fetched = match backend.ensure_credentials().await {
-            Ok(()) => backend.client.results(remote).await,
-            Err(e) => Err(e),
+        let fetched = match source {
+            Source::Remote(remote) => backend.call(backend.platform.results(remote)).await,
+            Source::Answer(answer) => {
+                backend
+                    .call(backend.platform.results_from_answer(answer))
+                    .await
+            }
         };
         match fetched {
             Ok(doc) => return Ok(doc),
@@ -697,7 +766,7 @@ async fn fetch_document(
                     e.retry_after(),
                     &mut rand::rng(),
                 );
-                tracing::info!(remote, error = %e, wait_ms = wait.as_millis() as u64, "results document unavailable; retrying");
+                tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "results document unavailable; retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(doc_failure(&e)),
@@ -705,13 +774,78 @@ async fn fetch_document(
     }
 }
 
-fn doc_failure(e: &OpenEoError) -> Failure {
+fn doc_failure(e: &PlatformError) -> Failure {
     let code = match e {
-        OpenEoError::Auth { .. } => "LoginRequired",
+        PlatformError::Auth { .. } => "LoginRequired",
         e if e.is_transient() => "BackendUnreachable",
         _ => "ResultsUnavailable",
     };
     Failure::new(code, format!("cannot fetch the results document: {e}"))
+}
+
+/// The results document with every inline output added as an asset whose `href` is
+/// its key (written locally, never downloaded), marked `eodispatch:inline`.
+fn with_inline_assets(results: &ResultsDoc) -> Value {
+    let mut doc = results.document.clone();
+    if !doc.is_object() {
+        doc = json!({});
+    }
+    if results.inline.is_empty() {
+        return doc;
+    }
+    if !doc.get("assets").is_some_and(Value::is_object) {
+        doc["assets"] = json!({});
+    }
+    for f in &results.inline {
+        doc["assets"][&f.key] = json!({
+            "href": f.name,
+            "type": f.media_type,
+            "title": f.key,
+            "roles": ["data"],
+            "file:size": f.bytes.len(),
+            "eodispatch:inline": true,
+        });
+    }
+    doc
+}
+
+/// Writes the inline outputs under their planned names (complete files: downloading
+/// then skips them).
+fn write_inline(
+    results: &ResultsDoc,
+    doc: &Value,
+    plan: &[Planned],
+    files: &Path,
+) -> Result<(), Failure> {
+    for f in &results.inline {
+        let Some(p) = plan.iter().find(|p| p.key == f.key) else {
+            continue;
+        };
+        if doc["assets"][&p.key]["eodispatch:inline"] != json!(true) {
+            continue;
+        }
+        let target = files.join(&p.name);
+        if file_len(&target) == Some(f.bytes.len() as u64) {
+            continue;
+        }
+        let part = files.join(format!("{}.part", p.name));
+        std::fs::write(&part, &f.bytes)
+            .and_then(|()| std::fs::rename(&part, &target))
+            .map_err(|e| {
+                if download::is_disk_full(&e) {
+                    Failure::new(
+                        "DiskFull",
+                        format!("cannot write {}: {e}", target.display()),
+                    )
+                } else {
+                    Failure::new(
+                        "LocalIoError",
+                        format!("cannot write {}: {e}", target.display()),
+                    )
+                }
+            })?;
+    }
+    Ok(())
 }
 
 fn file_len(p: &Path) -> Option<u64> {

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::job::{
-    Job, JobError, JobRequest, Results, Status, SubmitState, Task, TaskRequest, TaskSummary,
+    Job, JobError, JobRequest, Label, Results, Status, SubmitState, Task, TaskRequest, TaskSummary,
 };
 
 pub use logins::LoginRecord;
@@ -353,21 +353,35 @@ impl Store {
         self.read(move |c| rows::select_job_by_uuid(c, uuid)).await
     }
 
-    /// Distinct endpoints that have jobs which are not terminal.
-    pub async fn active_endpoints(&self) -> Result<Vec<String>, StoreError> {
-        self.read(rows::select_active_endpoints).await
+    /// Distinct platform kinds and endpoints that have jobs which are not terminal.
+    pub async fn active_backends(&self) -> Result<Vec<(Label, String)>, StoreError> {
+        self.read(rows::select_active_backends).await
     }
 
-    /// A scheduler's work list for `endpoints` (raw endpoint strings of one backend):
+    /// Remote job ids linked to local jobs of `label` on `endpoints` (raw endpoint
+    /// strings of one backend), in any status.
+    pub async fn linked_remote_ids(
+        &self,
+        label: Label,
+        endpoints: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.read(move |c| rows::select_linked_remote_ids(c, label, &endpoints))
+            .await
+            .map(|v| v.into_iter().collect())
+    }
+
+    /// A scheduler's work list for `label` on `endpoints` (raw endpoint strings of one
+    /// backend):
     /// every non-terminal job handed (or being handed) to the backend, then the oldest
     /// queued ones — only as many as could fill `max_active`, so that a backend with
     /// thousands of queued jobs costs no more than one with a few.
     pub async fn scheduler_jobs(
         &self,
+        label: Label,
         endpoints: Vec<String>,
         max_active: u32,
     ) -> Result<Vec<Job>, StoreError> {
-        self.read(move |c| rows::select_scheduler_jobs(c, &endpoints, max_active))
+        self.read(move |c| rows::select_scheduler_jobs(c, label, &endpoints, max_active))
             .await
     }
 
@@ -392,6 +406,13 @@ impl Store {
     /// the job as stored afterwards, `None` if there is no such job.
     pub async fn update_job(&self, id: i64, patch: JobPatch) -> Result<Option<Job>, StoreError> {
         self.write(move |c| rows::update_job(c, id, &patch)).await
+    }
+
+    /// Makes a failed or canceled job a new attempt (see `rows::retry_job`); `None` when
+    /// it does not exist or is in another status.
+    pub async fn retry_job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let uuid = Uuid::new_v4();
+        self.write(move |c| rows::retry_job(c, id, uuid)).await
     }
 
     /// Forgets a job; `false` if there was none.

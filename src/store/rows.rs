@@ -92,7 +92,7 @@ macro_rules! job_columns {
         "id, uuid, title, label, status, endpoint, namespace, application, parameters, \
          format, backend_job_id, progress, error_code, error_message, results_state, \
          results_dir, results_bytes, results_total_bytes, upscale_task_id, created, updated, \
-         backend_status, submit_state"
+         backend_status, submit_state, submit_started"
     };
 }
 
@@ -134,8 +134,14 @@ fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
         id,
         "submit_state",
     )?;
+    let submit_started: Option<String> = get!(23, "submit_started");
+    let submit_started = match submit_started {
+        Some(t) => Some(parse_time(t, JOBS, id, "submit_started")?),
+        None => None,
+    };
     Ok(Job {
         id,
+        submit_started,
         title: get!(2, "title"),
         label,
         status,
@@ -182,12 +188,41 @@ fn query_jobs(
 }
 
 /// Distinct endpoints of the jobs that are not terminal.
-pub(super) fn select_active_endpoints(conn: &Connection) -> Result<Vec<String>, StoreError> {
+pub(super) fn select_active_backends(
+    conn: &Connection,
+) -> Result<Vec<(Label, String)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT endpoint FROM unit_jobs WHERE status IN ('created', 'queued', 'running')",
+        "SELECT DISTINCT label, endpoint FROM unit_jobs \
+         WHERE status IN ('created', 'queued', 'running')",
     )?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (label, endpoint) = row?;
+        let label = parse_enum(label, Label::parse, JOBS, 0, "label")?;
+        out.push((label, endpoint));
+    }
+    Ok(out)
+}
+
+/// Remote job ids linked to local jobs of `label` on `endpoints`.
+pub(super) fn select_linked_remote_ids(
+    conn: &Connection,
+    label: Label,
+    endpoints: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT backend_job_id FROM unit_jobs \
+         WHERE label = ?1 AND endpoint = ?2 AND backend_job_id IS NOT NULL",
+    )?;
+    let mut out = Vec::new();
+    for e in endpoints {
+        let rows = stmt.query_map(params![label.as_str(), e], |r| r.get::<_, String>(0))?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 /// A scheduler's work list for the given endpoints: every non-terminal job already
@@ -195,24 +230,26 @@ pub(super) fn select_active_endpoints(conn: &Connection) -> Result<Vec<String>, 
 /// enough to fill `max_active`.
 pub(super) fn select_scheduler_jobs(
     conn: &Connection,
+    label: Label,
     endpoints: &[String],
     max_active: u32,
 ) -> Result<Vec<Job>, StoreError> {
     const ACTIVE: &str = concat!(
         "SELECT ",
         job_columns!(),
-        " FROM unit_jobs WHERE endpoint = ?1 AND status IN ('created', 'queued', 'running') \
+        " FROM unit_jobs WHERE label = ?1 AND endpoint = ?2 \
+          AND status IN ('created', 'queued', 'running') \
           AND submit_state != 'pending' ORDER BY id"
     );
     const QUEUED: &str = concat!(
         "SELECT ",
         job_columns!(),
-        " FROM unit_jobs WHERE endpoint = ?1 AND status = 'created' \
-          AND submit_state = 'pending' ORDER BY id LIMIT ?2"
+        " FROM unit_jobs WHERE label = ?1 AND endpoint = ?2 AND status = 'created' \
+          AND submit_state = 'pending' ORDER BY id LIMIT ?3"
     );
     let mut out = Vec::new();
     for e in endpoints {
-        out.extend(query_jobs(conn, ACTIVE, [e])?);
+        out.extend(query_jobs(conn, ACTIVE, params![label.as_str(), e])?);
     }
     // Queued jobs beyond the free slots are not needed (one extra in case one of
     // them cannot be sent).
@@ -222,7 +259,7 @@ pub(super) fn select_scheduler_jobs(
         + 1;
     let mut queued = Vec::new();
     for e in endpoints {
-        queued.extend(query_jobs(conn, QUEUED, params![e, free])?);
+        queued.extend(query_jobs(conn, QUEUED, params![label.as_str(), e, free])?);
     }
     queued.sort_by_key(|j| j.id);
     queued.truncate(free as usize);
@@ -422,6 +459,7 @@ pub(super) fn insert_job(
     )?;
     Ok(Job {
         id,
+        submit_started: None,
         title: req.title,
         label: req.label,
         status: Status::Created,
@@ -460,7 +498,8 @@ pub(super) fn update_job(
         updated = ?16, \
         backend_status = CASE WHEN ?17 THEN ?18 ELSE backend_status END, \
         submit_state = CASE WHEN ?19 THEN ?20 ELSE submit_state END, \
-        submit_attempts = submit_attempts + CASE WHEN ?19 AND ?20 = 'submitting' THEN 1 ELSE 0 END \
+        submit_attempts = submit_attempts + CASE WHEN ?19 AND ?20 = 'submitting' THEN 1 ELSE 0 END, \
+        submit_started = CASE WHEN ?19 AND ?20 = 'submitting' THEN ?16 ELSE submit_started END \
         WHERE id = ?1 AND (NOT ?21 OR status IN ('created', 'queued', 'running'))";
     let now = rfc3339_z::format(&now_utc());
     let error = patch.error.as_ref().map(|e| e.as_ref());
@@ -488,6 +527,27 @@ pub(super) fn update_job(
         patch.submit_state.map(SubmitState::as_str),
         patch.only_if_active,
     ])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    select_job(conn, id)
+}
+
+/// Makes a failed or canceled job a new attempt: back to `created` and not submitted,
+/// with a new UUID (so that the remote job of the last attempt is never mistaken for
+/// the new one), no remote id, error or results. `None` when the job does not exist
+/// or is not failed or canceled (a finished job is never run again).
+pub(super) fn retry_job(conn: &Connection, id: i64, uuid: Uuid) -> Result<Option<Job>, StoreError> {
+    const SQL: &str = "UPDATE unit_jobs SET status = 'created', uuid = ?2, \
+        backend_job_id = NULL, backend_status = NULL, progress = NULL, \
+        error_code = NULL, error_message = NULL, submit_state = 'pending', \
+        submit_started = NULL, results_state = 'pending', results_dir = NULL, \
+        results_bytes = 0, results_total_bytes = NULL, updated = ?3 \
+        WHERE id = ?1 AND status IN ('failed', 'canceled')";
+    let now = rfc3339_z::format(&now_utc());
+    let changed =
+        conn.prepare_cached(SQL)?
+            .execute(params![id, uuid.hyphenated().to_string(), now])?;
     if changed == 0 {
         return Ok(None);
     }

@@ -71,6 +71,7 @@ pub fn backend_config(url: &str, max_running: Option<u32>, rate: Option<f64>) ->
         requests_per_second: rate,
         access_token: Some(serde_json::from_value(json!(TOKEN)).unwrap()),
         provider_id: Some("fake".into()),
+        ..BackendConfig::default()
     }
 }
 

@@ -205,6 +205,7 @@ pub fn config_without_token(root: &Path, url: &str) -> Config {
             requests_per_second: Some(200.0),
             access_token: None,
             provider_id: None,
+            ..BackendConfig::default()
         },
     );
     c
