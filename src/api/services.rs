@@ -5,11 +5,12 @@
 //! bundled at compile time like the UDPs of [`crate::platform::udp::BUNDLED`], so the
 //! list works offline. Each record becomes one [`ServiceRecord`]:
 //!
-//! - `application`: the `href` of the link with `rel: "application"` (openEO: the UDP
-//!   URL; an OGC API Processes application: the process description URL);
-//! - `endpoint`: the `href` of the link with `rel: "service"` (the backend);
 //! - `label`: `openeo` when the record conforms to `.../openeo-udp` or its application
 //!   link has an `application/vnd.openeo+json` type, `ogc_api_process` otherwise;
+//! - `endpoint`, `namespace`, `application`: the job's `service`, from the links with
+//!   `rel: "service"` and `rel: "application"` ([`crate::platform::service_of_record`]:
+//!   openEO: the backend and the UDP URL; OGC API Processes: the process URL of the
+//!   `service` link split into server, namespace and process id);
 //! - `title`, `description`, `keywords` from the record's `properties`.
 //!
 //! A record without an application or a service link is left out (it cannot be run).
@@ -17,25 +18,77 @@
 
 use axum::Json;
 use serde::Serialize;
+
+use crate::job::Label;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 /// The bundled APEx records, by file name. Add a line when adding a file to
 /// `catalog/records/` (a unit test checks that every file there is listed).
-pub const BUNDLED_RECORDS: [(&str, &str); 2] = [
+pub const BUNDLED_RECORDS: [(&str, &str); 16] = [
     (
         "eurac_pv_farm_detection.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/eurac_pv_farm_detection.json"
-        )),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/eurac_pv_farm_detection.json")),
+    ),
+    (
+        "gep_DinSAR.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_DinSAR.json")),
+    ),
+    (
+        "gep_api_ost.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_api_ost.json")),
+    ),
+    (
+        "gep_bas.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_bas.json")),
+    ),
+    (
+        "gep_ost.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_ost.json")),
+    ),
+    (
+        "sar_coin.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sar_coin.json")),
     ),
     (
         "scmap.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/scmap.json"
-        )),
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/scmap.json")),
+    ),
+    (
+        "sen4cap_l3_basic_markers.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l3_basic_markers.json")),
+    ),
+    (
+        "sen4cap_l3b_biophysical_indicators.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l3b_biophysical_indicators.json")),
+    ),
+    (
+        "sen4cap_l3b_spectral_indices.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l3b_spectral_indices.json")),
+    ),
+    (
+        "sen4cap_l4a_crop_type.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4a_crop_type.json")),
+    ),
+    (
+        "sen4cap_l4b_grassland_mowing.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4b_grassland_mowing.json")),
+    ),
+    (
+        "sen4cap_l4c_agricultural_practices.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4c_agricultural_practices.json")),
+    ),
+    (
+        "sen4cap_l4d_bare_soil.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4d_bare_soil.json")),
+    ),
+    (
+        "sen4cap_l4e_parcel_heterogeneity.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4e_parcel_heterogeneity.json")),
+    ),
+    (
+        "sen4cap_s1_pre_processing.json",
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_s1_pre_processing.json")),
     ),
 ];
 
@@ -72,7 +125,7 @@ pub fn parse_record(doc: &Value) -> Option<ServiceRecord> {
     let href = |l: &Value| l.get("href").and_then(Value::as_str).map(str::to_string);
     let app_link = link("application")?;
     let application = href(app_link)?;
-    let endpoint = href(link("service")?)?;
+    let service_href = href(link("service")?)?;
     let str_prop = |k: &str| {
         props
             .get(k)
@@ -93,6 +146,12 @@ pub fn parse_record(doc: &Value) -> Option<ServiceRecord> {
         .get("type")
         .and_then(Value::as_str)
         .is_some_and(|t| t.starts_with("application/vnd.openeo+json"));
+    let label = if conforms_openeo || openeo_type {
+        Label::Openeo
+    } else {
+        Label::OgcApiProcess
+    };
+    let service = crate::platform::service_of_record(label, &service_href, &application)?;
     let id = doc.get("id").and_then(Value::as_str)?.to_string();
     let title = match str_prop("title") {
         t if t.is_empty() => id.clone(),
@@ -102,17 +161,10 @@ pub fn parse_record(doc: &Value) -> Option<ServiceRecord> {
         id,
         title,
         description: str_prop("description"),
-        label: if conforms_openeo || openeo_type {
-            "openeo"
-        } else {
-            "ogc_api_process"
-        },
-        endpoint,
-        application,
-        namespace: props
-            .get("namespace")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        label: label.as_str(),
+        endpoint: service.endpoint,
+        application: service.application,
+        namespace: service.namespace,
         keywords: props
             .get("keywords")
             .and_then(Value::as_array)
@@ -173,11 +225,18 @@ mod tests {
     fn records_without_links_are_skipped_and_ogc_is_detected() {
         assert_eq!(parse_record(&json!({"id": "x", "properties": {}})), None);
         let ogc = json!({"id": "s1", "properties": {"title": " S1 "},
-            "links": [{"rel": "application", "href": "https://ades/processes/s1", "type": "application/json"},
-                      {"rel": "service", "href": "https://ades/ogc"}]});
+            "links": [{"rel": "application", "href": "https://repo/s1.cwl", "type": "application/cwl+yaml"},
+                      {"rel": "service", "href": "https://ades.example/gep/wps3/processes/s1-insar"}]});
         let r = parse_record(&ogc).unwrap();
         assert_eq!(r.label, "ogc_api_process");
         assert_eq!(r.title, "S1");
+        assert_eq!(r.endpoint, "https://ades.example");
+        assert_eq!(r.namespace.as_deref(), Some("gep/wps3"));
+        assert_eq!(r.application, "s1-insar");
         assert!(r.keywords.is_empty());
+        // An OGC service link that is not a process URL cannot be run.
+        let mut bad = ogc.clone();
+        bad["links"][1]["href"] = json!("https://ades.example/ogc");
+        assert_eq!(parse_record(&bad), None);
     }
 }

@@ -305,6 +305,32 @@ pub trait Platform: Send + Sync {
     fn reconfigure(&self, config: Option<&BackendConfig>);
 }
 
+/// The service a catalogue record points at, from its `service` link (openEO: the
+/// backend; OGC API Processes: the process's full URL, split into the server, the path
+/// before `/processes` as namespace, and the process id) and its `application` link
+/// (openEO: the UDP URL; OGC: the application package, not needed to run it).
+pub fn service_of_record(label: Label, service: &str, application: &str) -> Option<ServiceDetails> {
+    match label {
+        Label::Openeo => Some(ServiceDetails {
+            endpoint: service.to_string(),
+            namespace: None,
+            application: application.to_string(),
+        }),
+        Label::OgcApiProcess => {
+            let url = Url::parse(service).ok()?;
+            let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+            let at = segments.iter().rposition(|s| *s == "processes")?;
+            let id = segments.get(at + 1).filter(|_| at + 2 == segments.len())?;
+            let namespace = segments[..at].join("/");
+            Some(ServiceDetails {
+                endpoint: url.origin().ascii_serialization(),
+                namespace: (!namespace.is_empty()).then_some(namespace),
+                application: (*id).to_string(),
+            })
+        }
+    }
+}
+
 /// The platform of `label` for `endpoint`: the one place that chooses by label.
 pub fn connect(
     label: Label,
