@@ -28,67 +28,115 @@ use utoipa::ToSchema;
 pub const BUNDLED_RECORDS: [(&str, &str); 16] = [
     (
         "eurac_pv_farm_detection.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/eurac_pv_farm_detection.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/eurac_pv_farm_detection.json"
+        )),
     ),
     (
         "gep_DinSAR.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_DinSAR.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/gep_DinSAR.json"
+        )),
     ),
     (
         "gep_api_ost.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_api_ost.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/gep_api_ost.json"
+        )),
     ),
     (
         "gep_bas.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_bas.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/gep_bas.json"
+        )),
     ),
     (
         "gep_ost.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/gep_ost.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/gep_ost.json"
+        )),
     ),
     (
         "sar_coin.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sar_coin.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sar_coin.json"
+        )),
     ),
     (
         "scmap.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/scmap.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/scmap.json"
+        )),
     ),
     (
         "sen4cap_l3_basic_markers.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l3_basic_markers.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l3_basic_markers.json"
+        )),
     ),
     (
         "sen4cap_l3b_biophysical_indicators.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l3b_biophysical_indicators.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l3b_biophysical_indicators.json"
+        )),
     ),
     (
         "sen4cap_l3b_spectral_indices.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l3b_spectral_indices.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l3b_spectral_indices.json"
+        )),
     ),
     (
         "sen4cap_l4a_crop_type.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4a_crop_type.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l4a_crop_type.json"
+        )),
     ),
     (
         "sen4cap_l4b_grassland_mowing.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4b_grassland_mowing.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l4b_grassland_mowing.json"
+        )),
     ),
     (
         "sen4cap_l4c_agricultural_practices.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4c_agricultural_practices.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l4c_agricultural_practices.json"
+        )),
     ),
     (
         "sen4cap_l4d_bare_soil.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4d_bare_soil.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l4d_bare_soil.json"
+        )),
     ),
     (
         "sen4cap_l4e_parcel_heterogeneity.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_l4e_parcel_heterogeneity.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_l4e_parcel_heterogeneity.json"
+        )),
     ),
     (
         "sen4cap_s1_pre_processing.json",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records/sen4cap_s1_pre_processing.json")),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/catalog/records/sen4cap_s1_pre_processing.json"
+        )),
     ),
 ];
 
