@@ -79,8 +79,13 @@ pub const DESCRIPTION_FRESH_FOR: Duration = Duration::from_secs(600);
 /// Time allowed for an execution request: a synchronous run answers when it is done.
 pub const EXECUTION_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// How much earlier than our clock a server may date a job we created (reconciliation).
+/// How much earlier than our clock a server may date a job we created: jobs this much
+/// older than a lost submission may still be it (reconciliation).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// A job created at most this long before a lost submission went out (by the server's
+/// clock) counts as created after it.
+pub const MATCH_TOLERANCE: Duration = Duration::from_secs(1);
 
 /// Page size asked for when listing jobs (servers may give fewer).
 const LIST_PAGE_SIZE: u32 = 100;
@@ -340,7 +345,12 @@ fn parse_status(v: &Value, prefix: &str) -> Option<RemoteJob> {
     })
 }
 
-/// Chooses the remote job of a lost submission among the server's jobs.
+/// Chooses the remote job of a lost submission among the server's jobs: those of the
+/// process not linked to another local job. Exactly one created since the submission
+/// went out (less [`MATCH_TOLERANCE`]): it is ours. None within [`CLOCK_SKEW`] before
+/// it, in a complete list: not created. Anything else (several new ones, or only jobs
+/// a little older than the submission, which a server clock running late could make of
+/// ours, or jobs without process or creation time): uncertain.
 fn choose(
     jobs: &[RemoteJob],
     process_id: &str,
@@ -348,39 +358,55 @@ fn choose(
     linked: &HashSet<String>,
     complete: bool,
 ) -> Reconciled {
-    let earliest = since - CLOCK_SKEW;
     let candidates: Vec<&RemoteJob> = jobs
         .iter()
         .filter(|j| !linked.contains(&j.id))
         .filter(|j| j.process_id.as_deref().is_none_or(|p| p == process_id))
-        .filter(|j| j.created.is_none_or(|c| c >= earliest))
+        .filter(|j| j.created.is_none_or(|c| c >= since - CLOCK_SKEW))
         .collect();
-    match candidates.as_slice() {
-        [one] if one.created.is_some() && one.process_id.is_some() => {
-            Reconciled::Found((*one).clone())
-        }
-        [] if complete => Reconciled::NotCreated,
-        [] => Reconciled::Uncertain(
+    let near: Vec<&RemoteJob> = candidates
+        .iter()
+        .copied()
+        .filter(|j| j.process_id.is_some())
+        .filter(|j| j.created.is_some_and(|c| c >= since - MATCH_TOLERANCE))
+        .collect();
+    let unknown = candidates
+        .iter()
+        .any(|j| j.process_id.is_none() || j.created.is_none());
+    match (near.as_slice(), candidates.len()) {
+        ([one], _) if !unknown => Reconciled::Found((*one).clone()),
+        ([], 0) if complete => Reconciled::NotCreated,
+        ([], 0) => Reconciled::Uncertain(
             "the answer to the submission was lost and the server's job list is too long to \
              be sure the job is not on it"
                 .into(),
         ),
-        [_] => Reconciled::Uncertain(
+        _ if unknown => Reconciled::Uncertain(
             "the answer to the submission was lost and the server's job list does not say \
              which process and when each job was created, so eodispatch cannot tell its job \
              apart"
                 .into(),
         ),
-        many => Reconciled::Uncertain(format!(
+        ([], _) => Reconciled::Uncertain(format!(
+            "the answer to the submission was lost, and the only jobs of {process_id} on the \
+             server near that time ({}) were created a little before it went out: with \
+             clocks that differ, one of them could be it",
+            ids(&candidates)
+        )),
+        (many, _) => Reconciled::Uncertain(format!(
             "the answer to the submission was lost and the server has {} jobs of {process_id} \
              created since then that could be it ({})",
             many.len(),
-            many.iter()
-                .map(|j| j.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            ids(many)
         )),
     }
+}
+
+fn ids(jobs: &[&RemoteJob]) -> String {
+    jobs.iter()
+        .map(|j| j.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ============================================================================
@@ -1751,6 +1777,19 @@ mod tests {
             choose(&jobs, "p", since, &linked, false),
             Reconciled::Uncertain(_)
         ));
+        // Only a job a little older than the submission: maybe ours, with clocks that
+        // differ; never "not created".
+        let older = vec![job("early", "p", "2026-12-02T11:59:30Z")];
+        match choose(&older, "p", since, &none, true) {
+            Reconciled::Uncertain(why) => assert!(why.contains("early"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A new one next to an older one: the new one.
+        let mut both = older.clone();
+        both.push(job("mine", "p", "2026-12-02T12:00:00.4Z"));
+        assert!(
+            matches!(choose(&both, "p", since, &none, true), Reconciled::Found(j) if j.id == "mine")
+        );
         // Two candidates: uncertain, both named.
         let mut two = jobs.clone();
         two.push(job("also", "p", "2026-12-02T12:00:02Z"));
