@@ -29,10 +29,6 @@ use crate::scheduler::Scheduler;
 use crate::store::{JobPatch, Store, StoreError};
 use crate::token::ApiToken;
 
-/// Backends known out of the box: those the bundled APEx service records run on.
-pub const KNOWN_BACKENDS: &[(Label, &str)] =
-    &[(Label::Openeo, "https://openeofed.dataspace.copernicus.eu")];
-
 /// How long a cancel waits for a submission in flight to settle.
 pub const SUBMIT_SETTLE: Duration = Duration::from_secs(20);
 
@@ -587,7 +583,7 @@ impl App {
 
     /// Registers the backends known out of the box.
     pub fn register_known_backends(&self) {
-        for (label, url) in KNOWN_BACKENDS {
+        for (label, url) in crate::platform::KNOWN_BACKENDS {
             self.parts().backends.get(*label, url);
         }
     }

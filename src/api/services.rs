@@ -5,12 +5,11 @@
 //! bundled at compile time like the UDPs of [`crate::platform::udp::BUNDLED`], so the
 //! list works offline. Each record becomes one [`ServiceRecord`]:
 //!
-//! - `label`: `openeo` when the record conforms to `.../openeo-udp` or its application
-//!   link has an `application/vnd.openeo+json` type, `ogc_api_process` otherwise;
-//! - `endpoint`, `namespace`, `application`: the job's `service`, from the links with
-//!   `rel: "service"` and `rel: "application"` ([`crate::platform::service_of_record`]:
-//!   openEO: the backend and the UDP URL; OGC API Processes: the process URL of the
-//!   `service` link split into server, namespace and process id);
+//! - `label`, `endpoint`, `namespace`, `application`: the job's label and `service`,
+//!   from the record's `conformsTo` and its links with `rel: "service"` and
+//!   `rel: "application"` ([`crate::platform::service_of_record`]: openEO: the backend
+//!   and the UDP URL; OGC API Processes: the process URL of the `service` link split
+//!   into server, namespace and process id);
 //! - `title`, `description`, `keywords` from the record's `properties`.
 //!
 //! A record without an application or a service link is left out (it cannot be run).
@@ -18,8 +17,6 @@
 
 use axum::Json;
 use serde::Serialize;
-
-use crate::job::Label;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -164,16 +161,7 @@ pub struct ServiceRecord {
 /// Reads one APEx record; `None` when it is not a runnable service.
 pub fn parse_record(doc: &Value) -> Option<ServiceRecord> {
     let props = doc.get("properties")?;
-    let links = doc.get("links")?.as_array()?;
-    let link = |rel: &str| {
-        links
-            .iter()
-            .find(|l| l.get("rel").and_then(Value::as_str) == Some(rel))
-    };
-    let href = |l: &Value| l.get("href").and_then(Value::as_str).map(str::to_string);
-    let app_link = link("application")?;
-    let application = href(app_link)?;
-    let service_href = href(link("service")?)?;
+    let (label, service) = crate::platform::service_of_record(doc)?;
     let str_prop = |k: &str| {
         props
             .get(k)
@@ -182,24 +170,6 @@ pub fn parse_record(doc: &Value) -> Option<ServiceRecord> {
             .trim()
             .to_string()
     };
-    let conforms_openeo = doc
-        .get("conformsTo")
-        .and_then(Value::as_array)
-        .is_some_and(|c| {
-            c.iter()
-                .filter_map(Value::as_str)
-                .any(|s| s.ends_with("/openeo-udp"))
-        });
-    let openeo_type = app_link
-        .get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.starts_with("application/vnd.openeo+json"));
-    let label = if conforms_openeo || openeo_type {
-        Label::Openeo
-    } else {
-        Label::OgcApiProcess
-    };
-    let service = crate::platform::service_of_record(label, &service_href, &application)?;
     let id = doc.get("id").and_then(Value::as_str)?.to_string();
     let title = match str_prop("title") {
         t if t.is_empty() => id.clone(),

@@ -305,30 +305,66 @@ pub trait Platform: Send + Sync {
     fn reconfigure(&self, config: Option<&BackendConfig>);
 }
 
-/// The service a catalogue record points at, from its `service` link (openEO: the
-/// backend; OGC API Processes: the process's full URL, split into the server, the path
-/// before `/processes` as namespace, and the process id) and its `application` link
-/// (openEO: the UDP URL; OGC: the application package, not needed to run it).
-pub fn service_of_record(label: Label, service: &str, application: &str) -> Option<ServiceDetails> {
-    match label {
-        Label::Openeo => Some(ServiceDetails {
-            endpoint: service.to_string(),
-            namespace: None,
-            application: application.to_string(),
-        }),
-        Label::OgcApiProcess => {
-            let url = Url::parse(service).ok()?;
-            let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
-            let at = segments.iter().rposition(|s| *s == "processes")?;
-            let id = segments.get(at + 1).filter(|_| at + 2 == segments.len())?;
-            let namespace = segments[..at].join("/");
-            Some(ServiceDetails {
-                endpoint: url.origin().ascii_serialization(),
-                namespace: (!namespace.is_empty()).then_some(namespace),
-                application: (*id).to_string(),
-            })
-        }
+/// Backends known out of the box: those the bundled APEx service records run on.
+pub const KNOWN_BACKENDS: &[(Label, &str)] =
+    &[(Label::Openeo, "https://openeofed.dataspace.copernicus.eu")];
+
+/// The platform kind and service of a catalogue record (an APEx OGC API Records
+/// feature), from its `conformsTo` and links; `None` when it cannot be run.
+///
+/// - kind: openEO when the record conforms to `.../openeo-udp` or its `application` link
+///   has an `application/vnd.openeo+json` type, OGC API Processes otherwise;
+/// - openEO: `endpoint` is the `service` link (the backend), `application` the
+///   `application` link (the UDP URL);
+/// - OGC API Processes: the `service` link is the process's full URL, split into the
+///   server (`endpoint`), the path before `/processes` (`namespace`) and the process id
+///   (`application`); the `application` link (the CWL package) is not needed to run it.
+pub fn service_of_record(record: &Value) -> Option<(Label, ServiceDetails)> {
+    let links = record.get("links")?.as_array()?;
+    let link = |rel: &str| {
+        links
+            .iter()
+            .find(|l| l.get("rel").and_then(Value::as_str) == Some(rel))
+    };
+    let href = |l: &Value| l.get("href").and_then(Value::as_str).map(str::to_string);
+    let app_link = link("application")?;
+    let application = href(app_link)?;
+    let service = href(link("service")?)?;
+    let conforms_openeo = record
+        .get("conformsTo")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .filter_map(Value::as_str)
+                .any(|s| s.ends_with("/openeo-udp"))
+        });
+    let openeo_type = app_link
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("application/vnd.openeo+json"));
+    if conforms_openeo || openeo_type {
+        return Some((
+            Label::Openeo,
+            ServiceDetails {
+                endpoint: service,
+                namespace: None,
+                application,
+            },
+        ));
     }
+    let url = Url::parse(&service).ok()?;
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let at = segments.iter().rposition(|s| *s == "processes")?;
+    let id = segments.get(at + 1).filter(|_| at + 2 == segments.len())?;
+    let namespace = segments[..at].join("/");
+    Some((
+        Label::OgcApiProcess,
+        ServiceDetails {
+            endpoint: url.origin().ascii_serialization(),
+            namespace: (!namespace.is_empty()).then_some(namespace),
+            application: (*id).to_string(),
+        },
+    ))
 }
 
 /// The platform of `label` for `endpoint`: the one place that chooses by label.

@@ -6,6 +6,13 @@ options, schema}``; types ``datetime, date-interval, bounding-box, polygon, bool
 integer, double, string, array-string, array-double, array-integer, datacube, object,
 json``.
 
+Service kinds (``label``): ``openeo`` (backend + UDP URL) and ``ogc_api_process`` (OGC API
+Processes server + process id or process URL, optional namespace = the path before
+``/processes``). Their forms are built the same way; only bounding boxes differ in what
+is sent: ``{west, south, east, north}`` for openEO, the OGC form ``{"bbox": [w, s, e, n],
+"crs": ".../CRS84"}`` for an input whose schema says ``format: ogc-bbox`` (or refers to
+the OGC ``bbox.yaml``).
+
 Extents: every extent the user picks (canvas, drawn rectangle, layer) is transformed to
 EPSG:4326 with ``QgsCoordinateTransform`` (the whole rectangle's boundary is densified,
 so a projected extent gives the true enclosing lon/lat box) and rounded to 6 decimals.
@@ -27,6 +34,12 @@ from qgis.core import (
 )
 
 WGS84 = "EPSG:4326"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+# Service kinds: the ``label`` of /services, /params and /unit_jobs.
+OPENEO = "openeo"
+OGC = "ogc_api_process"
+KINDS = [(OPENEO, "openEO"), (OGC, "OGC API Processes")]
 
 # Field kinds of the form (one widget type each).
 EXTENT = "extent"
@@ -82,6 +95,58 @@ class FieldSpec:
     @property
     def required(self) -> bool:
         return not self.optional
+
+    @property
+    def ogc_bbox(self) -> bool:
+        """Whether this bounding box is sent in the OGC API form ``{bbox, crs}``."""
+        return self.kind == EXTENT and is_ogc_bbox_schema(self.schema)
+
+    @property
+    def minimum(self) -> Optional[float]:
+        return _bound(self.schema, "minimum", "exclusiveMinimum")
+
+    @property
+    def maximum(self) -> Optional[float]:
+        return _bound(self.schema, "maximum", "exclusiveMaximum")
+
+
+def _schemas(schema: Any) -> List[Dict[str, Any]]:
+    """A schema and its ``allOf``/``anyOf``/``oneOf`` alternatives, flattened."""
+    out: List[Dict[str, Any]] = []
+    if isinstance(schema, list):
+        for x in schema:
+            out += _schemas(x)
+    elif isinstance(schema, dict):
+        out.append(schema)
+        for key in ("allOf", "anyOf", "oneOf"):
+            out += _schemas(schema.get(key))
+    return out
+
+
+def is_ogc_bbox_schema(schema: Any) -> bool:
+    """``format: ogc-bbox``, or a ``$ref`` to the OGC ``bbox.yaml`` schema, anywhere in the
+    schema's alternatives (as the daemon decides)."""
+    for s in _schemas(schema):
+        if s.get("format") == "ogc-bbox":
+            return True
+        ref = s.get("$ref")
+        if isinstance(ref, str) and ref.rstrip("/").rsplit("/", 1)[-1] in ("bbox.yaml", "bbox.json", "bbox"):
+            return True
+    return False
+
+
+def _bound(schema: Any, inclusive: str, exclusive: str) -> Optional[float]:
+    """The numeric bound of a schema (the tightest one of its alternatives that are all
+    numbers); an exclusive bound counts as inclusive (the daemon checks exactly)."""
+    found: List[float] = []
+    for s in _schemas(schema):
+        for key in (inclusive, exclusive):
+            v = s.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                found.append(float(v))
+    if not found:
+        return None
+    return max(found) if inclusive == "minimum" else min(found)
 
 
 def field_spec(descriptor: Dict[str, Any]) -> FieldSpec:
@@ -162,23 +227,59 @@ def wgs84_to_crs(
     return transform.transformBoundingBox(rect)
 
 
+def ogc_bbox(bbox: Dict[str, float]) -> Dict[str, Any]:
+    """The OGC API form of a ``{west, south, east, north}`` lon/lat box."""
+    return {"bbox": [bbox["west"], bbox["south"], bbox["east"], bbox["north"]], "crs": CRS84}
+
+
+def extent_value(spec: "FieldSpec", bbox: Dict[str, float]) -> Any:
+    """What an extent field sends for a lon/lat box: a GeoJSON Polygon for a polygon, the
+    OGC form for an OGC bounding box, else the box itself (openEO)."""
+    if spec.kind == POLYGON:
+        return bbox_polygon(bbox)
+    if spec.ogc_bbox:
+        return ogc_bbox(bbox)
+    return bbox
+
+
 def bbox_polygon(bbox: Dict[str, float]) -> Dict[str, Any]:
     """A GeoJSON Polygon of a ``{west, south, east, north}`` box."""
     w, s, e, n = bbox["west"], bbox["south"], bbox["east"], bbox["north"]
     return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
 
 
+def _is_lonlat_crs(crs: Any) -> bool:
+    return crs in (None, 4326, "4326", "EPSG:4326", "epsg:4326") or (
+        isinstance(crs, str) and (crs.endswith("CRS84") or crs.endswith("CRS84h"))
+    )
+
+
 def bbox_of_value(value: Any) -> Optional[Dict[str, float]]:
-    """The lon/lat box of a job parameter value: a bounding box, or a GeoJSON geometry /
-    Feature / FeatureCollection (its coordinates' envelope). ``None`` otherwise."""
+    """The lon/lat box of a job parameter value: a bounding box (openEO ``{west, south,
+    east, north, crs?}`` or OGC API ``{"bbox": [w, s, (z,) e, n, (z)], "crs"?}`` in CRS84),
+    or a GeoJSON geometry / Feature / FeatureCollection (its coordinates' envelope).
+    ``None`` otherwise. An OGC box crossing the antimeridian (west > east) ends east of
+    180°."""
     if not isinstance(value, dict):
         return None
+    ogc = value.get("bbox")
+    if isinstance(ogc, list) and len(ogc) in (4, 6) and value.get("type") is None:
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in ogc):
+            return None
+        crs = value.get("crs")
+        # Only CRS84 is lon/lat by definition (an EPSG:4326 URI is lat/lon in OGC APIs).
+        if not (crs is None or (isinstance(crs, str) and (crs.endswith("CRS84") or crs.endswith("CRS84h")))):
+            return None
+        half = len(ogc) // 2
+        w, s, e, n = float(ogc[0]), float(ogc[1]), float(ogc[half]), float(ogc[half + 1])
+        if s > n:
+            return None
+        if w > e:
+            e += 360.0
+        return {"west": w, "south": s, "east": e, "north": n}
     keys = ("west", "south", "east", "north")
     if all(isinstance(value.get(k), (int, float)) for k in keys):
-        crs = value.get("crs")
-        if crs not in (None, 4326, "4326", "EPSG:4326", "epsg:4326") and not (
-            isinstance(crs, str) and crs.endswith("CRS84")
-        ):
+        if not _is_lonlat_crs(value.get("crs")):
             return None
         return {k: float(value[k]) for k in keys}
     coords: List[List[float]] = []
@@ -281,10 +382,8 @@ def job_body(
     output_format: str,
     namespace: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """A ``POST /unit_jobs`` body."""
-    service: Dict[str, Any] = {"endpoint": endpoint, "application": application}
-    if namespace:
-        service["namespace"] = namespace
+    """A ``POST /unit_jobs`` body (``namespace``: OGC API Processes only, when set)."""
+    service = service_body(endpoint, application, namespace)
     return {
         "title": title,
         "label": label,
@@ -292,6 +391,19 @@ def job_body(
         "parameters": parameters,
         "format": output_format,
     }
+
+
+def service_body(endpoint: str, application: str, namespace: Optional[str] = None) -> Dict[str, Any]:
+    """The ``service`` object of ``/params`` and ``/unit_jobs``."""
+    service: Dict[str, Any] = {"endpoint": endpoint, "application": application}
+    if namespace:
+        service["namespace"] = namespace
+    return service
+
+
+def params_body(label: str, endpoint: str, application: str, namespace: Optional[str] = None) -> Dict[str, Any]:
+    """A ``POST /params`` body."""
+    return {"label": label or OPENEO, "service": service_body(endpoint, application, namespace)}
 
 
 def field_of_error(name: str, field_names: List[str]) -> str:

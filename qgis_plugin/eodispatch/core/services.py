@@ -12,12 +12,20 @@ from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
 from .client import ApiResult, DaemonClient
+from .params import OPENEO, params_body
 
 SETTINGS_KEY = "eodispatch/services_cache"
 
 
-def service_key(endpoint: str, application: str) -> str:
-    return f"{endpoint}|{application}"
+def service_key(endpoint: str, application: str, namespace: Optional[str] = None) -> str:
+    """The cache key of a service's parameters: an OGC API Processes server may offer
+    the same process id in several namespaces."""
+    return f"{endpoint}|{namespace}|{application}" if namespace else f"{endpoint}|{application}"
+
+
+def key_of(service: Dict[str, Any]) -> str:
+    """``service_key`` of a ``GET /services`` entry."""
+    return service_key(str(service.get("endpoint") or ""), str(service.get("application") or ""), service.get("namespace"))
 
 
 class ServiceCatalog(QObject):
@@ -70,13 +78,10 @@ class ServiceCatalog(QObject):
             self._save()
             self.changed.emit()
         for s in services:
-            self.fetch_params(s.get("label", "openeo"), s["endpoint"], s["application"], s.get("namespace"))
+            self.fetch_params(s.get("label") or OPENEO, s["endpoint"], s["application"], s.get("namespace"))
 
     def fetch_params(self, label: str, endpoint: str, application: str, namespace: Optional[str] = None) -> None:
-        key = service_key(endpoint, application)
-        service: Dict[str, Any] = {"endpoint": endpoint, "application": application}
-        if namespace:
-            service["namespace"] = namespace
+        key = service_key(endpoint, application, namespace)
 
         def done(result: ApiResult) -> None:
             if not result.ok or not isinstance(result.data, list):
@@ -90,7 +95,7 @@ class ServiceCatalog(QObject):
                 self.changed.emit()
 
         if self.client is not None:
-            self.client.post("/params", {"label": label, "service": service}, done)
+            self.client.post("/params", params_body(label, endpoint, application, namespace), done)
 
-    def params_of(self, endpoint: str, application: str) -> Optional[List[Dict[str, Any]]]:
-        return self.params.get(service_key(endpoint, application))
+    def params_of(self, endpoint: str, application: str, namespace: Optional[str] = None) -> Optional[List[Dict[str, Any]]]:
+        return self.params.get(service_key(endpoint, application, namespace))

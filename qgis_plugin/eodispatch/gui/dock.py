@@ -69,6 +69,9 @@ class EoDispatchDock(QgsDockWidget):
         self.started_pid: Optional[int] = None
         self.logs_dialog: Optional[QDialog] = None
         self._params_request = None
+        self._form_key = None
+        self._form_descriptors: Optional[List[Dict[str, Any]]] = None
+        self.service_view: Optional[Dict[str, Any]] = None
         self._build()
         stream.connected.connect(self.refresh)
         stream.disconnected.connect(lambda _r: self.check_health())
@@ -122,18 +125,32 @@ class EoDispatchDock(QgsDockWidget):
         self.service_combo.setObjectName("service")
         self.service_combo.currentIndexChanged.connect(self._service_picked)
         sf.addRow("Service", self.service_combo)
+        # The kind of service: fixed by a catalogue entry, chosen for "Other".
+        self.kind_combo = QComboBox(service_box)
+        self.kind_combo.setObjectName("kind")
+        for code, text in P.KINDS:
+            self.kind_combo.addItem(text, code)
+        self.kind_combo.currentIndexChanged.connect(self._kind_changed)
+        sf.addRow("Kind", self.kind_combo)
         self.endpoint_edit = QLineEdit(service_box)
         self.endpoint_edit.setObjectName("endpoint")
-        self.endpoint_edit.setPlaceholderText("https://openeofed.dataspace.copernicus.eu")
         self.application_edit = QLineEdit(service_box)
         self.application_edit.setObjectName("application")
-        self.application_edit.setPlaceholderText("URL of the openEO UDP (JSON)")
-        self.endpoint_edit.editingFinished.connect(self.load_params)
-        self.application_edit.editingFinished.connect(self.load_params)
+        self.namespace_edit = QLineEdit(service_box)
+        self.namespace_edit.setObjectName("namespace")
+        self.namespace_edit.setPlaceholderText("optional: the path before /processes")
+        for edit in (self.endpoint_edit, self.application_edit, self.namespace_edit):
+            edit.editingFinished.connect(self.load_params)
         self.endpoint_error = self._error_label(service_box)
         self.application_error = self._error_label(service_box)
-        sf.addRow("Backend", self._with_error(self.endpoint_edit, self.endpoint_error))
-        sf.addRow("Application", self._with_error(self.application_edit, self.application_error))
+        self.namespace_error = self._error_label(service_box)
+        self.endpoint_label = QLabel("Backend", service_box)
+        self.application_label = QLabel("Application", service_box)
+        self.namespace_label = QLabel("Namespace", service_box)
+        self.namespace_box = self._with_error(self.namespace_edit, self.namespace_error)
+        sf.addRow(self.endpoint_label, self._with_error(self.endpoint_edit, self.endpoint_error))
+        sf.addRow(self.application_label, self._with_error(self.application_edit, self.application_error))
+        sf.addRow(self.namespace_label, self.namespace_box)
         self.description = QLabel(service_box)
         self.description.setWordWrap(True)
         sf.addRow(self.description)
@@ -155,6 +172,7 @@ class EoDispatchDock(QgsDockWidget):
         self.format_error = self._error_label(params_box)
         jf.addRow("Output format", self._with_error(self.format_combo, self.format_error))
         pl.addLayout(jf)
+        self._kind_changed(reload=False)
         page.addWidget(params_box)
 
         self.submit_button = QPushButton("Submit", submit_page)
@@ -289,9 +307,13 @@ class EoDispatchDock(QgsDockWidget):
         current = self.service_combo.currentData()
         self.service_combo.blockSignals(True)
         self.service_combo.clear()
+        kinds = dict(P.KINDS)
         for s in self.catalog.services:
             self.service_combo.addItem(str(s.get("title") or s.get("id")), s)
-        self.service_combo.addItem("Other: paste backend and application URLs", CUSTOM)
+            i = self.service_combo.count() - 1
+            label = str(s.get("label") or P.OPENEO)
+            self.service_combo.setItemData(i, f"{kinds.get(label, label)}: {s.get('endpoint')}", Qt.ItemDataRole.ToolTipRole)
+        self.service_combo.addItem("Other: enter a service (openEO or OGC API Processes)", CUSTOM)
         index = self.service_combo.count() - 1 if current == CUSTOM else 0
         for i in range(self.service_combo.count()):
             d = self.service_combo.itemData(i)
@@ -302,61 +324,126 @@ class EoDispatchDock(QgsDockWidget):
         if not self.form.specs:
             self._service_picked(index)
 
+    def _set_kind(self, label: str) -> None:
+        i = self.kind_combo.findData(label)
+        self.kind_combo.blockSignals(True)
+        self.kind_combo.setCurrentIndex(i if i >= 0 else 0)
+        self.kind_combo.blockSignals(False)
+        self._kind_changed(reload=False)
+
+    def _kind_changed(self, _index: int = 0, reload: bool = True) -> None:
+        """Field names and hints follow the kind: openEO backend + UDP URL, or OGC API
+        Processes server + process id (or URL) + optional namespace."""
+        ogc = self.service_label() == P.OGC
+        self.endpoint_label.setText("Server" if ogc else "Backend")
+        self.application_label.setText("Process" if ogc else "Application")
+        self.endpoint_edit.setPlaceholderText("https://server.example/ogc-api" if ogc else "https://openeofed.dataspace.copernicus.eu")
+        self.application_edit.setPlaceholderText(
+            "process id, or the process URL …/processes/<id>" if ogc else "URL of the openEO UDP (JSON)")
+        for w in (self.namespace_label, self.namespace_box):
+            w.setVisible(ogc)
+        # OGC processes decide their outputs themselves; the API still wants a format.
+        self.format_combo.setEnabled(not ogc)
+        self.format_combo.setToolTip("The process decides its outputs" if ogc else "")
+        if not isinstance(self.service_combo.currentData(), dict):
+            self.description.setText(
+                "Any OGC API Processes process: the server's URL and the process id (or the process URL); "
+                "the namespace is the path before /processes, if any." if ogc else
+                "Any openEO user-defined process: give the backend URL and the UDP's URL.")
+        if reload:
+            self.load_params()
+
     def _service_picked(self, _index: int) -> None:
         s = self.service_combo.currentData()
-        if isinstance(s, dict):
+        custom = not isinstance(s, dict)
+        self.kind_combo.setEnabled(custom)
+        if not custom:
+            self._set_kind(str(s.get("label") or P.OPENEO))
             self.endpoint_edit.setText(str(s.get("endpoint") or ""))
             self.application_edit.setText(str(s.get("application") or ""))
+            self.namespace_edit.setText(str(s.get("namespace") or ""))
             self.description.setText(str(s.get("description") or ""))
             if not self.title_edit.text() or self.title_edit.property("auto"):
                 self.title_edit.setText(str(s.get("title") or ""))
                 self.title_edit.setProperty("auto", True)
         else:
-            self.description.setText("Any openEO user-defined process: give the backend URL and the UDP's URL.")
+            self._kind_changed(reload=False)
         self.load_params()
 
-    def select_service(self, endpoint: str, application: str) -> None:
-        """Fills the service fields (tests, and "submit again")."""
+    def select_service(self, endpoint: str, application: str, label: str = P.OPENEO,
+                       namespace: Optional[str] = None) -> None:
+        """Fills the service fields as "Other" (tests, and "submit again")."""
         self.service_combo.setCurrentIndex(self.service_combo.count() - 1)
+        self._set_kind(label)
         self.endpoint_edit.setText(endpoint)
         self.application_edit.setText(application)
+        self.namespace_edit.setText(namespace or "")
         self.load_params()
 
     def service_label(self) -> str:
-        s = self.service_combo.currentData()
-        return str(s.get("label") or "openeo") if isinstance(s, dict) else "openeo"
+        """``openeo`` or ``ogc_api_process``: the catalogue entry's, or the chosen kind."""
+        s = self.service_combo.currentData() if hasattr(self, "service_combo") else None
+        if isinstance(s, dict):
+            return str(s.get("label") or P.OPENEO)
+        return str(self.kind_combo.currentData() or P.OPENEO)
+
+    def service_namespace(self) -> Optional[str]:
+        """The OGC namespace (``None`` for openEO or when empty)."""
+        if self.service_label() != P.OGC:
+            return None
+        return self.namespace_edit.text().strip().strip("/") or None
 
     def load_params(self) -> None:
         endpoint = self.endpoint_edit.text().strip()
         application = self.application_edit.text().strip()
         if not endpoint or not application:
             self.form.clear()
+            self._form_key = None
             return
-        key = (endpoint, application)
+        namespace = self.service_namespace()
+        key = (self.service_label(), endpoint, application, namespace)
         if self._params_request == key and self.form.specs:
             return
         self._params_request = key
-        cached = self.catalog.params_of(endpoint, application)
+        cached = self.catalog.params_of(endpoint, application, namespace)
         if cached:
             self._params_for(key, cached)
-        body = {"label": self.service_label(), "service": {"endpoint": endpoint, "application": application}}
-        self.client.post("/params", body, lambda r, k=key: self._got_params(k, r))
+        body = P.params_body(self.service_label(), endpoint, application, namespace)
+        # The service view: parameters, and the title/description of a service entered by hand.
+        self.client.post("/params?view=service", body, lambda r, k=key: self._got_params(k, r))
 
     def _got_params(self, key, result: ApiResult) -> None:
         if key != self._params_request:
             return  # an older request
         self.endpoint_error.hide()
         self.application_error.hide()
+        self.namespace_error.hide()
         if not result.ok:
             self.form.clear()
+            self._form_key = None
             self._show_errors(result.error.errors, result.error.message)
             return
-        self._params_for(key, result.data or [])
+        data = result.data
+        if isinstance(data, dict):  # ?view=service
+            self.service_view = data
+            if not isinstance(self.service_combo.currentData(), dict):
+                text = "\n\n".join(str(x) for x in (data.get("title"), data.get("description")) if x)
+                if text:
+                    self.description.setText(text)
+                if data.get("title") and (not self.title_edit.text() or self.title_edit.property("auto")):
+                    self.title_edit.setText(str(data["title"]))
+                    self.title_edit.setProperty("auto", True)
+            data = data.get("parameters")
+        self._params_for(key, data if isinstance(data, list) else [])
 
     def _params_for(self, key, descriptors: List[Dict[str, Any]]) -> None:
-        if self.form.specs and [s.name for s in self.form.specs] == [d.get("name") for d in descriptors]:
+        # Same service, same description (the cached one, then the daemon's): keep what
+        # the user typed. A changed description (or another service) rebuilds the form.
+        if self._form_key == key and self._form_descriptors == descriptors:
             return
         self.form.build(descriptors)
+        self._form_key = key
+        self._form_descriptors = descriptors
         self.general_error.hide()
 
     # --- submit ----------------------------------------------------------------------
@@ -366,7 +453,6 @@ class EoDispatchDock(QgsDockWidget):
         if errors:
             self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors], "Check the highlighted fields.")
             return None
-        s = self.service_combo.currentData()
         return P.job_body(
             self.title_edit.text().strip() or "EO Dispatch job",
             self.service_label(),
@@ -374,7 +460,7 @@ class EoDispatchDock(QgsDockWidget):
             self.application_edit.text().strip(),
             values,
             self.format_combo.currentData(),
-            s.get("namespace") if isinstance(s, dict) else None,
+            self.service_namespace(),
         )
 
     def submit(self) -> None:
@@ -399,7 +485,8 @@ class EoDispatchDock(QgsDockWidget):
 
     def _clear_errors(self) -> None:
         self.form.clear_errors()
-        for label in (self.endpoint_error, self.application_error, self.title_error, self.format_error, self.general_error):
+        for label in (self.endpoint_error, self.application_error, self.namespace_error, self.title_error,
+                      self.format_error, self.general_error):
             label.clear()
             label.hide()
 
@@ -407,7 +494,7 @@ class EoDispatchDock(QgsDockWidget):
         rest = self.form.show_errors(errors)
         unplaced = []
         labels = {"service.endpoint": self.endpoint_error, "service.application": self.application_error,
-                  "title": self.title_error, "format": self.format_error}
+                  "service.namespace": self.namespace_error, "title": self.title_error, "format": self.format_error}
         for e in rest:
             label = labels.get(str(e.get("name")))
             if label is not None:

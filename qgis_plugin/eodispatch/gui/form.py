@@ -4,7 +4,7 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from qgis.core import QgsMapLayerProxyModel
-from qgis.gui import QgsMapLayerComboBox, QgsMapToolExtent
+from qgis.gui import QgsDateEdit, QgsMapLayerComboBox, QgsMapToolExtent
 from qgis.PyQt.QtCore import QDate, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QAbstractSpinBox,
@@ -163,9 +163,33 @@ def _date_edit(iso: Optional[str], parent) -> QDateEdit:
     return edit
 
 
+def _optional_date_edit(parent) -> QgsDateEdit:
+    """A date that may stay empty (an optional date without default: not sent)."""
+    edit = QgsDateEdit(parent)
+    edit.setCalendarPopup(True)
+    edit.setDisplayFormat("yyyy-MM-dd")
+    edit.setAllowNull(True)
+    edit.setNullRepresentation("not given")
+    edit.clear()
+    return edit
+
+
+def _range_text(spec: P.FieldSpec) -> str:
+    lo, hi = spec.minimum, spec.maximum
+    if lo is None and hi is None:
+        return ""
+    fmt = (lambda x: str(int(x))) if spec.kind == P.INTEGER else (lambda x: f"{x:g}")
+    if lo is not None and hi is not None:
+        return f"{fmt(lo)} … {fmt(hi)}"
+    return f"≥ {fmt(lo)}" if lo is not None else f"≤ {fmt(hi)}"
+
+
 class ParameterForm(QWidget):
     """One row per parameter (widget by type, default filled in, description as tooltip)
-    with an error label under it for the daemon's validation messages."""
+    with an error label under it for the daemon's validation messages.
+
+    Optional parameters without a default are left out of the job unless the user gives
+    them (empty number or text, grey check box, "not given" date or choice)."""
 
     def __init__(self, canvas=None, parent=None):
         super().__init__(parent)
@@ -192,7 +216,8 @@ class ParameterForm(QWidget):
         for spec in self.specs:
             editor = self._editor(spec)
             editor.setObjectName(f"param_{spec.name}")
-            editor.setToolTip(spec.description)
+            rng = _range_text(spec) if spec.kind in (P.INTEGER, P.DOUBLE) else ""
+            editor.setToolTip(spec.description + (f"\n({rng})" if rng else ""))
             box = QWidget(self)
             col = QVBoxLayout(box)
             col.setContentsMargins(0, 0, 0, 0)
@@ -225,6 +250,8 @@ class ParameterForm(QWidget):
             start, end = P.default_date_range(spec)
             return DateRangeWidget(start, end, self)
         if spec.kind == P.DATE:
+            if spec.optional and not P.parse_date(d):
+                return _optional_date_edit(self)
             return _date_edit(str(d)[:10] if d else None, self)
         if spec.kind == P.BOOLEAN:
             w = QCheckBox(self)
@@ -239,23 +266,28 @@ class ParameterForm(QWidget):
         if spec.kind in (P.INTEGER, P.DOUBLE) and spec.optional and d is None:
             # No default to show: an empty field means "not given".
             w = QLineEdit(self)
-            w.setPlaceholderText("optional")
+            rng = _range_text(spec)
+            w.setPlaceholderText(f"optional ({rng})" if rng else "optional")
             return w
+        lo, hi = spec.minimum, spec.maximum
         if spec.kind == P.INTEGER:
             w = QSpinBox(self)
-            w.setRange(-2_000_000_000, 2_000_000_000)
+            # The schema's range (the daemon checks it again).
+            w.setRange(int(lo) if lo is not None else -2_000_000_000, int(hi) if hi is not None else 2_000_000_000)
             if isinstance(d, (int, float)):
                 w.setValue(int(d))
             return w
         if spec.kind == P.DOUBLE:
             w = QDoubleSpinBox(self)
-            w.setRange(-1e12, 1e12)
             w.setDecimals(6)
+            w.setRange(lo if lo is not None else -1e12, hi if hi is not None else 1e12)
             if isinstance(d, (int, float)):
                 w.setValue(float(d))
             return w
         if spec.kind == P.ENUM:
             w = QComboBox(self)
+            if spec.optional and d is None:
+                w.addItem("(not given)", None)
             for o in spec.options:
                 w.addItem(str(o), o)
             if d is not None:
@@ -299,10 +331,12 @@ class ParameterForm(QWidget):
                         if spec.required:
                             errors.append({"name": spec.name, "reason": "is required: set an extent"})
                         continue
-                    out[spec.name] = v if spec.kind == P.EXTENT else P.bbox_polygon(v)
+                    out[spec.name] = P.extent_value(spec, v)
                 elif spec.kind == P.DATE_RANGE:
                     out[spec.name] = w.value()
                 elif spec.kind == P.DATE:
+                    if isinstance(w, QgsDateEdit) and w.isNull():
+                        continue
                     out[spec.name] = P.date_value(spec, w.date().toString("yyyy-MM-dd"))
                 elif spec.kind == P.BOOLEAN:
                     if w.checkState() != Qt.CheckState.PartiallyChecked:
@@ -314,6 +348,8 @@ class ParameterForm(QWidget):
                 elif spec.kind in (P.INTEGER, P.DOUBLE):
                     out[spec.name] = w.value()
                 elif spec.kind == P.ENUM:
+                    if w.currentData() is None and spec.optional:
+                        continue
                     out[spec.name] = w.currentData()
                 elif spec.kind == P.JSON:
                     v = P.parse_json(w.toPlainText())

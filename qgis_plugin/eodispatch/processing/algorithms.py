@@ -1,5 +1,6 @@
-"""Processing algorithms: one per known service (parameters from ``/params``) and a
-generic one (backend + application URL + parameters as JSON). Each submits a job to the
+"""Processing algorithms: one per known service, openEO or OGC API Processes (parameters
+from ``/params``), and a generic one (kind, backend or server URL, application, OGC
+namespace, parameters as JSON). Each submits a job to the
 daemon, waits with progress and cancellation through the ``QgsFeedback``, and returns
 the result layers (loaded into the project on completion), the result folder and the
 job id — so they work in the toolbox, the graphical modeler and batch mode.
@@ -36,6 +37,8 @@ TITLE = "TITLE"
 FORMAT = "FORMAT"
 ENDPOINT = "ENDPOINT"
 APPLICATION = "APPLICATION"
+KIND = "KIND"
+NAMESPACE = "NAMESPACE"
 EXTENT = "EXTENT"
 PARAMETERS = "PARAMETERS"
 OUTPUT_LAYERS = "OUTPUT_LAYERS"
@@ -43,6 +46,7 @@ OUTPUT_FOLDER = "OUTPUT_FOLDER"
 JOB_ID = "JOB_ID"
 
 FORMAT_CODES = [code for code, _ in P.FORMATS]
+KIND_CODES = [code for code, _ in P.KINDS]
 
 
 def algorithm_id(service: Dict[str, Any]) -> str:
@@ -116,10 +120,20 @@ class ServiceAlgorithm(_Base):
     def displayName(self) -> str:  # noqa: N802
         return str(self.service.get("title") or self.name())
 
+    @property
+    def is_ogc(self) -> bool:
+        return self.service.get("label") == P.OGC
+
     def shortHelpString(self) -> str:  # noqa: N802
+        if self.is_ogc:
+            where = f"OGC API Processes server: {self.service.get('endpoint')}\n"
+            if self.service.get("namespace"):
+                where += f"Namespace: {self.service.get('namespace')}\n"
+            where += f"Process: {self.service.get('application')}"
+        else:
+            where = f"Backend: {self.service.get('endpoint')}\nApplication: {self.service.get('application')}"
         return (
-            f"{self.service.get('description') or ''}\n\n"
-            f"Backend: {self.service.get('endpoint')}\nApplication: {self.service.get('application')}\n\n"
+            f"{self.service.get('description') or ''}\n\n{where}\n\n"
             "Submits a job through the eodispatch daemon, waits for it (cancel stops it) "
             "and returns the result layers."
         )
@@ -150,6 +164,10 @@ class ServiceAlgorithm(_Base):
             elif spec.kind in (P.INTEGER, P.DOUBLE):
                 ntype = QgsProcessingParameterNumber.Integer if spec.kind == P.INTEGER else QgsProcessingParameterNumber.Double
                 p = QgsProcessingParameterNumber(spec.name, label, type=ntype, defaultValue=d, optional=optional)
+                if spec.minimum is not None:
+                    p.setMinimum(spec.minimum)
+                if spec.maximum is not None:
+                    p.setMaximum(spec.maximum)
                 names = [spec.name]
             elif spec.kind == P.ENUM:
                 opts = [str(o) for o in spec.options]
@@ -167,9 +185,11 @@ class ServiceAlgorithm(_Base):
             self._names[spec.name] = (spec, names)
         self._common_params(self.displayName())
         backend = QgsProcessingParameterString(
-            ENDPOINT, "Backend URL", defaultValue=str(self.service.get("endpoint") or "")
+            ENDPOINT, "Server URL" if self.is_ogc else "Backend URL", defaultValue=str(self.service.get("endpoint") or "")
         )
-        backend.setHelp("Another openEO backend that offers the same service, if any")
+        backend.setHelp(
+            "Another OGC API Processes server that offers the same process, if any" if self.is_ogc
+            else "Another openEO backend that offers the same service, if any")
         backend.setFlags(backend.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(backend)
         self._outputs()
@@ -192,7 +212,7 @@ class ServiceAlgorithm(_Base):
                 if not crs.isValid():
                     crs = context.project().crs() if context.project() else wgs84
                 bbox = P.extent_to_wgs84(rect, crs, context.transformContext())
-                out[spec.name] = bbox if spec.kind == P.EXTENT else P.bbox_polygon(bbox)
+                out[spec.name] = P.extent_value(spec, bbox)
             elif spec.kind == P.DATE_RANGE:
                 start = self.parameterAsDateTime(parameters, names[0], context).date().toString("yyyy-MM-dd")
                 end = self.parameterAsDateTime(parameters, names[1], context).date().toString("yyyy-MM-dd")
@@ -222,7 +242,7 @@ class ServiceAlgorithm(_Base):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         body = P.job_body(
             self.parameterAsString(parameters, TITLE, context) or self.displayName(),
-            str(self.service.get("label") or "openeo"),
+            str(self.service.get("label") or P.OPENEO),
             self.parameterAsString(parameters, ENDPOINT, context).strip() or str(self.service["endpoint"]),
             str(self.service["application"]),
             self.job_parameters(parameters, context),
@@ -233,8 +253,10 @@ class ServiceAlgorithm(_Base):
 
 
 class GenericAlgorithm(_Base):
-    """Any openEO service: backend URL, application (UDP) URL and parameters as JSON;
-    the extent goes to the service's bounding-box parameter (asked from ``/params``)."""
+    """Any service by address: openEO (backend URL + UDP URL) or OGC API Processes
+    (server URL + process id or process URL, optional namespace); parameters as JSON; the
+    extent goes to the service's bounding-box parameter (asked from ``/params``), in the
+    form that parameter takes."""
 
     def createInstance(self):  # noqa: N802
         return GenericAlgorithm()
@@ -253,22 +275,32 @@ class GenericAlgorithm(_Base):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return (
-            "Runs an openEO user-defined process given by URL on a backend, through the "
-            "eodispatch daemon. The extent (optional) is given to the service's "
-            "bounding-box parameter; other parameters as a JSON object."
+            "Runs a service given by address through the eodispatch daemon: an openEO "
+            "user-defined process (backend URL and the UDP's URL) or an OGC API Processes "
+            "process (server URL and the process id or the process URL; the namespace is the "
+            "path before /processes, if any). The extent (optional) is given to the "
+            "service's bounding-box parameter; other parameters as a JSON object."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterString(ENDPOINT, "Backend URL", defaultValue="https://openeofed.dataspace.copernicus.eu"))
-        self.addParameter(QgsProcessingParameterString(APPLICATION, "Application URL (openEO UDP JSON)"))
+        self.addParameter(QgsProcessingParameterEnum(KIND, "Kind of service", options=[t for _, t in P.KINDS], defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(ENDPOINT, "Backend or server URL", defaultValue="https://openeofed.dataspace.copernicus.eu"))
+        self.addParameter(QgsProcessingParameterString(APPLICATION, "Application (openEO: UDP URL; OGC: process id or URL)"))
+        namespace = QgsProcessingParameterString(NAMESPACE, "Namespace (OGC API Processes, optional)", optional=True)
+        namespace.setHelp("The path before /processes on the server, if any")
+        self.addParameter(namespace)
         self.addParameter(QgsProcessingParameterExtent(EXTENT, "Extent", optional=True))
         self.addParameter(QgsProcessingParameterString(PARAMETERS, "Other parameters (JSON object)", defaultValue="{}", multiLine=True, optional=True))
         self._common_params("Service by URL")
         self._outputs()
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        label = KIND_CODES[self.parameterAsEnum(parameters, KIND, context)]
         endpoint = self.parameterAsString(parameters, ENDPOINT, context).strip()
         application = self.parameterAsString(parameters, APPLICATION, context).strip()
+        namespace = None
+        if label == P.OGC:
+            namespace = (self.parameterAsString(parameters, NAMESPACE, context) or "").strip().strip("/") or None
         try:
             values = P.parse_json(self.parameterAsString(parameters, PARAMETERS, context)) or {}
         except ValueError as e:
@@ -278,7 +310,7 @@ class GenericAlgorithm(_Base):
         if parameters.get(EXTENT):
             info = DaemonInfo.resolve()
             try:
-                descriptors = blocking_request(info, "POST", "/params", {"label": "openeo", "service": {"endpoint": endpoint, "application": application}}, feedback)
+                descriptors = blocking_request(info, "POST", "/params", P.params_body(label, endpoint, application, namespace), feedback)
             except ApiError as e:
                 raise QgsProcessingException(e.message) from e
             target = P.extent_field(P.field_specs(descriptors))
@@ -287,13 +319,14 @@ class GenericAlgorithm(_Base):
             rect = self.parameterAsExtent(parameters, EXTENT, context)
             crs = self.parameterAsExtentCrs(parameters, EXTENT, context)
             bbox = P.extent_to_wgs84(rect, crs, context.transformContext())
-            values[target.name] = bbox if target.kind == P.EXTENT else P.bbox_polygon(bbox)
+            values[target.name] = P.extent_value(target, bbox)
         body = P.job_body(
             self.parameterAsString(parameters, TITLE, context) or "Service by URL",
-            "openeo",
+            label,
             endpoint,
             application,
             values,
             FORMAT_CODES[self.parameterAsEnum(parameters, FORMAT, context)],
+            namespace,
         )
         return self._run(body, context, feedback)

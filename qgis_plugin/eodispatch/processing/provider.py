@@ -7,7 +7,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.services import ServiceCatalog, service_key
+from ..core.services import ServiceCatalog, key_of
 from .algorithms import GenericAlgorithm, ServiceAlgorithm
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
@@ -34,9 +34,7 @@ class EoDispatchProvider(QgsProcessingProvider):
         self.addAlgorithm(GenericAlgorithm())
         seen = set()
         for service in self.catalog.services:
-            alg = ServiceAlgorithm(
-                service, self.catalog.params.get(service_key(service.get("endpoint", ""), service.get("application", "")))
-            )
+            alg = ServiceAlgorithm(service, self.catalog.params.get(key_of(service)))
             if alg.name() in seen:
                 continue
             seen.add(alg.name())
