@@ -69,6 +69,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Submit a failed or canceled job again, as a new attempt (never a finished one)
+    Retry {
+        /// Job id
+        id: i64,
+        /// Print the job as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget a job, canceling it first if it is active (result files stay)
     Delete {
         /// Job id
@@ -234,6 +242,7 @@ async fn main() -> ExitCode {
             cli::finish(commands::submit(args.into_source(), json).await)
         }
         Command::Cancel { id, json } => cli::finish(commands::cancel(id, json).await),
+        Command::Retry { id, json } => cli::finish(commands::retry(id, json).await),
         Command::Delete { id } => cli::finish(commands::delete(id).await),
         Command::Login {
             url,

@@ -521,6 +521,22 @@ fn cancel_and_delete() {
         r.stderr
     );
 
+    // Retry a canceled job: a new attempt, back to created.
+    let r = d.run(&["retry", &id]);
+    r.assert_ok();
+    assert!(r.stdout.contains("will be submitted again"), "{}", r.stdout);
+    let r = d.run(&["show", &id, "--json"]);
+    let job: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(job["status"], "created");
+    // An active job is not retried: the daemon's 409.
+    let r = d.run(&["retry", &id]);
+    r.assert_code(1);
+    assert!(
+        r.stderr.starts_with("error: Job cannot be retried: "),
+        "{}",
+        r.stderr
+    );
+
     let r = d.run(&["delete", &id]);
     r.assert_ok();
     assert!(

@@ -130,6 +130,23 @@ pub async fn cancel(id: i64, json: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `eodispatch retry ID`: submits a failed or canceled job again, as a new attempt.
+pub async fn retry(id: i64, json: bool) -> Result<ExitCode, CliError> {
+    let config = load_config()?;
+    let client = Client::connect(&config)?;
+    let job = client.post(&format!("/unit_jobs/{id}/retry"), None).await?;
+    if json {
+        out_json(&job);
+    } else {
+        out(&format!(
+            "Job {id} {} will be submitted again (status: {})\n",
+            quoted_title(&job),
+            text(&job, "/status")
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `eodispatch delete ID`: forgets a job (canceling it first if it is active).
 pub async fn delete(id: i64) -> Result<ExitCode, CliError> {
     let config = load_config()?;

@@ -176,6 +176,28 @@ def pv_job(endpoint: str, title: str = "PV farms") -> dict:
     }
 
 
+def daemon_catalog(client, extra=()):
+    """The daemon's ``GET /services`` (plus ``extra`` entries) and the ``POST /params``
+    answer of each service whose description the daemon can fetch, keyed as the plugin's
+    catalogue keys them. The bundled OGC API Processes records point at internet servers
+    that the tests cannot reach: like the plugin's catalogue, this leaves their
+    parameters out (their algorithms still exist). A loopback service must answer."""
+    from eodispatch.core.client import ApiError
+    from eodispatch.core.params import params_body
+    from eodispatch.core.services import key_of
+
+    services = list(client.blocking("GET", "/services")) + list(extra)
+    params = {}
+    for s in services:
+        body = params_body(s["label"], s["endpoint"], s["application"], s.get("namespace"))
+        try:
+            params[key_of(s)] = client.blocking("POST", "/params", body)
+        except ApiError:
+            if s["endpoint"].startswith("http://127.0.0.1"):
+                raise
+    return services, params
+
+
 def wait_until(predicate, timeout=20.0, app=None, message="condition"):
     """Runs the Qt event loop until ``predicate()`` is true."""
     from qgis.core import QgsApplication

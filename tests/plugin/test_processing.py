@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import PV_UDP, manifest_layer_names, publish_when_finished, wait_until
+from conftest import PV_UDP, daemon_catalog, manifest_layer_names, publish_when_finished, wait_until
 
 
 @pytest.fixture
@@ -16,16 +16,10 @@ def provider(qgis_app, qgis_processing, daemon):
     from qgis.core import QgsApplication
 
     from eodispatch.core.client import DaemonClient
-    from eodispatch.core.services import ServiceCatalog, service_key
+    from eodispatch.core.services import ServiceCatalog
     from eodispatch.processing.provider import EoDispatchProvider
 
-    client = DaemonClient()
-    services = client.blocking("GET", "/services")
-    params = {
-        service_key(s["endpoint"], s["application"]): client.blocking(
-            "POST", "/params", {"label": s["label"], "service": {"endpoint": s["endpoint"], "application": s["application"]}})
-        for s in services
-    }
+    services, params = daemon_catalog(DaemonClient())
     catalog = ServiceCatalog(None, persist=False)
     catalog.set_data(services, params)
     p = EoDispatchProvider(catalog)
