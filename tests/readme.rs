@@ -4,6 +4,8 @@
 //! README says it is.
 
 mod common;
+#[path = "common/ogc.rs"]
+mod ogc;
 
 use std::process::Command;
 use std::time::Duration;
@@ -174,22 +176,126 @@ fn readme_curl_examples_work_as_written() {
 fn readme_config_example_is_valid() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("```toml\n").expect("toml block") + 8;
-    let end = start + readme[start..].find("```").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), &readme[start..end]).unwrap();
-    let env = vec![
-        ("HOME".to_string(), dir.path().display().to_string()),
-        (
-            "EODISPATCH_CONFIG_DIR".to_string(),
-            dir.path().display().to_string(),
-        ),
-    ];
-    let c = eodispatch::config::Config::load_from(&env).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2, "the OGC example and the configuration");
+    let load = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        let env = vec![
+            ("HOME".to_string(), dir.path().display().to_string()),
+            (
+                "EODISPATCH_CONFIG_DIR".to_string(),
+                dir.path().display().to_string(),
+            ),
+        ];
+        eodispatch::config::Config::load_from(&env).unwrap()
+    };
+    let ogc = load(blocks[0]);
+    assert_eq!(
+        ogc.backends["gep"].label,
+        eodispatch::job::Label::OgcApiProcess
+    );
+    assert!(ogc.backends["gep"].issuer.is_some() && ogc.backends["gep"].client_id.is_some());
+    let c = load(blocks[1]);
     assert_eq!(c.listen.to_string(), "127.0.0.1:8421");
     assert_eq!(c.backends["cdse"].max_running_jobs, Some(2));
+    assert_eq!(c.backends["cdse"].label, eodispatch::job::Label::Openeo);
+    assert_eq!(
+        c.backends["ades"].label,
+        eodispatch::job::Label::OgcApiProcess
+    );
+    assert_eq!(c.backends["ades"].scopes, ["profile"]);
     assert_eq!(c.poll_interval_max_s, 60.0);
     assert_eq!(c.token_store, eodispatch::auth::tokens::StoreKind::Keyring);
+}
+
+/// The "OGC API Processes services" section: its server (the tests' pygeoapi, started
+/// here on a free port instead of 5000), the daemon as a child, the curl block run as
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_ogc_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## OGC API Processes services")
+        .expect("section");
+    let end = start + 1 + readme[start + 1..].find("\n## ").expect("next section");
+    let blocks: Vec<String> = readme[start..end]
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks[0].contains("tests/ogc/server.py --port 5000"));
+    let server = ogc::Pygeoapi::start();
+    let server_port = server.port();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let block = blocks[1].clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let c =
+            common::Child::start_with_env(&dir_path, &[("EODISPATCH_POLL_INTERVAL_MIN_S", "0.2")]);
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let script = format!(
+            "set -e\n{}",
+            block
+                .replace("127.0.0.1:8421", &format!("127.0.0.1:{}", c.addr.port()))
+                .replace("127.0.0.1:5000", &format!("127.0.0.1:{server_port}"))
+                .replace("sleep 1", "sleep 0.2")
+        );
+        let out = Command::new("timeout")
+            .args(["60", "bash", "-c", &script])
+            .env("PATH", path)
+            .env("HOME", &dir_path)
+            .envs(common::env_for(&dir_path, &c.addr.to_string()))
+            .output()
+            .unwrap();
+        c.signal("TERM");
+        out
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The service's description with its outputs, then the published folder.
+    let described: Value = serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(described["outputs"][0]["id"], "features", "{stdout}");
+    let published = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("\"dir\":\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no folder in {stdout}"));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{published}/job.json")).unwrap())
+            .unwrap();
+    assert!(
+        manifest["layers"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(".geojson"),
+        "{manifest}"
+    );
 }
 
 /// The "Try a whole job without an account" section: the fake backend in this process
