@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::{Auth, AuthError, LoginInfo, LoginRequest, LoginStarted};
 use crate::background::Background;
 use crate::config::{Config, Settings};
-use crate::events::{Event, EventBus};
+use crate::events::{record_change, Event, EventBus};
 use crate::job::validate::FieldError;
 use crate::job::{
     Job, JobRequest, Label, ResultsState, ServiceDetails, Status, SubmitState, Task, TaskRequest,
@@ -348,7 +348,7 @@ impl App {
             only_if_active: true,
             ..JobPatch::default()
         };
-        match write_job(&self.parts().store, &self.parts().events, &job, patch).await? {
+        match record_change(&self.parts().store, &self.parts().events, &job, patch).await? {
             Some(j) => Ok(j),
             None => Err(ended(&self.stored_job(id).await?)),
         }
@@ -695,30 +695,6 @@ impl App {
         let backend = self.parts().backends.for_login(endpoint);
         Ok(self.entry(&backend))
     }
-}
-
-/// The one way a job changes: the store first, then the event (and the task's event
-/// when the job's status changed). `None`: the job is gone, or a guarded patch was
-/// refused.
-pub(crate) async fn write_job(
-    store: &Store,
-    events: &EventBus,
-    job: &Job,
-    patch: JobPatch,
-) -> Result<Option<Job>, StoreError> {
-    let status_change = patch.status.is_some_and(|s| s != job.status);
-    let updated = store.update_job(job.id, patch).await?;
-    if let Some(u) = &updated {
-        events.job_changed(u);
-        if status_change {
-            if let Some(task_id) = u.upscale_task_id {
-                if let Some(task) = store.task(task_id).await? {
-                    events.task_changed(&task);
-                }
-            }
-        }
-    }
-    Ok(updated)
 }
 
 fn ended(job: &Job) -> AppError {

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::job::{Job, ResultsState, TaskSummary};
+use crate::store::{JobPatch, Store, StoreError};
 
 /// How many events a subscriber may fall behind before it lags.
 pub const CAPACITY: usize = 4096;
@@ -197,6 +198,30 @@ impl EventBus {
             login_id,
         });
     }
+}
+
+/// The one way a job changes: the store first, then the event (and the task's event
+/// when the job's status changed). `None`: the job is gone, or a guarded patch was
+/// refused.
+pub async fn record_change(
+    store: &Store,
+    events: &EventBus,
+    job: &Job,
+    patch: JobPatch,
+) -> Result<Option<Job>, StoreError> {
+    let status_change = patch.status.is_some_and(|s| s != job.status);
+    let updated = store.update_job(job.id, patch).await?;
+    if let Some(u) = &updated {
+        events.job_changed(u);
+        if status_change {
+            if let Some(task_id) = u.upscale_task_id {
+                if let Some(task) = store.task(task_id).await? {
+                    events.task_changed(&task);
+                }
+            }
+        }
+    }
+    Ok(updated)
 }
 
 #[cfg(test)]

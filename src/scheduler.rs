@@ -797,7 +797,7 @@ impl WorkerRun {
 
     /// Writes a patch as given (no guard) and publishes the job.
     async fn write_patch(&self, job: &Job, patch: JobPatch) -> Result<Option<Job>, StoreError> {
-        crate::app::write_job(&self.parts.store, &self.parts.events, job, patch).await
+        crate::events::record_change(&self.parts.store, &self.parts.events, job, patch).await
     }
 }
 

@@ -667,6 +667,27 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// An extension for a media type, for asset keys without one (as the openEO Python
+/// client does).
+pub fn extension_for(media_type: Option<&str>) -> &'static str {
+    let t = media_type.unwrap_or("").to_ascii_lowercase();
+    let essence = t.split(';').next().unwrap_or("").trim().to_string();
+    match essence.as_str() {
+        "image/tiff" => ".tif",
+        "application/x-netcdf" | "application/netcdf" => ".nc",
+        "application/geo+json" => ".geojson",
+        "application/json" => ".json",
+        "text/csv" => ".csv",
+        "application/geopackage+sqlite3" => ".gpkg",
+        "application/vnd.apache.parquet" | "application/x-parquet" => ".parquet",
+        "application/zip" => ".zip",
+        "image/png" => ".png",
+        "image/jpeg" => ".jpg",
+        "text/plain" => ".txt",
+        _ => "",
+    }
+}
+
 /// The `Content-Type` main part, or `no content type`.
 fn content_type(headers: &HeaderMap) -> String {
     media_type(headers).unwrap_or_else(|| "no content type".into())

@@ -60,8 +60,8 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use super::http::{
-    join_segments, parse_base, Bearer, HttpBackend, Kind, Request, TokenStyle, CONNECT_TIMEOUT,
-    REQUEST_TIMEOUT,
+    extension_for, join_segments, parse_base, Bearer, HttpBackend, Kind, Request, TokenStyle,
+    CONNECT_TIMEOUT, REQUEST_TIMEOUT,
 };
 use super::udp::{describe, validate_arguments, Udp, UdpParameter};
 use super::{
@@ -71,7 +71,6 @@ use super::{
 use crate::config::BackendConfig;
 use crate::credentials::{LoginClient, LoginProvider, Logins};
 use crate::job::{rfc3339_z, Job, Label, ServiceDetails, Status};
-use crate::results::names::extension_for;
 
 /// How long a process description is reused.
 pub const DESCRIPTION_FRESH_FOR: Duration = Duration::from_secs(600);

@@ -64,26 +64,7 @@ pub fn split_ext(name: &str) -> (&str, &str) {
     }
 }
 
-/// An extension for a media type, for asset keys without one (as the openEO Python
-/// client does).
-pub fn extension_for(media_type: Option<&str>) -> &'static str {
-    let t = media_type.unwrap_or("").to_ascii_lowercase();
-    let essence = t.split(';').next().unwrap_or("").trim().to_string();
-    match essence.as_str() {
-        "image/tiff" => ".tif",
-        "application/x-netcdf" | "application/netcdf" => ".nc",
-        "application/geo+json" => ".geojson",
-        "application/json" => ".json",
-        "text/csv" => ".csv",
-        "application/geopackage+sqlite3" => ".gpkg",
-        "application/vnd.apache.parquet" | "application/x-parquet" => ".parquet",
-        "application/zip" => ".zip",
-        "image/png" => ".png",
-        "image/jpeg" => ".jpg",
-        "text/plain" => ".txt",
-        _ => "",
-    }
-}
+pub use crate::platform::http::extension_for;
 
 /// The file name for one asset: its key when that looks like `name.ext`, else the key
 /// plus an extension for its media type; then [`sanitise`]d.
