@@ -504,6 +504,11 @@ impl Outputs {
         // By reference.
         if let Some(href) = v.get("href").and_then(Value::as_str) {
             let Some(url) = resolve(base, href) else {
+                // An object store or file location (`s3://...`): nothing to download
+                // over HTTP, but the user should see where the output is.
+                tracing::warn!(output = %id, "a result output is not at an http(s) URL; kept in job.json");
+                self.literals
+                    .insert(id.to_string(), json!(crate::redact::redact_url(href)));
                 return;
             };
             let ty = v
@@ -545,6 +550,17 @@ impl Outputs {
     /// An inline value: STAC is followed, GeoJSON and JSON become files, scalars
     /// literals; a string with a non-JSON media type becomes a file of that type.
     fn add_value(&mut self, id: &str, v: &Value, media: Option<&str>, base: Option<&Url>) {
+        // JSON given as a string (`inlineValue` style): read it as what it holds.
+        if let Value::String(text) = v {
+            let t = text.trim_start();
+            if media.is_none_or(|m| m.contains("json"))
+                && (t.starts_with('{') || t.starts_with('['))
+            {
+                if let Ok(parsed) = serde_json::from_str::<Value>(t) {
+                    return self.add_value(id, &parsed, media, base);
+                }
+            }
+        }
         if v.is_object() && is_stac(v) {
             self.stac_docs
                 .push((id.to_string(), v.clone(), base.cloned()));
@@ -1849,6 +1865,25 @@ mod tests {
         };
         let out = read_answer(&a, &[], None);
         assert_eq!(out.inline[0].name, "result.tif");
+        // Qualified values as Terradue's ADES gives them (the STAC Collection inline, with
+        // its schema URL), JSON inside a string, and an object-store link.
+        let doc = json!({
+            "stac": {"value": {"type": "Collection", "stac_version": "1.0.0", "id": "c", "links": []},
+                     "schema": "https://schemas.stacspec.org/v1.0.0/collection-spec/json-schema/collection.json"},
+            "stats": {"value": "{\"mean\": 3}"},
+            "catalog": {"href": "s3://bucket/run/catalog.json?X-Amz-Signature=secret"}
+        });
+        let a = Payload {
+            media_type: Some("application/json".into()),
+            body: serde_json::to_vec(&doc).unwrap(),
+        };
+        let out = read_answer(&a, &[], None);
+        assert_eq!(out.stac_docs.len(), 1);
+        assert_eq!(out.inline[0].name, "stats.json");
+        assert_eq!(
+            out.literals["catalog"],
+            json!("s3://bucket/run/catalog.json")
+        );
         // A raw JSON output that is not a document.
         let a = Payload {
             media_type: Some("application/json".into()),
