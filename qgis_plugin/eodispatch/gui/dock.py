@@ -163,6 +163,8 @@ class EoDispatchDock(QgsDockWidget):
         jf = QFormLayout()
         self.title_edit = QLineEdit(params_box)
         self.title_edit.setObjectName("title")
+        # A title the user typed is kept when the service changes (filled ones are "auto").
+        self.title_edit.textEdited.connect(lambda _t: self.title_edit.setProperty("auto", False))
         self.title_error = self._error_label(params_box)
         jf.addRow("Job title", self._with_error(self.title_edit, self.title_error))
         self.format_combo = QComboBox(params_box)
@@ -382,7 +384,7 @@ class EoDispatchDock(QgsDockWidget):
 
     def service_label(self) -> str:
         """``openeo`` or ``ogc_api_process``: the catalogue entry's, or the chosen kind."""
-        s = self.service_combo.currentData() if hasattr(self, "service_combo") else None
+        s = self.service_combo.currentData()
         if isinstance(s, dict):
             return str(s.get("label") or P.OPENEO)
         return str(self.kind_combo.currentData() or P.OPENEO)

@@ -283,7 +283,9 @@ class GenericAlgorithm(_Base):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterEnum(KIND, "Kind of service", options=[t for _, t in P.KINDS], defaultValue=0))
+        # Optional (openEO when not given): models and scripts written before OGC stay valid.
+        kind = QgsProcessingParameterEnum(KIND, "Kind of service", options=[t for _, t in P.KINDS], defaultValue=0, optional=True)
+        self.addParameter(kind)
         self.addParameter(QgsProcessingParameterString(ENDPOINT, "Backend or server URL", defaultValue="https://openeofed.dataspace.copernicus.eu"))
         self.addParameter(QgsProcessingParameterString(APPLICATION, "Application (openEO: UDP URL; OGC: process id or URL)"))
         namespace = QgsProcessingParameterString(NAMESPACE, "Namespace (OGC API Processes, optional)", optional=True)
@@ -295,7 +297,8 @@ class GenericAlgorithm(_Base):
         self._outputs()
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        label = KIND_CODES[self.parameterAsEnum(parameters, KIND, context)]
+        kind = self.parameterAsEnum(parameters, KIND, context) if parameters.get(KIND) is not None else 0
+        label = KIND_CODES[kind]
         endpoint = self.parameterAsString(parameters, ENDPOINT, context).strip()
         application = self.parameterAsString(parameters, APPLICATION, context).strip()
         namespace = None
