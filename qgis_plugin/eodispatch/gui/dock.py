@@ -315,7 +315,9 @@ class EoDispatchDock(QgsDockWidget):
             i = self.service_combo.count() - 1
             label = str(s.get("label") or P.OPENEO)
             self.service_combo.setItemData(i, f"{kinds.get(label, label)}: {s.get('endpoint')}", Qt.ItemDataRole.ToolTipRole)
-        self.service_combo.addItem("Other: enter a service (openEO or OGC API Processes)", CUSTOM)
+        self.service_combo.addItem("Other: enter by hand", CUSTOM)
+        self.service_combo.setItemData(self.service_combo.count() - 1, "An openEO or OGC API Processes service by address",
+                                       Qt.ItemDataRole.ToolTipRole)
         index = self.service_combo.count() - 1 if current == CUSTOM else 0
         for i in range(self.service_combo.count()):
             d = self.service_combo.itemData(i)
@@ -325,6 +327,15 @@ class EoDispatchDock(QgsDockWidget):
         self.service_combo.blockSignals(False)
         if not self.form.specs:
             self._service_picked(index)
+
+    def _set_description(self, text: str, limit: int = 400) -> None:
+        """The service's description, cut after ``limit`` characters (whole text in the
+        tooltip): long catalogue descriptions would push the form out of sight."""
+        short = text
+        if len(text) > limit:
+            short = text[:limit].rsplit(" ", 1)[0].rstrip() + " …"
+        self.description.setText(short)
+        self.description.setToolTip(text if short != text else "")
 
     def _set_kind(self, label: str) -> None:
         i = self.kind_combo.findData(label)
@@ -348,7 +359,7 @@ class EoDispatchDock(QgsDockWidget):
         self.format_combo.setEnabled(not ogc)
         self.format_combo.setToolTip("The process decides its outputs" if ogc else "")
         if not isinstance(self.service_combo.currentData(), dict):
-            self.description.setText(
+            self._set_description(
                 "Any OGC API Processes process: the server's URL and the process id (or the process URL); "
                 "the namespace is the path before /processes, if any." if ogc else
                 "Any openEO user-defined process: give the backend URL and the UDP's URL.")
@@ -364,7 +375,7 @@ class EoDispatchDock(QgsDockWidget):
             self.endpoint_edit.setText(str(s.get("endpoint") or ""))
             self.application_edit.setText(str(s.get("application") or ""))
             self.namespace_edit.setText(str(s.get("namespace") or ""))
-            self.description.setText(str(s.get("description") or ""))
+            self._set_description(str(s.get("description") or ""))
             if not self.title_edit.text() or self.title_edit.property("auto"):
                 self.title_edit.setText(str(s.get("title") or ""))
                 self.title_edit.setProperty("auto", True)
@@ -431,7 +442,7 @@ class EoDispatchDock(QgsDockWidget):
             if not isinstance(self.service_combo.currentData(), dict):
                 text = "\n\n".join(str(x) for x in (data.get("title"), data.get("description")) if x)
                 if text:
-                    self.description.setText(text)
+                    self._set_description(text)
                 if data.get("title") and (not self.title_edit.text() or self.title_edit.property("auto")):
                     self.title_edit.setText(str(data["title"]))
                     self.title_edit.setProperty("auto", True)
