@@ -181,18 +181,26 @@ fn parse_process(doc: &Value, id: &str) -> Result<Process, String> {
             }
             schema = array;
         }
-        let title = input.get("title").and_then(Value::as_str).unwrap_or("");
+        let title = input
+            .get("title")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from);
         let description = input
             .get("description")
             .and_then(Value::as_str)
-            .unwrap_or("");
+            .unwrap_or("")
+            .trim()
+            .to_string();
         parameters.push(UdpParameter {
             name,
-            description: match (title.trim(), description.trim()) {
-                ("", d) => d.to_string(),
-                (t, "") => t.to_string(),
-                (t, d) => format!("{t}. {d}"),
+            description: if description.is_empty() {
+                title.clone().unwrap_or_default()
+            } else {
+                description
             },
+            title,
             optional: min == 0,
             default,
             schema,
@@ -1715,6 +1723,12 @@ mod tests {
         assert_eq!(kind("tags"), "array-string");
         let count = params.iter().find(|d| d.name == "count").unwrap();
         assert!(count.optional);
+        let area = params.iter().find(|d| d.name == "bbox").unwrap();
+        assert_eq!(area.title.as_deref(), Some("Area"));
+        assert_eq!(
+            area.description, "Area",
+            "the title when there is no description"
+        );
         assert_eq!(count.default, json!(4));
         let shape = params.iter().find(|d| d.name == "shape").unwrap();
         assert_eq!(shape.options, vec![json!("square"), json!("point")]);

@@ -147,6 +147,8 @@ pub struct Udp {
 pub struct UdpParameter {
     /// Parameter name.
     pub name: String,
+    /// A short human title, when the definition has one (OGC inputs do; UDPs do not).
+    pub title: Option<String>,
     /// Markdown description (empty when the UDP has none).
     pub description: String,
     /// The UDP's `optional` flag.
@@ -254,6 +256,7 @@ fn parse_one(obj: &Map<String, Value>, want: Option<&str>) -> Result<Udp, String
                     return Err(format!("the parameter {name:?} is defined twice"));
                 }
                 out.push(UdpParameter {
+                    title: None,
                     description: p
                         .get("description")
                         .and_then(Value::as_str)
@@ -348,6 +351,10 @@ impl ParamType {
 pub struct ParamDescriptor {
     /// Parameter name, the key in `parameters`.
     pub name: String,
+    /// *ext* A short human title for a form label, when the service gives one (OGC
+    /// API Processes inputs); left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// Form type.
     #[serde(rename = "type")]
     pub kind: ParamType,
@@ -375,6 +382,7 @@ pub fn describe(udp: &Udp) -> Vec<ParamDescriptor> {
             let shape = shape_of(&p.schema);
             ParamDescriptor {
                 name: p.name.clone(),
+                title: p.title.clone(),
                 kind: shape.kind,
                 optional: p.is_optional(),
                 description: p.description.clone(),

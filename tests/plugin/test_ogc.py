@@ -131,6 +131,9 @@ def test_ogc_process_from_the_form_to_a_loaded_layer(plugin, qgis_canvas, daemon
     assert [shape_w.itemText(i) for i in range(shape_w.count())] == ["square", "point"]
     assert shape_w.currentText() == "square"
     assert isinstance(tags_w, QLineEdit) and tags_w.text() == ""
+    # Fields are labelled with the inputs' own titles (the name where there is none).
+    titles = {s.name: s.label for s in form.specs}
+    assert titles["bbox"] == "Bounding box" and titles["count"] == "Number of features", titles
     # The title and description of a process entered by hand come from the daemon.
     assert dock.title_edit.text() == "Features in a bounding box"
     assert "FeatureCollection" in dock.description.text()

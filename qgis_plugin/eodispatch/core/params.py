@@ -87,9 +87,13 @@ class FieldSpec:
     default: Any = None
     options: List[Any] = field(default_factory=list)
     schema: Any = None
+    title: str = ""
 
     @property
     def label(self) -> str:
+        """The service's own title of the parameter (OGC inputs have one), else its name."""
+        if self.title.strip():
+            return self.title.strip()
         return self.name.replace("_", " ").capitalize()
 
     @property
@@ -163,6 +167,7 @@ def field_spec(descriptor: Dict[str, Any]) -> FieldSpec:
         default=descriptor.get("default"),
         options=options,
         schema=descriptor.get("schema"),
+        title=str(descriptor.get("title") or ""),
     )
 
 
