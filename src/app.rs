@@ -160,14 +160,20 @@ pub struct App(Arc<Inner>);
 struct Inner {
     parts: Parts,
     started: Instant,
+    /// Open event streams.
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
     /// The application over `parts`; [`start`](Self::start) starts its listeners.
     pub fn new(parts: Parts) -> App {
+        let streams = Arc::new(tokio::sync::Semaphore::new(
+            parts.settings.get().max_event_streams,
+        ));
         App(Arc::new(Inner {
             parts,
             started: Instant::now(),
+            streams,
         }))
     }
 
@@ -234,6 +240,12 @@ impl App {
     /// Seconds since start.
     pub fn uptime_secs(&self) -> f64 {
         self.0.started.elapsed().as_secs_f64()
+    }
+
+    /// A slot for one more event stream, held while the stream is open; `None` when
+    /// `max_event_streams` are open already.
+    pub fn open_stream(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.streams.clone().try_acquire_owned().ok()
     }
 
     /// Resolves once shutdown has begun.

@@ -23,6 +23,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8421";
 /// Default limit on request bodies (1 MiB): an AOI polygon with tens of thousands of
 /// vertices fits; anything larger is a mistake or an attack.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default of `header_timeout_s`.
+pub const DEFAULT_HEADER_TIMEOUT_S: f64 = 10.0;
+/// Default of `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default of `max_event_streams`.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 32;
 /// Default of `download_stall_s`.
 pub const DEFAULT_DOWNLOAD_STALL_S: f64 = 30.0;
 /// Prefix of environment overrides.
@@ -150,6 +156,16 @@ pub struct Config {
     /// A result download that receives nothing for this many seconds is abandoned and
     /// resumed (default 30).
     pub download_stall_s: f64,
+    /// Seconds a client has to send a request's headers, and an idle keep-alive
+    /// connection to send its next request, before the API closes it (default 10).
+    pub header_timeout_s: f64,
+    /// Connections to the API open at once; more wait (default 256).
+    pub max_connections: usize,
+    /// Event streams (`GET /events`) open at once; more are refused with 503 (default 32).
+    pub max_event_streams: usize,
+    /// Seconds an ordinary request (body included; not `/events` or `/files`) may take
+    /// before it is cut off with 408 (default 60).
+    pub request_timeout_s: f64,
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -169,6 +185,10 @@ struct RawConfig {
     backends: BTreeMap<String, BackendConfig>,
     geo_bin: Option<String>,
     download_stall_s: Option<f64>,
+    header_timeout_s: Option<f64>,
+    max_connections: Option<usize>,
+    max_event_streams: Option<usize>,
+    request_timeout_s: Option<f64>,
 }
 
 impl Config {
@@ -266,6 +286,29 @@ impl Config {
                 message: "need 0.01 <= min <= 3600 and min <= max <= 86400 seconds".into(),
             });
         }
+        let header_timeout_s = raw.header_timeout_s.unwrap_or(DEFAULT_HEADER_TIMEOUT_S);
+        if !(0.1..=600.0).contains(&header_timeout_s) {
+            return Err(ConfigError::Invalid {
+                origin: "header_timeout_s".into(),
+                message: "need 0.1 <= header_timeout_s <= 600 seconds".into(),
+            });
+        }
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_event_streams = raw.max_event_streams.unwrap_or(DEFAULT_MAX_EVENT_STREAMS);
+        if !(4..=65536).contains(&max_connections) || !(1..=4096).contains(&max_event_streams) {
+            return Err(ConfigError::Invalid {
+                origin: "max_connections, max_event_streams".into(),
+                message: "need 4 <= max_connections <= 65536 and 1 <= max_event_streams <= 4096"
+                    .into(),
+            });
+        }
+        let request_timeout_s = raw.request_timeout_s.unwrap_or(60.0);
+        if !(0.1..=3600.0).contains(&request_timeout_s) {
+            return Err(ConfigError::Invalid {
+                origin: "request_timeout_s".into(),
+                message: "need 0.1 <= request_timeout_s <= 3600 seconds".into(),
+            });
+        }
         let download_stall_s = raw.download_stall_s.unwrap_or(DEFAULT_DOWNLOAD_STALL_S);
         if !(0.1..=3600.0).contains(&download_stall_s) {
             return Err(ConfigError::Invalid {
@@ -289,6 +332,10 @@ impl Config {
             backends: raw.backends,
             geo_bin,
             download_stall_s,
+            header_timeout_s,
+            max_connections,
+            max_event_streams,
+            request_timeout_s,
         })
     }
 
@@ -309,6 +356,10 @@ impl Config {
             backends: BTreeMap::new(),
             geo_bin: None,
             download_stall_s: DEFAULT_DOWNLOAD_STALL_S,
+            header_timeout_s: DEFAULT_HEADER_TIMEOUT_S,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+            request_timeout_s: 60.0,
         }
     }
 
@@ -430,7 +481,7 @@ impl Settings {
         next.poll_interval_max_s = new.poll_interval_max_s;
         next.geo_bin = new.geo_bin.clone();
         next.backends = new.backends.clone();
-        let checks: [(&'static str, bool); 8] = [
+        let checks: [(&'static str, bool); 12] = [
             ("listen", old.listen != new.listen),
             ("allow_remote", old.allow_remote != new.allow_remote),
             ("state_dir", old.state_dir != new.state_dir),
@@ -441,6 +492,22 @@ impl Settings {
             (
                 "download_stall_s",
                 old.download_stall_s != new.download_stall_s,
+            ),
+            (
+                "header_timeout_s",
+                old.header_timeout_s != new.header_timeout_s,
+            ),
+            (
+                "max_connections",
+                old.max_connections != new.max_connections,
+            ),
+            (
+                "max_event_streams",
+                old.max_event_streams != new.max_event_streams,
+            ),
+            (
+                "request_timeout_s",
+                old.request_timeout_s != new.request_timeout_s,
             ),
         ];
         *slot = std::sync::Arc::new(next);

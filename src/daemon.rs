@@ -54,6 +54,20 @@ pub enum DaemonError {
     },
 }
 
+/// Raises the soft limit on open files to the hard one: API connections, downloads,
+/// SQLite and the watcher all need descriptors, and the default soft limit (1024) is
+/// low next to `max_connections`.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Runs the daemon on `listener` until `shutdown` completes.
 ///
 /// Refuses a non-loopback listener unless `config.allow_remote`; creates the API token,
@@ -137,6 +151,13 @@ pub async fn run(
         background: background.clone(),
         apply: Arc::new(move |new: &Config| applier.apply_config(new)),
     });
+    let config = app.config();
+    let limits = crate::api::server::Limits {
+        header_timeout: Duration::from_secs_f64(config.header_timeout_s),
+        max_connections: config.max_connections,
+        drain: SHUTDOWN_WAIT,
+    };
+    raise_open_files_limit();
     let router = crate::api::router(app);
     tracing::info!(%addr, version = VERSION, "eodispatch listening");
     let stopping = background.clone();
@@ -146,8 +167,7 @@ pub async fn run(
         // Background work and event streams end now; requests in flight finish.
         stopping.cancel();
     };
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
+    let served = crate::api::server::serve(listener, router, limits, signal)
         .await
         .map_err(|source| DaemonError::Io {
             context: "the API server failed".into(),

@@ -13,12 +13,13 @@
 use std::path::Path;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use uuid::Uuid;
 
+use super::extract::Segments;
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
 use crate::job::ResultsState;
@@ -68,7 +69,7 @@ pub fn content_type(name: &str) -> &'static str {
     ))]
 pub async fn file(
     State(d): State<App>,
-    UrlPath((uuid, name)): UrlPath<(String, String)>,
+    Segments((uuid, name)): Segments<(String, String)>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {

@@ -16,6 +16,7 @@ pub mod files;
 pub mod guard;
 pub mod params;
 pub mod problem;
+pub mod server;
 pub mod services;
 pub mod system;
 pub mod tiles;
@@ -28,7 +29,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -41,8 +42,9 @@ use crate::app::App;
 use crate::daemon::VERSION;
 use problem::{Problem, REQUEST_ID};
 
-/// Time limit for ordinary requests (not `/events`), so that a stuck request cannot
-/// hold up shutdown for ever.
+/// Default time limit for ordinary requests (not `/events`), body included, so that a
+/// stuck or trickling request cannot hold a connection or shutdown for ever
+/// (`request_timeout_s` in config.toml).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(OpenApi)]
@@ -85,7 +87,7 @@ impl Modify for BearerAuth {
 
 /// The routes and the OpenAPI document that describes them. The `/events` stream is
 /// kept apart so that the request timeout does not cut it.
-fn api_router() -> (Router<App>, utoipa::openapi::OpenApi) {
+fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenApi) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(unit_jobs::create, unit_jobs::list))
         .routes(routes!(unit_jobs::get_one, unit_jobs::delete))
@@ -116,7 +118,7 @@ fn api_router() -> (Router<App>, utoipa::openapi::OpenApi) {
     let served = Arc::new(doc.clone());
     let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
-        REQUEST_TIMEOUT,
+        request_timeout,
     );
     let routes = routes
         .route(
@@ -133,7 +135,7 @@ fn api_router() -> (Router<App>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document of the API (also served at `/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().1
+    api_router(REQUEST_TIMEOUT).1
 }
 
 fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
@@ -154,7 +156,7 @@ fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
 
 /// The complete router with its state and layers.
 pub fn router(daemon: App) -> Router {
-    let (routes, _) = api_router();
+    let (routes, _) = api_router(Duration::from_secs_f64(daemon.config().request_timeout_s));
     let limit = daemon.config().max_body_bytes;
     routes
         .fallback(not_found)
@@ -177,8 +179,62 @@ pub fn router(daemon: App) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(middleware::from_fn(problems_only))
         .layer(middleware::from_fn(request_id))
         .with_state(daemon)
+}
+
+/// The last word on every refusal: an error answer that is not problem+json yet (a
+/// request timeout, a rejection by one of axum's own extractors) becomes one, with the
+/// original text (secrets removed) as `detail`. The browser login's HTML page stays.
+async fn problems_only(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let kind = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if kind.starts_with(problem::PROBLEM_JSON) || kind.starts_with("text/html") {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let (code, title) = match status.as_u16() {
+        400 => ("BadRequest", "Bad request"),
+        404 => ("NotFound", "Not found"),
+        405 => ("MethodNotAllowed", "Method not allowed"),
+        408 => ("RequestTimeout", "Request timeout"),
+        413 => ("PayloadTooLarge", "Request body too large"),
+        415 => ("UnsupportedMediaType", "Unsupported media type"),
+        431 => ("HeadersTooLarge", "Request headers too large"),
+        500 => ("Internal", "Internal error"),
+        503 => ("ServiceUnavailable", "Service unavailable"),
+        _ => ("HttpError", "Request refused"),
+    };
+    let detail = if text.is_empty() {
+        match status.as_u16() {
+            408 => "the request took longer than request_timeout_s and was cut off".to_string(),
+            _ => status
+                .canonical_reason()
+                .unwrap_or("refused")
+                .to_ascii_lowercase(),
+        }
+    } else {
+        crate::redact::redact(&text.chars().take(300).collect::<String>())
+    };
+    let mut out = Problem::new(status, code, title, detail).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// `X-Request-Id` header name.

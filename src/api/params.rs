@@ -12,13 +12,13 @@
 //! `?view=service` it is an object that adds the service's title, description and
 //! outputs (id, title, media types).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
 use crate::job::validate::{parse_service_request, FieldError};
@@ -73,7 +73,7 @@ pub struct ServiceDescription {
     ))]
 pub async fn params(
     State(d): State<App>,
-    Query(q): Query<ParamsQuery>,
+    ApiQuery(q): ApiQuery<ParamsQuery>,
     ApiJson(body): ApiJson,
 ) -> Result<Response, Problem> {
     let full = match q.view.as_deref() {

@@ -143,8 +143,26 @@ pub async fn jobs_status(
 /// `result` and `auth` events. A comment is sent every 15 s to keep proxies awake. A
 /// client that falls behind gets a `lagged` event and should re-read `/unit_jobs`.
 #[utoipa::path(get, path = "/events", tag = "system",
-    responses((status = 200, description = "text/event-stream of job, task, result and auth events", content_type = "text/event-stream")))]
-pub async fn events(State(d): State<App>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    responses(
+        (status = 200, description = "text/event-stream of job, task, result and auth events", content_type = "text/event-stream"),
+        (status = 503, description = "Too many event streams open", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn events(
+    State(d): State<App>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
+    let Some(slot) = d.open_stream() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TooManyStreams",
+            "Too many event streams",
+            format!(
+                "{} event streams are open already (max_event_streams); close one, or \
+                 raise the limit in config.toml",
+                d.config().max_event_streams
+            ),
+        )
+        .with_header(axum::http::header::RETRY_AFTER, "5"));
+    };
     let rx = d.events().subscribe();
     let hello = futures_util::stream::once(async {
         Ok(SseEvent::default()
@@ -186,6 +204,11 @@ pub async fn events(State(d): State<App>) -> Sse<impl Stream<Item = Result<SseEv
     let shutdown = d.clone();
     let stream = hello
         .chain(stream)
-        .take_until(async move { shutdown.shutting_down().await });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .take_until(async move { shutdown.shutting_down().await })
+        // The slot is given back when the stream ends (client gone, or shutdown).
+        .map(move |item| {
+            let _held = &slot;
+            item
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

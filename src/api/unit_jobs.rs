@@ -1,7 +1,7 @@
 //! `/unit_jobs`: submit, list, read, cancel and forget unit jobs (APEx-compatible,
 //! plus the *ext* list, cancel and results-download routes).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, Id};
+use super::extract::{ApiJson, ApiQuery, Id};
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
 use crate::job::validate::{parse_job_request, FieldError};
@@ -118,7 +118,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     ))]
 pub async fn list(
     State(d): State<App>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Job>>, Problem> {
     let mut errors = Vec::new();
     let status = match q.status.as_deref() {
@@ -274,7 +274,7 @@ pub struct LogsQuery {
 pub async fn logs(
     State(d): State<App>,
     Id(id): Id,
-    Query(q): Query<LogsQuery>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     if let Some(level) = q.level.as_deref() {
         if !["error", "warning", "info", "debug"].contains(&level) {
