@@ -1,7 +1,7 @@
 //! `eodispatch-geo`: the GDAL helper of the eodispatch daemon.
 //!
 //! ```text
-//! eodispatch-geo [--optimise] FILE...
+//! eodispatch-geo [--optimise] -- FILE...
 //! ```
 //!
 //! Inspects each file with the system GDAL and prints one JSON array on stdout, one
@@ -9,7 +9,8 @@
 //! `job.json` (see `/work/contracts/CONTRACTS.md`) without the display `name`, which the
 //! daemon adds. Paths are printed as given; the daemon runs the helper inside the
 //! staging folder with relative names, so NetCDF subdataset URIs come out relative too
-//! (`NETCDF:"openEO.nc":var`).
+//! (`NETCDF:"openEO.nc":var`). Every argument after `--` is a file, even one that
+//! starts with `-` (asset names come from the backend).
 //!
 //! - Rasters: driver, CRS (authority code, else WKT), bounds in the native CRS and in
 //!   WGS84, size, and per band data type, nodata, statistics and description; NetCDF
@@ -22,13 +23,19 @@
 //! - Vectors (GeoJSON — including a legacy `crs` member —, GeoPackage, GeoParquet where
 //!   the GDAL build has the driver): per layer the name, geometry type, feature count,
 //!   CRS and extent (native and WGS84).
-//! - A file GDAL cannot open is reported with `"readable": false` and GDAL's message; the
-//!   helper still exits 0. Exit 2 means bad usage.
+//! - A file GDAL cannot open is reported with `"readable": false`, `"error_code":
+//!   "Unreadable"` and GDAL's message; a file the helper does not let GDAL open (see
+//!   [`safety`]: formats results come in only, VRTs with local sources only, no network)
+//!   with `"error_code": "Refused"` and the reason. The helper still exits 0. Exit 2
+//!   means bad usage.
 //!
 //! Why a separate process: linking GDAL into the daemon costs about 35 MB resident and
 //! 50 ms at start, for work done once per job; a crash inside GDAL on a hostile file
-//! also stays out of the daemon. PAM side files (`.aux.xml`) are disabled so that the
-//! job folder holds only what the backend sent (and the manifest).
+//! also stays out of the daemon, which runs the helper under a memory limit and a
+//! timeout. PAM side files (`.aux.xml`) are disabled so that the job folder holds only
+//! what the backend sent (and the manifest).
+
+mod safety;
 
 use std::io::Write;
 
@@ -56,8 +63,13 @@ const PALETTE: [&str; 16] = [
 fn main() {
     let mut optimise = false;
     let mut files = Vec::new();
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--" => {
+                files.extend(args.by_ref());
+                break;
+            }
             "--optimise" | "--optimize" => optimise = true,
             "--version" => {
                 println!(
@@ -68,19 +80,37 @@ fn main() {
                 return;
             }
             "-h" | "--help" => {
-                println!("usage: eodispatch-geo [--optimise] FILE...\nprints a JSON array describing each file");
+                println!("usage: eodispatch-geo [--optimise] -- FILE...\nprints a JSON array describing each file");
                 return;
             }
             a if a.starts_with('-') => {
-                eprintln!("eodispatch-geo: unknown option {a}");
+                eprintln!("eodispatch-geo: unknown option {a} (file names go after --)");
                 std::process::exit(2);
             }
             _ => files.push(arg),
         }
     }
-    let _ = gdal::config::set_config_option("GDAL_PAM_ENABLED", "NO");
-    let _ = gdal::config::set_config_option("CPL_LOG_ERRORS", "OFF");
-    let out: Vec<Value> = files.iter().map(|f| inspect(f, optimise)).collect();
+    let canary = safety::harden();
+    let out: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            let before = canary.count();
+            let layer = inspect(f, optimise);
+            let asked = canary.since(before);
+            if asked.is_empty() {
+                layer
+            } else {
+                eprintln!("eodispatch-geo: {f}: GDAL tried the network: {asked:?}");
+                refused(
+                    f,
+                    &format!(
+                        "refused: reading the file makes GDAL reach for the network ({})",
+                        asked.join("; ")
+                    ),
+                )
+            }
+        })
+        .collect();
     let text = serde_json::to_string(&out).unwrap_or_else(|_| "[]".into());
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{text}").is_err() {
@@ -88,8 +118,9 @@ fn main() {
     }
 }
 
-/// Opens a file for reading as raster or vector.
-fn open(path: &str) -> gdal::errors::Result<Dataset> {
+/// Opens a file for reading as raster or vector with the drivers of `drivers`, not
+/// looking at side files.
+fn open_with(path: &str, drivers: &[&str]) -> gdal::errors::Result<Dataset> {
     Dataset::open_ex(
         path,
         DatasetOptions {
@@ -97,16 +128,37 @@ fn open(path: &str) -> gdal::errors::Result<Dataset> {
                 | GdalOpenFlags::GDAL_OF_RASTER
                 | GdalOpenFlags::GDAL_OF_VECTOR
                 | GdalOpenFlags::GDAL_OF_VERBOSE_ERROR,
+            allowed_drivers: Some(drivers),
+            sibling_files: Some(&[]),
             ..DatasetOptions::default()
         },
     )
+}
+
+/// Opens a file the helper wrote itself (the COG) with the allowed drivers.
+fn open(path: &str) -> gdal::errors::Result<Dataset> {
+    open_with(path, &safety::ALLOWED)
+}
+
+/// An entry for a file not opened, with why.
+fn refused(path: &str, why: &str) -> Value {
+    json!({"path": path, "kind": "other", "readable": false, "error": why, "error_code": "Refused"})
 }
 
 /// One manifest layer entry for `path`.
 fn inspect(path: &str, optimise: bool) -> Value {
     let mut out = Map::new();
     out.insert("path".into(), json!(path));
-    let ds = match open(path) {
+    let vrt = match safety::vet(path) {
+        Ok(vrt) => vrt,
+        Err(safety::Refusal(why)) => return refused(path, &why),
+    };
+    let opened = if vrt {
+        open_with(path, &[safety::VRT])
+    } else {
+        open(path)
+    };
+    let ds = match opened {
         Ok(ds) => ds,
         Err(e) => {
             out.insert("kind".into(), json!("other"));
@@ -115,6 +167,7 @@ fn inspect(path: &str, optimise: bool) -> Value {
                 "error".into(),
                 json!(format!("GDAL cannot open the file: {e}")),
             );
+            out.insert("error_code".into(), json!("Unreadable"));
             return Value::Object(out);
         }
     };
@@ -158,6 +211,7 @@ fn inspect(path: &str, optimise: bool) -> Value {
                 ds.driver().short_name()
             )),
         );
+        out.insert("error_code".into(), json!("Unreadable"));
     }
     Value::Object(out)
 }
