@@ -6,9 +6,41 @@
 //! bounded length), [`unique_names`] removes collisions (case-insensitively, and with
 //! the names the daemon writes itself), and [`folder_name`] builds the
 //! `<date>_<title-slug>_<id>` job folder name. Pure functions, no I/O.
+//!
+//! Side files: GDAL and QGIS read some files next to a data file by themselves — a
+//! QGIS style (`x.qml`, which can carry actions and Python), PAM metadata
+//! (`x.tif.aux.xml`: georeferencing, nodata, colour tables), external overviews
+//! (`x.tif.ovr`: what is shown zoomed out), masks, world files. An asset named like
+//! one ([`is_side_file`]) would change how another result looks or where it lies, so
+//! [`asset_file_name`] keeps it under an inert name (`x.tif.aux.xml.sidecar`) that
+//! neither reads. Overviews the daemon makes (the COG rewrite) are inside the GeoTIFF.
 
 /// Names the daemon writes into every job folder; assets never take them.
 pub const RESERVED: [&str; 2] = ["job.json", "results.json"];
+
+/// Endings of side files that GDAL or QGIS apply to a neighbouring file by themselves
+/// (lower case): QGIS styles and metadata, GDAL PAM, `.aux`, external overviews and
+/// masks, world files and MapInfo georeferencing, RPC and IMD metadata, SQLite
+/// journals (a GeoPackage's `-wal` is replayed into it on opening).
+const SIDE_FILE_ENDINGS: [&str; 22] = [
+    ".qml", ".qmd", ".sld", ".aux.xml", ".aux", ".ovr", ".msk", ".wld", ".tfw", ".tifw", ".tiffw",
+    ".j2w", ".pgw", ".pngw", ".jgw", ".tab", ".rpb", "_rpc.txt", ".imd", "-wal", "-shm",
+    "-journal",
+];
+
+/// Added to the name of a side file from the backend: nothing reads `*.sidecar`.
+pub const INERT_SUFFIX: &str = ".sidecar";
+
+/// Whether GDAL or QGIS would apply a file of this name to a file next to it.
+pub fn is_side_file(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    SIDE_FILE_ENDINGS.iter().any(|e| lower.ends_with(e))
+}
+
+/// Whether a name is a side file kept under its inert name.
+pub fn is_inert_side_file(name: &str) -> bool {
+    name.to_lowercase().ends_with(INERT_SUFFIX)
+}
 
 /// Longest file name produced, in bytes (ext4 allows 255; room for suffixes).
 const MAX_NAME_BYTES: usize = 120;
@@ -67,13 +99,19 @@ pub fn split_ext(name: &str) -> (&str, &str) {
 pub use crate::platform::http::extension_for;
 
 /// The file name for one asset: its key when that looks like `name.ext`, else the key
-/// plus an extension for its media type; then [`sanitise`]d.
+/// plus an extension for its media type; then [`sanitise`]d. A side file
+/// ([`is_side_file`]) gets [`INERT_SUFFIX`].
 pub fn asset_file_name(key: &str, media_type: Option<&str>) -> String {
     let base = sanitise(key);
-    if split_ext(&base).1.is_empty() {
+    let name = if split_ext(&base).1.is_empty() {
         sanitise(&format!("{base}{}", extension_for(media_type)))
     } else {
         base
+    };
+    if is_side_file(&name) {
+        sanitise(&format!("{name}{INERT_SUFFIX}"))
+    } else {
+        name
     }
 }
 
@@ -195,6 +233,41 @@ mod tests {
         );
         assert_eq!(asset_file_name("openEO.nc", None), "openEO.nc");
         assert_eq!(asset_file_name("blob", None), "blob");
+    }
+
+    #[test]
+    fn side_files_get_an_inert_name() {
+        for (key, name) in [
+            ("openEO.tif.aux.xml", "openEO.tif.aux.xml.sidecar"),
+            ("openEO.TIF.AUX.XML", "openEO.TIF.AUX.XML.sidecar"),
+            ("openEO.qml", "openEO.qml.sidecar"),
+            ("openEO.tif.ovr", "openEO.tif.ovr.sidecar"),
+            ("openEO.tif.msk", "openEO.tif.msk.sidecar"),
+            ("openEO.tfw", "openEO.tfw.sidecar"),
+            ("result.gpkg-wal", "result.gpkg-wal.sidecar"),
+            ("style.sld", "style.sld.sidecar"),
+        ] {
+            assert_eq!(asset_file_name(key, None), name, "{key}");
+            assert!(is_inert_side_file(name));
+            assert_eq!(sanitise(name), name, "served as is by /files");
+        }
+        for key in [
+            "openEO.tif",
+            "openEO.nc",
+            "result.json",
+            "metadata.xml",
+            "a.gpkg",
+        ] {
+            assert_eq!(asset_file_name(key, None), key);
+            assert!(!is_inert_side_file(key));
+        }
+        let names = unique_names(
+            ["a.qml", "a.qml"]
+                .into_iter()
+                .map(|k| asset_file_name(k, None)),
+        );
+        assert_eq!(names, ["a.qml.sidecar", "a.qml-2.sidecar"]);
+        assert!(names.iter().all(|n| !is_side_file(n)));
     }
 
     #[test]
