@@ -91,29 +91,74 @@ pub fn local_document(doc: &Value, stored: &[Stored], rewritten: &[(String, u64)
 /// name, else the file name without extension; prefixed with the job title when
 /// the job has several assets.
 pub fn display_name(job: &Job, doc: &Value, stored: &Stored, many: bool) -> String {
-    let title = doc["assets"][&stored.key]["title"]
+    let (title, _) = layer_title(doc, stored);
+    with_job_title(job, &title, many)
+}
+
+/// The asset's title when it has its own (`true`), else its file name without
+/// extension (`false`).
+fn layer_title(doc: &Value, stored: &Stored) -> (String, bool) {
+    match doc["assets"][&stored.key]["title"]
         .as_str()
         .filter(|t| !t.trim().is_empty() && *t != stored.key)
-        .map(str::to_string)
-        .unwrap_or_else(|| crate::results::names::split_ext(&stored.name).0.to_string());
-    if many {
-        format!("{} – {title}", job.title)
-    } else if title == "openEO" || title.eq_ignore_ascii_case("result") {
+    {
+        Some(t) => (t.to_string(), true),
+        None => (
+            crate::results::names::split_ext(&stored.name).0.to_string(),
+            false,
+        ),
+    }
+}
+
+fn with_job_title(job: &Job, title: &str, many: bool) -> String {
+    if !many && (title == "openEO" || title.eq_ignore_ascii_case("result")) {
         job.title.clone()
     } else {
         format!("{} – {title}", job.title)
     }
 }
 
+/// The display names of all layers, told apart: where two would be the same
+/// (`output.tiff` and `output.nc`, or two assets with one title), the file name is
+/// kept whole (`Job – output.tiff`), or added after an asset title (`Job – NDVI
+/// (ndvi_2.tif)`).
+pub fn display_names(job: &Job, doc: &Value, stored: &[Stored]) -> Vec<String> {
+    let many = stored.len() > 1;
+    let first: Vec<String> = stored
+        .iter()
+        .map(|s| display_name(job, doc, s, many))
+        .collect();
+    let count = |name: &str| {
+        first
+            .iter()
+            .filter(|n| n.to_lowercase() == name.to_lowercase())
+            .count()
+    };
+    stored
+        .iter()
+        .zip(&first)
+        .map(|(s, name)| {
+            if count(name) < 2 {
+                return name.clone();
+            }
+            match layer_title(doc, s) {
+                (title, true) => format!("{} ({})", with_job_title(job, &title, many), s.name),
+                (_, false) => with_job_title(job, &s.name, many),
+            }
+        })
+        .collect()
+}
+
 /// `job.json`. `layers` are the helper's entries in the order of `stored`.
 pub fn manifest(job: &Job, doc: &Value, stored: &[Stored], layers: Vec<Value>) -> Value {
-    let many = stored.len() > 1;
+    let names = display_names(job, doc, stored);
     let layers: Vec<Value> = stored
         .iter()
+        .zip(names)
         .zip(layers)
-        .map(|(s, layer)| {
+        .map(|((s, name), layer)| {
             let mut m = Map::new();
-            m.insert("name".into(), json!(display_name(job, doc, s, many)));
+            m.insert("name".into(), json!(name));
             m.insert("path".into(), json!(s.name));
             m.insert("asset".into(), json!(s.key));
             if let Value::Object(l) = layer {
@@ -128,6 +173,7 @@ pub fn manifest(job: &Job, doc: &Value, stored: &[Stored], layers: Vec<Value>) -
                 "kind",
                 "readable",
                 "error",
+                "error_code",
                 "driver",
                 "crs",
                 "bounds",
@@ -163,7 +209,8 @@ pub fn manifest(job: &Job, doc: &Value, stored: &[Stored], layers: Vec<Value>) -
     })
 }
 
-/// A layer entry for a file the helper did not describe.
+/// A layer entry for a file the helper did not describe (`error_code` is added by the
+/// caller).
 pub fn unreadable_layer(path: &str, error: &str) -> Value {
     json!({"path": path, "kind": "other", "readable": false, "error": error})
 }
@@ -230,11 +277,48 @@ mod tests {
         assert_eq!(l["path"], "a.bin");
         assert_eq!(l["readable"], false);
         assert_eq!(l["error"], "GDAL helper not found");
-        for k in ["driver", "crs", "bounds", "bounds_wgs84", "style"] {
+        for k in [
+            "error_code",
+            "driver",
+            "crs",
+            "bounds",
+            "bounds_wgs84",
+            "style",
+        ] {
             assert!(l.get(k).is_some_and(Value::is_null), "{k}: {l}");
         }
         assert_eq!(m["stac"], "results.json");
         assert_eq!(m["job"]["id"], 7);
+    }
+
+    #[test]
+    fn results_with_one_stem_get_names_that_tell_them_apart() {
+        let job = sample_job();
+        let stored: Vec<Stored> = ["output.tiff", "output.nc", "other.tif", "a.tif", "b.tif"]
+            .iter()
+            .map(|n| Stored {
+                key: n.to_string(),
+                name: n.to_string(),
+            })
+            .collect();
+        let doc = json!({"assets": {"a.tif": {"title": "NDVI"}, "b.tif": {"title": "NDVI"}}});
+        let m = manifest(&job, &doc, &stored, vec![json!({}); 5]);
+        let names: Vec<&str> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "t – output.tiff",
+                "t – output.nc",
+                "t – other",
+                "t – NDVI (a.tif)",
+                "t – NDVI (b.tif)"
+            ]
+        );
     }
 
     fn sample_job() -> Job {
