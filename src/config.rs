@@ -67,6 +67,18 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// `config.toml` holds a secret (an access token) but others may read it.
+    #[error(
+        "{path} holds an access token but can be read by other users (mode {mode:o}); \
+         make it private with `chmod 600 {path}`, or remove the token and use \
+         `eodispatch login`"
+    )]
+    Insecure {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// No home folder to derive default paths from.
     #[error(
         "cannot find the home folder; set HOME or EODISPATCH_STATE_DIR and EODISPATCH_RESULTS_DIR"
@@ -166,6 +178,10 @@ pub struct Config {
     /// Seconds an ordinary request (body included; not `/events` or `/files`) may take
     /// before it is cut off with 408 (default 60).
     pub request_timeout_s: f64,
+    /// The results folder and each job folder are private to the user (0700, `job.json`
+    /// and `results.json` 0600; default true); `false` leaves them to the umask
+    /// (e.g. to share results with a group).
+    pub results_private: bool,
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -189,6 +205,7 @@ struct RawConfig {
     max_connections: Option<usize>,
     max_event_streams: Option<usize>,
     request_timeout_s: Option<f64>,
+    results_private: Option<bool>,
 }
 
 impl Config {
@@ -220,6 +237,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
             Err(source) => return Err(ConfigError::Read { path: file, source }),
         };
+        check_secret_file(&file, &table)?;
         let file_origin = file.display().to_string();
         // Check the file alone first so that its errors name the file.
         toml::Value::Table(table.clone())
@@ -234,7 +252,7 @@ impl Config {
                 continue;
             };
             // Not configuration: the folder of config.toml, and the crash-test failpoint.
-            if name == ENV_CONFIG_DIR || name == crate::scheduler::FAILPOINT_ENV {
+            if name == ENV_CONFIG_DIR || name == crate::failpoint::FAILPOINT_ENV {
                 continue;
             }
             let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -336,6 +354,7 @@ impl Config {
             max_connections,
             max_event_streams,
             request_timeout_s,
+            results_private: raw.results_private.unwrap_or(true),
         })
     }
 
@@ -360,6 +379,7 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
             request_timeout_s: 60.0,
+            results_private: true,
         }
     }
 
@@ -452,6 +472,38 @@ fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
     }
 }
 
+/// A `config.toml` with a secret in it (a backend's `access_token`) must be readable by
+/// its owner only.
+fn check_secret_file(file: &Path, table: &toml::Table) -> Result<(), ConfigError> {
+    let has_secret = table
+        .get("backends")
+        .and_then(toml::Value::as_table)
+        .is_some_and(|backends| {
+            backends.values().any(|b| {
+                b.get("access_token")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|t| !t.trim().is_empty())
+            })
+        });
+    if !has_secret {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(ConfigError::Insecure {
+                    path: file.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The configuration as it is now, shared by the parts of a running daemon: replaced
 /// (safe keys only) when `config.toml` changes. Cheap to clone.
 #[derive(Clone)]
@@ -481,7 +533,7 @@ impl Settings {
         next.poll_interval_max_s = new.poll_interval_max_s;
         next.geo_bin = new.geo_bin.clone();
         next.backends = new.backends.clone();
-        let checks: [(&'static str, bool); 12] = [
+        let checks: [(&'static str, bool); 13] = [
             ("listen", old.listen != new.listen),
             ("allow_remote", old.allow_remote != new.allow_remote),
             ("state_dir", old.state_dir != new.state_dir),
@@ -508,6 +560,10 @@ impl Settings {
             (
                 "request_timeout_s",
                 old.request_timeout_s != new.request_timeout_s,
+            ),
+            (
+                "results_private",
+                old.results_private != new.results_private,
             ),
         ];
         *slot = std::sync::Arc::new(next);

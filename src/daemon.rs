@@ -87,12 +87,14 @@ pub async fn run(
         return Err(DaemonError::NotLoopback(addr));
     }
     let token = token::load_or_create(&config.token_path())?;
-    std::fs::create_dir_all(&config.results_dir).map_err(|source| DaemonError::Io {
-        context: format!(
-            "cannot create the results folder {}",
-            config.results_dir.display()
-        ),
-        source,
+    crate::private::create_dir(&config.results_dir, config.results_private).map_err(|source| {
+        DaemonError::Io {
+            context: format!(
+                "cannot create the results folder {}",
+                config.results_dir.display()
+            ),
+            source,
+        }
     })?;
     let store = Store::open(&config.db_path()).await?;
     let background = Background::new();

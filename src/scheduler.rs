@@ -57,20 +57,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A nudge polls at most this often.
 pub const MIN_NUDGE_GAP: Duration = Duration::from_secs(1);
 
-/// Environment variable naming a failpoint at which the daemon aborts (crash tests):
-/// `submit:before_post`, `submit:after_post`, `submit:after_link`, `refresh:after_store`
-/// (a rotated refresh token was just written to the token store).
-pub const FAILPOINT_ENV: &str = "EODISPATCH_FAILPOINT";
-
-/// Aborts the process when `EODISPATCH_FAILPOINT` is `name` (crash tests).
-pub(crate) fn failpoint(name: &str) {
-    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let point = POINT.get_or_init(|| std::env::var(FAILPOINT_ENV).ok());
-    if point.as_deref() == Some(name) {
-        eprintln!("eodispatch: failpoint {name} reached, aborting");
-        std::process::abort();
-    }
-}
+use crate::failpoint::failpoint;
+pub use crate::failpoint::FAILPOINT_ENV;
 
 /// Full-jitter exponential backoff: a random delay in `[0, min(cap, base · 2^n)]`,
 /// at least `floor` (a `Retry-After`). `base` is 2 s with the default intervals.

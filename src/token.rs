@@ -69,31 +69,53 @@ impl ApiToken {
 }
 
 /// Reads the token at `path`, creating it (and a 0700 parent folder) on first start.
+///
+/// A new token file appears complete or not at all: the token is written and synced to a
+/// private temporary file first, which is then hard-linked to `path` (failing, not
+/// replacing, if another process created the token meanwhile). A reader never sees an
+/// empty file, and a crash never leaves one.
 pub fn load_or_create(path: &Path) -> Result<ApiToken, TokenError> {
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
+    if path.exists() {
+        return read(path);
+    }
+    let io = |action, source| TokenError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    match create_private(path) {
-        Ok(mut f) => {
-            f.write_all(fresh.as_bytes())
-                .and_then(|_| f.write_all(b"\n"))
-                .and_then(|_| f.sync_all())
-                .map_err(|source| TokenError::Io {
-                    action: "cannot write",
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "api-token".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut f = crate::private::create_file(&tmp)?;
+        f.write_all(fresh.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("cannot write", e));
+    }
+    crate::failpoint::failpoint("token:written");
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
             Ok(ApiToken(fresh))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
-        Err(source) => Err(TokenError::Io {
-            action: "cannot create",
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(e) => Err(io("cannot create", e)),
     }
 }
 
@@ -140,27 +162,6 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), TokenError> {
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir).map_err(|e| io("cannot create folder", e))?;
     Ok(())
-}
-
-/// Creates `path` as a new file (never opens an existing one) that only its owner can
-/// read and write: mode 0600 from the `open` call itself, no chmod-after-write window.
-/// Shared by the API token file and the opt-in token file store.
-#[cfg(unix)]
-pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
 }
 
 #[cfg(unix)]

@@ -3,6 +3,8 @@
 //! a duplicate query parameter or an undecodable path, is problem+json.
 
 mod common;
+#[path = "common/fake.rs"]
+mod fake;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -207,4 +209,142 @@ async fn every_refusal_is_problem_json() {
     assert!(answer.contains("application/problem+json"), "{answer}");
     assert!(answer.contains("\"code\":\"RequestTimeout\""), "{answer}");
     d.stop().await;
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Runs one job on the fake through the real binary started with `umask 000` and
+/// `extra` environment; the published job folder.
+async fn one_job_with_umask_000(
+    root: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let f = fake::start_fake(0.1, 0.2).await;
+    let url = f.base_url();
+    let mut env: Vec<(&str, &str)> = vec![
+        ("EODISPATCH_BACKENDS__FAKE__URL", url.as_str()),
+        ("EODISPATCH_BACKENDS__FAKE__ACCESS_TOKEN", fake::TOKEN),
+        ("EODISPATCH_BACKENDS__FAKE__PROVIDER_ID", "fake"),
+        ("EODISPATCH_POLL_INTERVAL_MIN_S", "0.1"),
+    ];
+    env.extend_from_slice(extra);
+    let root_owned = root.to_path_buf();
+    let env_owned: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let c = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env_owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        common::Child::start_full(&root_owned, "000", &env)
+    })
+    .await
+    .unwrap();
+    let token = c.token();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{}/unit_jobs", c.addr))
+        .bearer_auth(&token)
+        .json(&fake::pv_request(&url, "private"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let dir = fake::wait_for("published", Duration::from_secs(60), || async {
+        let j: Value = http
+            .get(format!("http://{}/unit_jobs/{id}", c.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        j["results"]["dir"].as_str().map(std::path::PathBuf::from)
+    })
+    .await;
+    c.signal("TERM");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_private_whatever_the_umask() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = one_job_with_umask_000(root.path(), &[]).await;
+    assert_eq!(mode(&root.path().join("results")), 0o700, "results folder");
+    assert_eq!(mode(&dir), 0o700, "job folder");
+    assert_eq!(mode(&dir.join("job.json")), 0o600);
+    assert_eq!(mode(&dir.join("results.json")), 0o600);
+    // Shared when configured so: the umask decides.
+    let root = tempfile::tempdir().unwrap();
+    let dir = one_job_with_umask_000(root.path(), &[("EODISPATCH_RESULTS_PRIVATE", "false")]).await;
+    assert_eq!(mode(&dir), 0o777);
+    assert_eq!(mode(&dir.join("job.json")), 0o666);
+}
+
+#[test]
+fn a_config_file_with_a_token_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("config.toml");
+    std::fs::write(
+        &file,
+        "[backends.x]\nurl = \"https://openeo.example\"\naccess_token = \"AT-CONFIG-SENTINEL\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let env = vec![
+        ("HOME".to_string(), root.path().display().to_string()),
+        (
+            "EODISPATCH_CONFIG_DIR".to_string(),
+            root.path().display().to_string(),
+        ),
+    ];
+    let e = Config::load_from(&env).unwrap_err().to_string();
+    assert!(e.contains("chmod 600") && e.contains("config.toml"), "{e}");
+    assert!(!e.contains("AT-CONFIG-SENTINEL"), "{e}");
+    // The daemon refuses to start, saying how to fix it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eodispatch"))
+        .arg("serve")
+        .env("HOME", root.path())
+        .envs(common::env_for(root.path(), "127.0.0.1:0"))
+        .env("EODISPATCH_CONFIG_DIR", root.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Config::load_from(&env).is_ok());
+    // Without a secret in it, the file may be readable.
+    std::fs::write(&file, "log = \"info\"\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(Config::load_from(&env).is_ok());
+}
+
+#[test]
+fn a_crash_while_creating_the_api_token_leaves_no_empty_file() {
+    let root = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut crashed = common::spawn_serve(
+        root.path(),
+        &format!("127.0.0.1:{port}"),
+        &[("EODISPATCH_FAILPOINT", "token:written")],
+    );
+    let status = crashed.wait().unwrap();
+    assert!(!status.success(), "aborted at the failpoint");
+    let token = root.path().join("state/api-token");
+    assert!(!token.exists(), "no token file, rather than an empty one");
+    // The next start creates a complete one and serves.
+    let c = common::Child::start(root.path());
+    let text = std::fs::read_to_string(&token).unwrap();
+    assert_eq!(text.trim().len(), 64, "{text:?}");
+    assert_eq!(mode(&token), 0o600);
+    c.signal("TERM");
 }

@@ -172,11 +172,79 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery,
             OidcError::Protocol(e.to_string())
         });
     }
-    let d: Discovery = answer
-        .json()
-        .await
+    let body = read_limited(answer, issuer).await?;
+    let d: Discovery = serde_json::from_slice(&body)
         .map_err(|e| OidcError::Protocol(format!("discovery document: {e}")))?;
+    check_discovery(issuer, &d)?;
     Ok(d)
+}
+
+/// Largest answer read from an identity provider (a discovery document or a token
+/// answer is a few kilobytes).
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Reads an answer body up to [`MAX_ANSWER_BYTES`].
+async fn read_limited(mut answer: reqwest::Response, issuer: &str) -> Result<Vec<u8>, OidcError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(|e| unreachable(issuer, &e))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(OidcError::Protocol(format!(
+                "the identity provider's answer is larger than {} KiB",
+                MAX_ANSWER_BYTES / 1024
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A discovery document is only used when it names the issuer it was fetched from
+/// (OpenID Connect Discovery §4.3: a document that names another issuer could send our
+/// tokens elsewhere) and its endpoints are https — plain http only on this machine.
+pub fn check_discovery(issuer: &str, d: &Discovery) -> Result<(), OidcError> {
+    let want = issuer.trim_end_matches('/');
+    if d.issuer.trim_end_matches('/') != want {
+        return Err(OidcError::Protocol(format!(
+            "the discovery document of {want} names another issuer ({}); refusing it",
+            crate::redact::redact_url(&d.issuer)
+        )));
+    }
+    let endpoints = [
+        ("token_endpoint", Some(&d.token_endpoint)),
+        ("authorization_endpoint", d.authorization_endpoint.as_ref()),
+        (
+            "device_authorization_endpoint",
+            d.device_authorization_endpoint.as_ref(),
+        ),
+    ];
+    for (name, url) in endpoints {
+        let Some(url) = url else { continue };
+        if !secure_endpoint(url) {
+            return Err(OidcError::Protocol(format!(
+                "the identity provider's {name} {} is not https; refusing to send \
+                 credentials to it",
+                crate::redact::redact_url(url)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// https, or http to this machine (loopback: tests, local providers).
+fn secure_endpoint(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match u.scheme() {
+        "https" => true,
+        "http" => match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 /// The scopes to ask for: `openid`, the provider's, and `offline_access` when a refresh
@@ -471,7 +539,11 @@ async fn post_form(
     }
     let answer = req.send().await.map_err(|e| unreachable(issuer, &e))?;
     let status = answer.status();
-    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    let body: Value = match read_limited(answer, issuer).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Err(e) if status.is_success() => return Err(e),
+        Err(_) => Value::Null,
+    };
     if status.is_success() {
         return if body.is_object() {
             Ok(body)
@@ -521,6 +593,80 @@ fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn discovery(issuer: &str, token: &str, auth: Option<&str>) -> Discovery {
+        Discovery {
+            issuer: issuer.into(),
+            token_endpoint: token.into(),
+            authorization_endpoint: auth.map(String::from),
+            device_authorization_endpoint: None,
+            scopes_supported: Vec::new(),
+            code_challenge_methods_supported: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn discovery_must_name_its_issuer_and_use_https() {
+        let ok = discovery(
+            "https://idp.example/realms/x",
+            "https://idp.example/t",
+            Some("https://idp.example/a"),
+        );
+        assert!(check_discovery("https://idp.example/realms/x/", &ok).is_ok());
+        // Another issuer: refused (mix-up).
+        let other = discovery("https://evil.example", "https://evil.example/t", None);
+        let e = check_discovery("https://idp.example/realms/x", &other).unwrap_err();
+        assert!(e.to_string().contains("another issuer"), "{e}");
+        // Plain http endpoints: refused, unless on this machine.
+        let plain = discovery("https://idp.example", "http://idp.example/t", None);
+        assert!(check_discovery("https://idp.example", &plain).is_err());
+        let plain = discovery(
+            "https://idp.example",
+            "https://idp.example/t",
+            Some("http://idp.example/a"),
+        );
+        assert!(check_discovery("https://idp.example", &plain).is_err());
+        for local in [
+            "http://127.0.0.1:5000",
+            "http://localhost:5000",
+            "http://[::1]:5000",
+        ] {
+            let d = discovery(
+                local,
+                &format!("{local}/token"),
+                Some(&format!("{local}/auth")),
+            );
+            assert!(check_discovery(local, &d).is_ok(), "{local}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let _ = s.write_all(head.as_bytes()).await;
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..40 {
+                let size = format!("{:x}\r\n", chunk.len());
+                if s.write_all(size.as_bytes()).await.is_err()
+                    || s.write_all(&chunk).await.is_err()
+                    || s.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let e = discover(&reqwest::Client::new(), &format!("http://{addr}"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
 
     /// The providers of a `/credentials/oidc` document (as openEO backends list them).
     fn parse_providers(doc: &Value) -> Result<Vec<Provider>, String> {

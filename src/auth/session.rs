@@ -308,7 +308,7 @@ impl Credential {
                         .put(&self.key, rotated.expose())
                         .await
                         .map_err(store_error)?;
-                    crate::scheduler::failpoint("refresh:after_store");
+                    crate::failpoint::failpoint("refresh:after_store");
                 }
             }
         }

@@ -458,7 +458,7 @@ fn save(path: &Path, doc: &FileDoc) -> Result<(), TokenStoreError> {
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let text = serde_json::to_vec_pretty(doc).expect("a map of strings serialises");
     let written = (|| {
-        let mut file = crate::token::create_private(&tmp).map_err(file_error(&tmp, "create"))?;
+        let mut file = crate::private::create_file(&tmp).map_err(file_error(&tmp, "create"))?;
         file.write_all(&text).map_err(file_error(&tmp, "write"))?;
         file.sync_all().map_err(file_error(&tmp, "sync"))?;
         std::fs::rename(&tmp, path).map_err(file_error(path, "replace"))

@@ -380,7 +380,8 @@ impl Results {
             (None, None) => return Ok(()),
         };
         let files = staging.join("files");
-        std::fs::create_dir_all(&files).map_err(|e| {
+        let private = parts.settings.get().results_private;
+        crate::private::create_dir(&files, private).map_err(|e| {
             Failure::new(
                 "LocalIoError",
                 format!("cannot create {}: {e}", files.display()),
@@ -475,8 +476,8 @@ impl Results {
         let folder = names::folder_name(job.created.date(), &job.title, job.id);
         let (files2, results_dir2) = (files.clone(), results_dir.clone());
         let published = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-            write_json(&files2.join("results.json"), &local)?;
-            write_json(&files2.join("job.json"), &man)?;
+            write_json(&files2.join("results.json"), &local, private)?;
+            write_json(&files2.join("job.json"), &man, private)?;
             publish::publish(&files2, &results_dir2, &folder)
         })
         .await
@@ -855,10 +856,11 @@ fn file_len(p: &Path) -> Option<u64> {
         .map(|m| m.len())
 }
 
-fn write_json(path: &Path, v: &Value) -> std::io::Result<()> {
+/// Writes a manifest: owner-only when the results are private.
+fn write_json(path: &Path, v: &Value, private: bool) -> std::io::Result<()> {
     let mut text = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
     text.push(b'\n');
-    std::fs::write(path, text)
+    crate::private::write_file(path, &text, private)
 }
 
 /// Free bytes for unprivileged writers on the filesystem holding `dir`.

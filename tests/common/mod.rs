@@ -279,7 +279,8 @@ impl Child {
         Child::start_full(root, umask, &[])
     }
 
-    fn start_full(root: &Path, umask: &str, extra_env: &[(&str, &str)]) -> Child {
+    /// Like [`Child::start`], with the given umask and extra environment variables.
+    pub fn start_full(root: &Path, umask: &str, extra_env: &[(&str, &str)]) -> Child {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = spawn_serve_umask(root, &addr.to_string(), extra_env, umask);

@@ -1,0 +1,19 @@
+//! Crash tests: with `EODISPATCH_FAILPOINT=<name>` in its environment the daemon aborts
+//! when it reaches the failpoint of that name, so that tests can check what a crash at
+//! exactly that moment leaves behind. Points: `submit:before_post`, `submit:after_post`,
+//! `submit:after_link` (a submission), `refresh:after_store` (a rotated refresh token
+//! was just written to the token store), `token:written` (the API token file's content
+//! is written, not yet in place).
+
+/// Environment variable naming the failpoint at which the daemon aborts.
+pub const FAILPOINT_ENV: &str = "EODISPATCH_FAILPOINT";
+
+/// Aborts the process when `EODISPATCH_FAILPOINT` is `name`.
+pub(crate) fn failpoint(name: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let point = POINT.get_or_init(|| std::env::var(FAILPOINT_ENV).ok());
+    if point.as_deref() == Some(name) {
+        eprintln!("eodispatch: failpoint {name} reached, aborting");
+        std::process::abort();
+    }
+}
