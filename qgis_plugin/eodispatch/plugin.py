@@ -16,6 +16,7 @@ except ImportError:  # Qt5
     from qgis.PyQt.QtWidgets import QAction
 
 from .core.client import DaemonClient, log
+from .core.safe import esc
 from .core.daemon import DaemonInfo
 from .core.footprints import Footprints
 from .core.jobs import JobModel
@@ -212,9 +213,11 @@ class EoDispatchPlugin:
     # --- messages ----------------------------------------------------------------------
 
     def notify(self, text: str, level=Qgis.MessageLevel.Info, duration: int = 5) -> None:
+        """A message bar notice. The bar renders HTML with live links, and the text holds
+        job titles, layer names and servers' messages: it is escaped."""
         log(text, level)
         try:
-            self.iface.messageBar().pushMessage("EO Dispatch", text, level, duration)
+            self.iface.messageBar().pushMessage("EO Dispatch", esc(text), level, duration)
         except (AttributeError, RuntimeError):
             pass
 
@@ -222,6 +225,8 @@ class EoDispatchPlugin:
         m = loaded.manifest
         names = ", ".join(layer.name() for layer in loaded.layers) or "no layers"
         extra = f"; {len(loaded.skipped)} file(s) not loadable (see the log)" if loaded.skipped else ""
+        if loaded.unchecked:
+            extra += f"; {len(loaded.unchecked)} opened by QGIS alone (the daemon's GDAL helper is missing)"
         self.notify(f"Results of “{m.group_name}” arrived: {names}{extra}", Qgis.MessageLevel.Success, 8)
 
     def _missed_found(self, folders) -> None:

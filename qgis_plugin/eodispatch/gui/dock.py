@@ -33,6 +33,7 @@ from ..core.daemon import start_daemon
 from ..core.jobs import JobModel
 from ..core.loaded import AutoLoader
 from ..core.runner import find_published_folder
+from ..core.safe import plain_label, plain_tip
 from ..core.services import ServiceCatalog
 from ..core.sse import EventStream
 from .form import ERROR_STYLE, ParameterForm
@@ -92,7 +93,7 @@ class EoDispatchDock(QgsDockWidget):
 
         daemon_box = QGroupBox("Daemon", submit_page)
         row = QHBoxLayout(daemon_box)
-        self.daemon_label = QLabel("…", daemon_box)
+        self.daemon_label = plain_label(QLabel("…", daemon_box))
         self.daemon_label.setObjectName("daemon_state")
         self.daemon_label.setWordWrap(True)
         self.start_button = QPushButton("Start daemon", daemon_box)
@@ -151,7 +152,8 @@ class EoDispatchDock(QgsDockWidget):
         sf.addRow(self.endpoint_label, self._with_error(self.endpoint_edit, self.endpoint_error))
         sf.addRow(self.application_label, self._with_error(self.application_edit, self.application_error))
         sf.addRow(self.namespace_label, self.namespace_box)
-        self.description = QLabel(service_box)
+        # Service descriptions come from catalogues and remote UDPs: plain text.
+        self.description = plain_label(QLabel(service_box))
         self.description.setWordWrap(True)
         sf.addRow(self.description)
         page.addWidget(service_box)
@@ -197,7 +199,7 @@ class EoDispatchDock(QgsDockWidget):
 
     @staticmethod
     def _error_label(parent) -> QLabel:
-        label = QLabel(parent)
+        label = plain_label(QLabel(parent))
         label.setStyleSheet(ERROR_STYLE)
         label.setWordWrap(True)
         label.hide()
@@ -275,7 +277,7 @@ class EoDispatchDock(QgsDockWidget):
         t.setRowCount(len(self.backends))
         for row, b in enumerate(self.backends):
             t.setItem(row, 0, QTableWidgetItem(str(b.get("title") or b.get("url"))))
-            t.item(row, 0).setToolTip(str(b.get("url")))
+            t.item(row, 0).setToolTip(plain_tip(b.get("url")))
             login = b.get("login") or {}
             state = login.get("state") or b.get("state") or "?"
             text = {"logged_in": "logged in", "logged_out": "not logged in", "login_required": "log-in needed",
@@ -283,7 +285,7 @@ class EoDispatchDock(QgsDockWidget):
             if b.get("state") == "unreachable":
                 text = "unreachable"
             item = QTableWidgetItem(text)
-            item.setToolTip(str(b.get("message") or ""))
+            item.setToolTip(plain_tip(b.get("message")))
             t.setItem(row, 1, item)
             button = QPushButton("Log out" if state == "logged_in" else "Log in")
             button.clicked.connect(lambda _c=False, entry=b, s=state: self._login_clicked(entry, s))
@@ -314,7 +316,8 @@ class EoDispatchDock(QgsDockWidget):
             self.service_combo.addItem(str(s.get("title") or s.get("id")), s)
             i = self.service_combo.count() - 1
             label = str(s.get("label") or P.OPENEO)
-            self.service_combo.setItemData(i, f"{kinds.get(label, label)}: {s.get('endpoint')}", Qt.ItemDataRole.ToolTipRole)
+            self.service_combo.setItemData(i, plain_tip(f"{kinds.get(label, label)}: {s.get('endpoint')}"),
+                                           Qt.ItemDataRole.ToolTipRole)
         self.service_combo.addItem("Other: enter by hand", CUSTOM)
         self.service_combo.setItemData(self.service_combo.count() - 1, "An openEO or OGC API Processes service by address",
                                        Qt.ItemDataRole.ToolTipRole)
@@ -335,7 +338,7 @@ class EoDispatchDock(QgsDockWidget):
         if len(text) > limit:
             short = text[:limit].rsplit(" ", 1)[0].rstrip() + " …"
         self.description.setText(short)
-        self.description.setToolTip(text if short != text else "")
+        self.description.setToolTip(plain_tip(text) if short != text else "")
 
     def _set_kind(self, label: str) -> None:
         i = self.kind_combo.findData(label)

@@ -25,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import params as P
+from ..core.safe import plain_label, plain_tip
 
 ERROR_STYLE = "color: #c0392b;"
 
@@ -217,19 +218,20 @@ class ParameterForm(QWidget):
             editor = self._editor(spec)
             editor.setObjectName(f"param_{spec.name}")
             rng = _range_text(spec) if spec.kind in (P.INTEGER, P.DOUBLE) else ""
-            editor.setToolTip(spec.description + (f"\n({rng})" if rng else ""))
+            editor.setToolTip(plain_tip(spec.description + (f"\n({rng})" if rng else "")))
             box = QWidget(self)
             col = QVBoxLayout(box)
             col.setContentsMargins(0, 0, 0, 0)
             col.addWidget(editor)
-            err = QLabel(box)
+            err = plain_label(QLabel(box))
             err.setObjectName(f"error_{spec.name}")
             err.setStyleSheet(ERROR_STYLE)
             err.setWordWrap(True)
             err.hide()
             col.addWidget(err)
-            label = QLabel(spec.label + ("" if spec.optional else " *"))
-            label.setToolTip(spec.description)
+            # Titles and descriptions come from the service: plain text.
+            label = plain_label(QLabel(), spec.label + ("" if spec.optional else " *"))
+            label.setToolTip(plain_tip(spec.description))
             self.layout_.addRow(label, box)
             self.editors[spec.name] = editor
             self.error_labels[spec.name] = err

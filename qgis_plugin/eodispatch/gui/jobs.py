@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.footprints import STATUS_COLORS
 from ..core.jobs import JobModel
+from ..core.safe import plain_tip
 
 COLUMNS = ["Title", "Status", "Progress", "Download", "Age"]
 ACTIONS = [
@@ -137,8 +138,8 @@ class JobList(QWidget):
         item.setText(3, download_text(job, self.model.downloads.get(jid)))
         item.setText(4, age(str(job.get("created") or "")))
         err = job.get("error") or {}
-        item.setToolTip(0, err.get("message") or job.get("service", {}).get("application", ""))
-        item.setToolTip(1, err.get("message") or status)
+        item.setToolTip(0, plain_tip(err.get("message") or job.get("service", {}).get("application", "")))
+        item.setToolTip(1, plain_tip(err.get("message") or status))
         if jid == self.selected_id():
             self._selection_changed()
 

@@ -1,12 +1,15 @@
 """Logging in to a backend through the daemon's ``/auth/*`` API (CONTRACTS.md): the
 device code is shown and the verification page opened (or, browser flow, the
 authorization page opened); the dialog follows ``GET /auth/logins/{id}`` until the login
-ends. Tokens never reach the plugin."""
+ends. Tokens never reach the plugin.
+
+The pages come from the identity provider through the daemon: only http(s) pages are
+opened or linked (``core.safe``), and every text in the rich-text message is escaped."""
 
 from typing import Any, Dict, Optional
 
-from qgis.PyQt.QtCore import Qt, QTimer, QUrl
-from qgis.PyQt.QtGui import QDesktopServices, QFont
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtGui import QFont
 from qgis.PyQt.QtWidgets import (
     QApplication,
     QComboBox,
@@ -19,6 +22,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.client import ApiResult, DaemonClient
+from ..core.safe import esc, link, open_web_url, plain_label
 
 
 class LoginDialog(QDialog):
@@ -43,7 +47,7 @@ class LoginDialog(QDialog):
             self.provider.addItem("(the backend's default)", None)
         form.addRow("Provider", self.provider)
         layout.addLayout(form)
-        self.code = QLabel(self)
+        self.code = plain_label(QLabel(self))
         self.code.setObjectName("user_code")
         font = QFont()
         font.setPointSize(font.pointSize() * 2)
@@ -53,9 +57,12 @@ class LoginDialog(QDialog):
         self.code.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.code)
         self.message = QLabel("Choose a method and press Log in.", self)
+        self.message.setTextFormat(Qt.TextFormat.RichText)
         self.message.setObjectName("login_message")
         self.message.setWordWrap(True)
-        self.message.setOpenExternalLinks(True)
+        # Links go through open_web_url: http(s) only.
+        self.message.setOpenExternalLinks(False)
+        self.message.linkActivated.connect(open_web_url)
         layout.addWidget(self.message)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         self.start_button = QPushButton("Log in", self)
@@ -78,7 +85,7 @@ class LoginDialog(QDialog):
         if not result.ok:
             self.state = "failed"
             self.start_button.setEnabled(True)
-            self.message.setText(f"Log-in could not start: {result.error.message}")
+            self.message.setText(f"Log-in could not start: {esc(result.error.message)}")
             return
         data = result.data or {}
         self.login_id = data.get("login_id")
@@ -92,18 +99,24 @@ class LoginDialog(QDialog):
             url = data.get("verification_uri_complete") or data.get("verification_uri")
             QApplication.clipboard().setText(str(data.get("user_code") or ""))
             self.message.setText(
-                f'Enter the code above at <a href="{data.get("verification_uri")}">{data.get("verification_uri")}</a> '
+                f"Enter the code above at {link(data.get('verification_uri'))} "
                 "(copied to the clipboard; the page opens in your browser). Waiting…"
             )
-            interval = int(data.get("interval") or 5)
+            try:
+                interval = int(data.get("interval") or 5)
+            except (TypeError, ValueError):
+                interval = 5
         else:
             url = data.get("authorization_url")
             self.message.setText(
-                f'Log in in your browser (<a href="{url}">open the page again</a>); the daemon receives the answer. Waiting…'
+                f"Log in in your browser ({link(url, 'open the page again')}); the daemon receives the answer. Waiting…"
             )
             interval = 2
-        if url and self.open_browser:
-            QDesktopServices.openUrl(QUrl(url))
+        if url and self.open_browser and not open_web_url(url):
+            self.message.setText(
+                self.message.text()
+                + f"<br>The log-in page is not a web address and was not opened: {esc(url)}"
+            )
         self.timer.start(max(1, interval) * 1000)
 
     def _poll(self) -> None:
@@ -131,7 +144,7 @@ class LoginDialog(QDialog):
             self.message.setText("Logged in.")
             QTimer.singleShot(800, self.accept)
         else:
-            self.message.setText(f"Log-in {state}: {error or 'try again'}")
+            self.message.setText(f"Log-in {esc(state)}: {esc(error or 'try again')}")
 
     def done(self, r):  # noqa: A003 (QDialog API)
         self.timer.stop()
