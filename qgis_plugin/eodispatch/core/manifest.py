@@ -4,8 +4,18 @@ QGIS layers: names from the manifest, styles from its ``style`` hints.
 Styles: ``minmax`` → single-band grey stretched between min and max; ``palette`` →
 paletted raster with the manifest's classes, colours and labels; ``rgb`` → multiband
 colour with a stretch per band; ``single`` → the vector symbol's colour. Without a hint
-QGIS's own default applies. Layers that GDAL could not read (``readable: false``) and
-``other`` files are not loaded (they are listed in the result).
+QGIS's own default applies. Layers are created without their "default style": a
+``.qml`` next to a result, or a style stored inside a GeoPackage, comes from the backend
+and is never applied (it could carry actions or Python). Layers that GDAL could not read
+or that the daemon's GDAL helper refused (``readable: false``) and ``other`` files are
+not loaded (they are listed in the result).
+
+Without the GDAL helper (``error_code: "GeoHelperMissing"``: a daemon built without
+GDAL, or the helper missing), every file is still tried with QGIS itself, raster then
+vector, after the checks the plugin can make on its own: a regular file inside the job
+folder, not a side file, recognised by GDAL as one of the formats results come in (no
+VRT: its sources cannot be checked here), and a GeoJSON without a ``crs`` link (which
+GDAL would fetch). Layer names that would repeat in a group get their file name.
 
 Creating layers is safe in a worker thread; adding them to the project is not (that is
 ``add_to_project``, GUI thread).
@@ -21,11 +31,14 @@ from typing import Any, Dict, List, Optional
 
 from qgis.core import (
     QgsContrastEnhancement,
+    QgsCoordinateTransformContext,
     QgsLayerTreeGroup,
     QgsMapLayer,
     QgsMultiBandColorRenderer,
     QgsPalettedRasterRenderer,
     QgsProject,
+    QgsProviderRegistry,
+    QgsProviderSublayerDetails,
     QgsRasterLayer,
     QgsSingleBandGrayRenderer,
     QgsVectorLayer,
@@ -37,6 +50,19 @@ MANIFEST_VERSION = 1
 PROP_JOB_UUID = "eodispatch/job_uuid"
 PROP_JOB_ID = "eodispatch/job_id"
 PROP_FOLDER = "eodispatch/folder"
+
+#: ``error_code`` of a layer the daemon's GDAL helper could not look at.
+HELPER_MISSING = "GeoHelperMissing"
+#: GDAL drivers of the formats results come in (crates/geo/src/safety.rs, without VRT).
+RESULT_DRIVERS = frozenset(
+    ["GTiff", "netCDF", "GeoJSON", "GPKG", "Parquet", "JP2OpenJPEG", "JP2ECW", "JP2KAK", "PNG", "Zarr"]
+)
+#: Their file name endings, for when GDAL's Python bindings are not there.
+RESULT_EXTENSIONS = (".tif", ".tiff", ".nc", ".nc4", ".geojson", ".json", ".gpkg", ".parquet", ".jp2", ".png")
+#: Side files of the backend are kept under this ending (src/results/names.rs).
+SIDE_FILE_SUFFIX = ".sidecar"
+#: Largest GeoJSON read whole to check its ``crs`` without the helper.
+MAX_CHECKED_JSON = 256 * 1024 * 1024
 
 
 class ManifestError(Exception):
@@ -186,6 +212,8 @@ class LoadedJob:
     manifest: Manifest
     layers: List[QgsMapLayer] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # "name: why"
+    files: List[str] = field(default_factory=list)  # file name of each layer
+    unchecked: List[str] = field(default_factory=list)  # layers opened without the GDAL helper
 
 
 def _tag(layer: QgsMapLayer, m: Manifest) -> None:
@@ -195,6 +223,121 @@ def _tag(layer: QgsMapLayer, m: Manifest) -> None:
     layer.setCustomProperty(PROP_FOLDER, str(m.folder))
 
 
+def _raster(src: str, name: str) -> QgsRasterLayer:
+    """A raster layer without the default style (a ``.qml`` next to it is not read)."""
+    return QgsRasterLayer(src, name, "gdal", QgsRasterLayer.LayerOptions(False))
+
+
+def _vector(src: str, name: str) -> QgsVectorLayer:
+    """A vector layer without the default style (nor a style stored in the file)."""
+    return QgsVectorLayer(src, name, "ogr", QgsVectorLayer.LayerOptions(False))
+
+
+def helper_missing(entry: Dict[str, Any]) -> bool:
+    """Whether the daemon's GDAL helper could not look at this file at all."""
+    code = entry.get("error_code")
+    if code is not None:
+        return code == HELPER_MISSING
+    # Manifests written before error_code.
+    return entry.get("readable") is False and entry.get("error") == "GDAL helper not found"
+
+
+def _identify(path: Path) -> Optional[str]:
+    """The GDAL driver that would open ``path``, without opening it (None: unknown)."""
+    try:
+        from osgeo import gdal
+    except ImportError:
+        return None
+    try:
+        driver = gdal.IdentifyDriverEx(str(path), gdal.OF_RASTER | gdal.OF_VECTOR)
+    except RuntimeError:
+        return None
+    return driver.ShortName if driver is not None else None
+
+
+def _geojson_crs_link(path: Path) -> Optional[str]:
+    """Why a GeoJSON cannot be opened here: a ``crs`` GDAL would fetch, or too big to
+    check; ``None`` when fine."""
+    try:
+        if path.stat().st_size > MAX_CHECKED_JSON:
+            return "a GeoJSON too large to check without the GDAL helper"
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None  # not JSON: GDAL will say what it is
+    crs = data.get("crs") if isinstance(data, dict) else None
+    if isinstance(crs, dict) and str(crs.get("type", "")).lower() in ("link", "url"):
+        return "a GeoJSON whose crs is a link (GDAL would fetch it)"
+    return None
+
+
+def unchecked_refusal(path: Path) -> Optional[str]:
+    """Why a file the GDAL helper did not look at is not opened by the plugin either;
+    ``None`` when it may be."""
+    if path.is_symlink() or not path.is_file():
+        return "not a regular file"
+    if path.name.lower().endswith(SIDE_FILE_SUFFIX):
+        return "a side file of the backend"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20).split(b"\0", 1)[0]
+    except OSError as e:
+        return f"cannot read it: {e}"
+    if b"<VRTDataset" in head or b"<OGRVRTDataSource" in head:
+        return "a VRT (its sources cannot be checked without the GDAL helper)"
+    driver = _identify(path)
+    if driver is None:
+        if not path.name.lower().endswith(RESULT_EXTENSIONS):
+            return "not a format results come in"
+    elif driver not in RESULT_DRIVERS:
+        return f"GDAL reads it as {driver}, not a format results come in"
+    if driver == "GeoJSON" or path.name.lower().endswith((".geojson", ".json")):
+        return _geojson_crs_link(path)
+    return None
+
+
+def _open_unchecked(m: Manifest, entry: Dict[str, Any], name: str, out: "LoadedJob") -> None:
+    """A file the GDAL helper could not look at, opened by QGIS: raster, then vector."""
+    rel = str(entry.get("path") or "")
+    path = _inside(m.folder, rel)
+    if path is None or not path.exists():
+        out.skipped.append(f"{name}: file {entry.get('path')!r} missing")
+        return
+    # The name itself, not what a link points to.
+    why = "not a regular file" if (m.folder / rel).is_symlink() else unchecked_refusal(path)
+    if why is not None:
+        out.skipped.append(f"{name}: not opened without the daemon's GDAL helper: {why}")
+        return
+    details = [d for d in QgsProviderRegistry.instance().querySublayers(str(path)) if d.providerKey() in ("gdal", "ogr")]
+    details.sort(key=lambda d: 0 if d.providerKey() == "gdal" else 1)
+    if not details:
+        out.skipped.append(f"{name}: QGIS cannot open {path.name}")
+        return
+    options = QgsProviderSublayerDetails.LayerOptions(QgsCoordinateTransformContext())
+    options.loadDefaultStyle = False
+    for d in details:
+        layer_name = name if len(details) == 1 else f"{name} {d.name()}"
+        layer = d.toLayer(options)
+        if layer is None or not layer.isValid():
+            out.skipped.append(f"{layer_name}: QGIS cannot open {d.uri()}")
+            continue
+        layer.setName(layer_name)
+        _tag(layer, m)
+        out.layers.append(layer)
+        out.files.append(path.name)
+        out.unchecked.append(layer_name)
+
+
+def _distinct_names(out: "LoadedJob") -> None:
+    """Layer names that repeat in the group get their file name (older manifests gave
+    ``output.tiff`` and ``output.nc`` one name)."""
+    counts: Dict[str, int] = {}
+    for layer in out.layers:
+        counts[layer.name()] = counts.get(layer.name(), 0) + 1
+    for layer, file_name in zip(out.layers, out.files):
+        if counts[layer.name()] > 1:
+            layer.setName(f"{layer.name()} ({file_name})")
+
+
 def create_layers(m: Manifest) -> LoadedJob:
     """The manifest's layers, created and styled (not added to any project)."""
     out = LoadedJob(m)
@@ -202,7 +345,10 @@ def create_layers(m: Manifest) -> LoadedJob:
         name = str(entry.get("name") or entry.get("path") or "layer")
         kind = entry.get("kind")
         if entry.get("readable") is False:
-            out.skipped.append(f"{name}: {entry.get('error') or 'not readable'}")
+            if helper_missing(entry):
+                _open_unchecked(m, entry, name, out)
+            else:
+                out.skipped.append(f"{name}: {entry.get('error') or 'not readable'}")
             continue
         path = _inside(m.folder, str(entry.get("path") or ""))
         if path is None or not path.exists():
@@ -225,13 +371,14 @@ def create_layers(m: Manifest) -> LoadedJob:
             else:
                 sources.append((name, str(path)))
             for layer_name, src in sources:
-                layer = QgsRasterLayer(src, layer_name, "gdal")
+                layer = _raster(src, layer_name)
                 if not layer.isValid():
                     out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
                     continue
                 apply_raster_style(layer, style)
                 _tag(layer, m)
                 out.layers.append(layer)
+                out.files.append(path.name)
         elif kind == "vector":
             sublayers = [s for s in entry.get("layers") or [] if isinstance(s, dict)]
             sources = []
@@ -241,15 +388,17 @@ def create_layers(m: Manifest) -> LoadedJob:
             else:
                 sources.append((name, str(path)))
             for layer_name, src in sources:
-                layer = QgsVectorLayer(src, layer_name, "ogr")
+                layer = _vector(src, layer_name)
                 if not layer.isValid():
                     out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
                     continue
                 apply_vector_style(layer, style)
                 _tag(layer, m)
                 out.layers.append(layer)
+                out.files.append(path.name)
         else:
             out.skipped.append(f"{name}: not a map layer")
+    _distinct_names(out)
     return out
 
 
