@@ -117,7 +117,7 @@ class Daemon:
         raise AssertionError(f"job {job_id} never became {status}: {job}")
 
 
-def start_daemon(root: Path, listen: str = "") -> Daemon:
+def start_daemon(root: Path, listen: str = "", extra_env=None) -> Daemon:
     daemon_bin, _ = _binaries()
     env = dict(os.environ)
     env.update(
@@ -132,6 +132,7 @@ def start_daemon(root: Path, listen: str = "") -> Daemon:
             "EODISPATCH_POLL_INTERVAL_MAX_S": "1",
         }
     )
+    env.update(extra_env or {})
     log = open(root / "daemon.log", "ab")
     proc = subprocess.Popen([str(daemon_bin), "serve"], env=env, stdout=log, stderr=log)
     d = Daemon(root, proc, env)
