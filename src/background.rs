@@ -34,6 +34,36 @@ impl Background {
         });
     }
 
+    /// Runs the task `make` builds until shutdown; a task that panics is logged and
+    /// started again (after a second), so that one bad answer from the outside world
+    /// cannot stop a worker for good. A task that ends normally is not restarted.
+    pub fn spawn_supervised<F, Fut>(&self, name: &'static str, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let token = self.token.clone();
+        self.tracker.spawn(async move {
+            loop {
+                let run = tokio::spawn(token.clone().run_until_cancelled_owned(make()));
+                match run.await {
+                    Ok(_) => return,
+                    Err(e) if e.is_panic() => {
+                        tracing::error!(
+                            task = name,
+                            "a background task panicked; starting it again"
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = token.cancelled() => return,
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
     /// Resolves once shutdown has begun.
     pub async fn cancelled(&self) {
         self.token.cancelled().await
@@ -73,6 +103,32 @@ impl Background {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_started_again() {
+        let bg = Background::new();
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = runs.clone();
+        bg.spawn_supervised("test", move || {
+            let r = r.clone();
+            async move {
+                let n = r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n == 0 {
+                    panic!("the outside world said something odd");
+                }
+                std::future::pending::<()>().await;
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while runs.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("restarted after the panic");
+        assert!(bg.shutdown(Duration::from_secs(5)).await);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[tokio::test]
     async fn shutdown_cancels_and_waits_for_every_task() {

@@ -54,6 +54,29 @@ pub enum DaemonError {
     },
 }
 
+/// Logs every panic (with where it happened) before the default hook prints it: a
+/// background task that panics is started again, and the log says why.
+fn log_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let place = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(at = %place, panic = %crate::redact::redact(&what), "panicked");
+            default(info);
+        }));
+    });
+}
+
 /// Raises the soft limit on open files to the hard one: API connections, downloads,
 /// SQLite and the watcher all need descriptors, and the default soft limit (1024) is
 /// low next to `max_connections`.
@@ -160,6 +183,7 @@ pub async fn run(
         drain: SHUTDOWN_WAIT,
     };
     raise_open_files_limit();
+    log_panics();
     let router = crate::api::router(app);
     tracing::info!(%addr, version = VERSION, "eodispatch listening");
     let stopping = background.clone();

@@ -8,6 +8,18 @@
 /// Environment variable naming the failpoint at which the daemon aborts.
 pub const FAILPOINT_ENV: &str = "EODISPATCH_FAILPOINT";
 
+/// Panics the first time it is reached when `EODISPATCH_FAILPOINT` is `name` (a worker
+/// that panics on a strange answer: it must be restarted with its jobs intact). Points:
+/// `panic:scheduler` (a backend worker's cycle), `panic:delivery` (a result delivery).
+pub(crate) fn panic_once(name: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var(FAILPOINT_ENV).ok().as_deref() == Some(name)
+        && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        panic!("failpoint {name} reached");
+    }
+}
+
 /// Aborts the process when `EODISPATCH_FAILPOINT` is `name`.
 pub(crate) fn failpoint(name: &str) {
     static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();

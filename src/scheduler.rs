@@ -199,15 +199,24 @@ impl Scheduler {
             resume: AtomicBool::new(false),
         });
         workers.insert(key.clone(), worker.clone());
-        let run = WorkerRun {
-            parts: self.parts.clone(),
-            backend: self.parts.backends.get(label, endpoint),
-            label,
-            key: key.1,
-            worker: worker.clone(),
-            failures: 0,
-        };
-        self.parts.background.spawn(run.run());
+        let parts = self.parts.clone();
+        let backend = self.parts.backends.get(label, endpoint);
+        let shared = worker.clone();
+        // A worker that panics (a bug meeting a strange answer) is started again; its
+        // jobs are in the store, so it goes on where it was.
+        self.parts
+            .background
+            .spawn_supervised("scheduler", move || {
+                WorkerRun {
+                    parts: parts.clone(),
+                    backend: backend.clone(),
+                    label,
+                    key: key.1.clone(),
+                    worker: shared.clone(),
+                    failures: 0,
+                }
+                .run()
+            });
         worker
     }
 }
@@ -307,6 +316,7 @@ impl WorkerRun {
 
     /// One pass over this backend's active jobs.
     async fn cycle(&mut self) -> Result<Cycle, StoreError> {
+        crate::failpoint::panic_once("panic:scheduler");
         let mut out = Cycle::default();
         let endpoints = self.endpoints().await?;
         if endpoints.is_empty() {

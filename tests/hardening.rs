@@ -348,3 +348,54 @@ fn a_crash_while_creating_the_api_token_leaves_no_empty_file() {
     assert_eq!(mode(&token), 0o600);
     c.signal("TERM");
 }
+
+/// A worker that panics is started again (the panic in the log) and the job finishes; a
+/// delivery that panicked can be asked for again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panicking_workers_are_restarted_and_deliveries_retried() {
+    for point in ["panic:scheduler", "panic:delivery"] {
+        let f = fake::start_fake(0.1, 0.2).await;
+        let root = tempfile::tempdir().unwrap();
+        let c = fake::ChildDaemon::start(
+            root.path(),
+            &f.base_url(),
+            2,
+            &[("EODISPATCH_FAILPOINT", point)],
+        )
+        .await;
+        let (s, v) = c
+            .post_json("/unit_jobs", &fake::pv_request(&f.base_url(), point))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        let done = c.wait_status(id, "finished", Duration::from_secs(60)).await;
+        assert!(
+            c.log_text().contains(&format!("failpoint {point} reached")),
+            "{point}: {}",
+            c.log_text()
+        );
+        assert!(
+            c.log_text().contains("panicked"),
+            "{point}: the panic is logged"
+        );
+        if point == "panic:delivery" {
+            // The panicked delivery left the results pending; asking again delivers.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (_, j) = c.get_json(&format!("/unit_jobs/{id}")).await;
+            assert_ne!(j["results"]["state"], "ready", "{j}");
+            let (s, v) = c
+                .post_json(
+                    &format!("/unit_jobs/{id}/results/download"),
+                    &serde_json::json!({}),
+                )
+                .await;
+            assert_eq!(s, 202, "{v}");
+        }
+        fake::wait_for("results ready", Duration::from_secs(60), || async {
+            let (_, j) = c.get_json(&format!("/unit_jobs/{id}")).await;
+            (j["results"]["state"] == "ready").then_some(())
+        })
+        .await;
+        assert_eq!(f.jobs().len(), 1, "{point}: one remote job, {done}");
+    }
+}

@@ -179,6 +179,16 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery,
     Ok(d)
 }
 
+/// Longest device code lifetime believed, in seconds (a day).
+pub const MAX_DEVICE_CODE_LIFE_S: u64 = 24 * 3600;
+
+/// Longest device polling interval honoured, in seconds.
+pub const MAX_POLL_INTERVAL_S: u64 = 300;
+
+/// Longest access token lifetime believed, in seconds (a year): renewal is planned from
+/// it, and `now + lifetime` must not overflow.
+pub const MAX_TOKEN_LIFE_S: u64 = 366 * 24 * 3600;
+
 /// Largest answer read from an identity provider (a discovery document or a token
 /// answer is a few kilobytes).
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -355,12 +365,18 @@ pub async fn device_authorize(
             .or_else(|| text("verification_url"))
             .ok_or_else(|| OidcError::Protocol("no verification_uri".into()))?,
         verification_uri_complete: text("verification_uri_complete"),
-        expires_in: v.get("expires_in").and_then(Value::as_u64).unwrap_or(600),
+        // A provider's numbers are kept within sense: a code lives at most a day, and is
+        // polled at least every 5 minutes (no overflow in deadlines).
+        expires_in: v
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .unwrap_or(600)
+            .clamp(1, MAX_DEVICE_CODE_LIFE_S),
         interval: v
             .get("interval")
             .and_then(Value::as_u64)
             .unwrap_or(5)
-            .max(1),
+            .clamp(1, MAX_POLL_INTERVAL_S),
     })
 }
 
@@ -521,7 +537,10 @@ async fn token_request(
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(SecretString::new),
-        expires_in: v.get("expires_in").and_then(Value::as_u64),
+        expires_in: v
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .map(|s| s.min(MAX_TOKEN_LIFE_S)),
     })
 }
 
@@ -638,6 +657,56 @@ mod tests {
             );
             assert!(check_discovery(local, &d).is_ok(), "{local}");
         }
+    }
+
+    /// One HTTP answer `body` (JSON) to whatever is asked, on a fresh port.
+    async fn answer_once(body: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn absurd_lifetimes_from_a_provider_are_bounded() {
+        let http = reqwest::Client::new();
+        let addr = answer_once(
+            r#"{"device_code": "d", "user_code": "U", "verification_uri": "http://x/",
+                "expires_in": 18446744073709551615, "interval": 18446744073709551615}"#,
+        )
+        .await;
+        let base = format!("http://{addr}");
+        let mut d = discovery(&base, &format!("{base}/token"), None);
+        d.device_authorization_endpoint = Some(format!("{base}/device"));
+        let start = device_authorize(&http, &d, "c", "openid", None)
+            .await
+            .unwrap();
+        assert_eq!(start.expires_in, MAX_DEVICE_CODE_LIFE_S);
+        assert_eq!(start.interval, MAX_POLL_INTERVAL_S);
+        // A deadline from it does not overflow.
+        let _ = tokio::time::Instant::now() + Duration::from_secs(start.expires_in);
+        let addr = answer_once(
+            r#"{"access_token": "a", "token_type": "Bearer", "expires_in": 18446744073709551615}"#,
+        )
+        .await;
+        let base = format!("http://{addr}");
+        let d = discovery(&base, &format!("{base}/token"), None);
+        let set = refresh(&http, &d, "c", &SecretString::new("rt"))
+            .await
+            .unwrap();
+        assert_eq!(set.expires_in, Some(MAX_TOKEN_LIFE_S));
+        let _ = time::OffsetDateTime::now_utc() + Duration::from_secs(MAX_TOKEN_LIFE_S);
     }
 
     #[tokio::test]

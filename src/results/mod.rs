@@ -352,6 +352,7 @@ impl Results {
     }
 
     async fn run(&self, id: i64) -> Result<(), Failure> {
+        crate::failpoint::panic_once("panic:delivery");
         let parts = self.parts().clone();
         let Some(job) = parts.store.job(id).await? else {
             return Ok(());
@@ -408,7 +409,7 @@ impl Results {
         let plan = plan_assets(&doc);
         write_inline(&results, &doc, &plan, &files)?;
         let sizes: Vec<Option<u64>> = plan.iter().map(|p| p.size).collect();
-        let total = sizes.iter().copied().sum::<Option<u64>>();
+        let total = total_size(&sizes);
         let progress: Vec<Arc<AtomicU64>> = plan
             .iter()
             .map(|p| {
@@ -419,7 +420,9 @@ impl Results {
             })
             .collect();
         if let Some(total) = total {
-            let have: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+            let have = progress
+                .iter()
+                .fold(0u64, |acc, p| acc.saturating_add(p.load(Ordering::Relaxed)));
             check_space(&files, total.saturating_sub(have))?;
         }
         // 3. Download, with a progress reporter alongside.
@@ -874,13 +877,21 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     (rc == 0).then(|| (s.f_bavail as u64).saturating_mul(s.f_frsize as u64))
 }
 
+/// The sum of the assets' sizes: `None` when one is unknown, or when the sizes a
+/// backend declares add up to more than a `u64` (a hostile document).
+fn total_size(sizes: &[Option<u64>]) -> Option<u64> {
+    sizes
+        .iter()
+        .try_fold(0u64, |acc, s| s.and_then(|s| acc.checked_add(s)))
+}
+
 /// Refuses to start when `needed` bytes (plus 1 % and 1 MiB of margin for the
 /// documents and overviews) do not fit.
 fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
     let Some(free) = free_bytes(dir) else {
         return Ok(());
     };
-    let want = needed + needed / 100 + (1 << 20);
+    let want = needed.saturating_add(needed / 100).saturating_add(1 << 20);
     if free < want {
         return Err(Failure::new(
             "InsufficientSpace",
@@ -899,6 +910,16 @@ fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_sizes_never_overflow() {
+        assert_eq!(total_size(&[Some(1), Some(2)]), Some(3));
+        assert_eq!(total_size(&[Some(1), None]), None);
+        assert_eq!(total_size(&[Some(u64::MAX), Some(1)]), None);
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_space(dir.path(), u64::MAX).unwrap_err();
+        assert_eq!(e.code, "InsufficientSpace");
+    }
 
     #[test]
     fn a_malicious_document_gets_safe_names() {
