@@ -62,6 +62,9 @@ pub struct FakeConfig {
     /// Asset hrefs point at the unsigned route `/jobs/{id}/results/assets/{file}`, which
     /// needs the bearer token (as some backends do), instead of signed links.
     pub unsigned_asset_links: bool,
+    /// `file:size` announced in the results document instead of the real size, by file
+    /// name (a backend whose document lies, e.g. `u64::MAX`).
+    pub declared_sizes: BTreeMap<String, u64>,
     /// Host (with port) put in signed asset links instead of the API's own, e.g.
     /// `localhost:PORT` while the API is `127.0.0.1:PORT`: pre-signed links "on another
     /// host", as object-storage links are. Default: the API's host.
@@ -91,6 +94,7 @@ impl Default for FakeConfig {
             asset_bytes_per_sec: None,
             unsigned_asset_links: false,
             asset_link_host: None,
+            declared_sizes: BTreeMap::new(),
             faults: Vec::new(),
         }
     }

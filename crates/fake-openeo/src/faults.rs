@@ -103,6 +103,22 @@ pub enum FaultKind {
         #[serde(default)]
         offset: Option<u64>,
     },
+    /// Handle the request, drop the `Content-Length` header (the body goes chunked) and
+    /// send `bytes` more bytes after the real body: a body longer than its declared size
+    /// (the results document's `file:size`, a `206`'s `Content-Range`). The extra bytes
+    /// sent are counted in [`crate::Stats::oversize_bytes_sent`].
+    Oversize {
+        /// Bytes sent after the real body.
+        bytes: u64,
+    },
+    /// Answer with a redirect to `location` instead of handling the request.
+    Redirect {
+        /// The `Location` header.
+        location: String,
+        /// 301, 302 (default), 303, 307 or 308.
+        #[serde(default)]
+        status: Option<u16>,
+    },
 }
 
 impl FaultRule {
@@ -175,6 +191,22 @@ impl FaultRule {
     /// One corrupted body byte on `route`.
     pub fn flip_byte(route: &str, offset: Option<u64>) -> Self {
         Self::new(route, FaultKind::FlipByte { offset })
+    }
+
+    /// A body `bytes` longer than declared on `route` (see [`FaultKind::Oversize`]).
+    pub fn oversize(route: &str, bytes: u64) -> Self {
+        Self::new(route, FaultKind::Oversize { bytes })
+    }
+
+    /// A `302` to `location` on `route`.
+    pub fn redirect(route: &str, location: impl Into<String>) -> Self {
+        Self::new(
+            route,
+            FaultKind::Redirect {
+                location: location.into(),
+                status: None,
+            },
+        )
     }
 
     /// Fires `n` times (0 = unlimited).
@@ -423,6 +455,45 @@ pub(crate) fn flip_body(body: Body, offset: u64) -> Body {
         Ok::<_, std::io::Error>(out)
     });
     Body::from_stream(stream)
+}
+
+/// The body followed by `extra` bytes of junk (`0xEE`), 64 KiB at a time; `sent` is
+/// called with the size of each extra chunk as it is handed to the connection.
+pub(crate) fn oversize_body(
+    body: Body,
+    extra: u64,
+    sent: impl Fn(u64) + Send + Sync + 'static,
+) -> Body {
+    const CHUNK: u64 = 64 * 1024;
+    let tail = futures_util::stream::unfold(extra, move |left| async move {
+        (left > 0).then(|| {
+            let n = left.min(CHUNK);
+            (Ok::<_, std::io::Error>(n), left - n)
+        })
+    })
+    .map(move |n| {
+        n.map(|n| {
+            sent(n);
+            Bytes::from(vec![0xEE; n as usize])
+        })
+    });
+    let head = body
+        .into_data_stream()
+        .map(|c| c.map_err(std::io::Error::other));
+    Body::from_stream(head.chain(tail))
+}
+
+/// The response of a [`FaultKind::Redirect`] fault.
+pub(crate) fn redirect_response(location: &str, status: Option<u16>) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .filter(StatusCode::is_redirection)
+        .unwrap_or(StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
 }
 
 /// A tiny generator: `f` receives a sender and pushes items; the returned stream yields them.

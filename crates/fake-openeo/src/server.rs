@@ -163,6 +163,19 @@ async fn handle(
                     let body = faults::truncate_body(body, bytes, pause, kill.clone());
                     Response::from_parts(parts, body)
                 }
+                FaultKind::Oversize { bytes } => {
+                    let response = route(router, req).await;
+                    let (mut parts, body) = response.into_parts();
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    let counter = shared.clone();
+                    let body = faults::oversize_body(body, bytes, move |n| {
+                        counter.lock().stats.oversize_bytes_sent += n;
+                    });
+                    Response::from_parts(parts, body)
+                }
+                FaultKind::Redirect { location, status } => {
+                    faults::redirect_response(&location, status)
+                }
                 FaultKind::FlipByte { offset } => {
                     let response = route(router, req).await;
                     let length = response

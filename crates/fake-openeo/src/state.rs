@@ -465,6 +465,10 @@ pub struct Stats {
     pub signed_links_with_authorization: u64,
     /// Answers per HTTP status (e.g. how many 403s a client provoked); `/_fake/` excluded.
     pub statuses: BTreeMap<u16, u64>,
+    /// Bytes past the real body handed to connections by `oversize` faults (how far a
+    /// client let a body run past its declared size).
+    #[serde(default)]
+    pub oversize_bytes_sent: u64,
 }
 
 impl Stats {

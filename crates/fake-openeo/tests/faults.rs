@@ -307,3 +307,96 @@ async fn faults_on_discovery_routes() {
     assert_eq!(fake.stats().count("GET", "/"), 2);
     assert_eq!(fake.stats().count("GET", "/.well-known/openeo"), 1);
 }
+
+#[tokio::test]
+async fn oversize_runs_past_the_declared_size_without_a_length() {
+    let fake = fake().await;
+    let (_, doc) = finished_job(&fake, &simple_job("x", "GTiff")).await;
+    let href = doc["assets"]["openEO.tif"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = doc["assets"]["openEO.tif"]["file:size"].as_u64().unwrap();
+    let good = client()
+        .get(&href)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    fake.add_fault(FaultRule::oversize(
+        "GET /jobs/*/results/assets/**",
+        100_000,
+    ));
+    let r = client().get(&href).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none());
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, size + 100_000);
+    assert_eq!(&body[..good.len()], &good[..]);
+    assert!(body[good.len()..].iter().all(|&b| b == 0xEE));
+    assert_eq!(fake.stats().oversize_bytes_sent, 100_000);
+    // A range runs past its Content-Range too.
+    fake.add_fault(FaultRule::oversize("GET /jobs/*/results/assets/**", 10));
+    let r = client()
+        .get(&href)
+        .header("Range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 0-99/{size}").as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().len(), 110);
+    assert_eq!(fake.stats().oversize_bytes_sent, 100_010);
+}
+
+#[tokio::test]
+async fn redirect_answers_with_location() {
+    let fake = fake().await;
+    let (_, doc) = finished_job(&fake, &simple_job("x", "GTiff")).await;
+    let href = doc["assets"]["openEO.tif"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fake.add_fault(FaultRule::redirect(
+        "GET /jobs/*/results/assets/**",
+        "http://[fe80::1]:9/x",
+    ));
+    // Over HTTP too, with another status.
+    let r = client()
+        .post(format!("{}/_fake/faults", fake.base_url()))
+        .json(
+            &json!({"path": "/jobs/*/results/assets/**", "kind": "redirect",
+                      "location": "/elsewhere", "status": 307}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_follow.get(&href).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "http://[fe80::1]:9/x");
+    let r = no_follow.get(&href).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["location"], "/elsewhere");
+    let r = no_follow.get(&href).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(fake.stats().faults_fired, 2);
+}
+
+#[tokio::test]
+async fn declared_sizes_replace_file_size() {
+    let mut cfg = fake_openeo::FakeConfig::default().with_timing(0.0, 0.1);
+    cfg.declared_sizes.insert("openEO.tif".into(), u64::MAX);
+    let fake = fake_with(cfg).await;
+    let (_, doc) = finished_job(&fake, &simple_job("x", "GTiff")).await;
+    assert_eq!(doc["assets"]["openEO.tif"]["file:size"], json!(u64::MAX));
+}

@@ -179,7 +179,13 @@ async fn build_document(
         a.insert("href".into(), json!(href));
         a.insert("type".into(), json!(format.media_type()));
         a.insert("roles".into(), json!(["data"]));
-        a.insert("file:size".into(), json!(content.len()));
+        let size = shared
+            .config
+            .declared_sizes
+            .get(file)
+            .copied()
+            .unwrap_or(content.len());
+        a.insert("file:size".into(), json!(size));
         if let Some(c) = checksum {
             a.insert("file:checksum".into(), json!(c));
         }
