@@ -7,9 +7,15 @@
 //! - **No retries inside**, except one: a request refused for its token is sent again
 //!   once with a renewed token. Everything else is the scheduler's decision.
 //! - **Secrets stay secret.** The credential is attached only when the adapter says
-//!   the URL is the backend's own origin; reqwest drops `Authorization` on cross-host
-//!   redirects. No error message or log line contains a token or a URL query string
-//!   (signed result links carry their signature in the query).
+//!   the URL is the backend's own origin; reqwest drops `Authorization` when a redirect
+//!   changes host or port, and a redirect that changes only the scheme is not followed
+//!   ([`redirect_policy`]). No error message or log line contains a token or a URL
+//!   query string (signed result links carry their signature in the query).
+//! - **Redirects go where a backend may send us** ([`redirect_refusal`], the one rule
+//!   for API requests and asset downloads): only http(s); never to link-local
+//!   addresses, cloud metadata endpoints or unspecified addresses; never to loopback
+//!   unless the backend itself is on loopback. Host names are checked as written (not
+//!   resolved).
 //! - **Answers are summarised, never echoed.** An HTML error page becomes
 //!   `HTTP 502 (HTML page)`; backend messages are cut to a reasonable length.
 
@@ -40,7 +46,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Redirects followed per request (reqwest drops `Authorization` on cross-host hops).
-const MAX_REDIRECTS: usize = 5;
+pub const MAX_REDIRECTS: usize = 5;
 
 /// Largest successful answer read (a long job list or a results document).
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
@@ -249,11 +255,12 @@ impl HttpBackend {
         logins: Arc<dyn Logins>,
         renew_on: fn(&PlatformError) -> bool,
     ) -> HttpBackend {
+        let loopback_ok = parse_base(endpoint).is_some_and(|u| is_loopback_url(&u));
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(connect)
             .timeout(request)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .redirect(redirect_policy(loopback_ok))
             .build()
             // Only fails if the TLS backend cannot initialise: rustls with bundled
             // roots has no such failure, so this is a build defect, not a runtime one.
@@ -632,6 +639,164 @@ fn classify(
             reason: format!("unexpected HTTP {status}"),
         },
     }
+}
+
+/// What a redirect target's host is, for [`redirect_refusal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostKind {
+    /// This machine: `127.0.0.0/8`, `::1`, `localhost`.
+    Loopback,
+    /// Never a place a backend may send us (the reason).
+    Forbidden(&'static str),
+    /// Anything else.
+    Other,
+}
+
+/// Host names of cloud metadata services (compared lower case, without a final dot).
+const METADATA_HOSTS: &[&str] = &[
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.azure.internal",
+];
+
+fn ipv4_kind(ip: std::net::Ipv4Addr) -> HostKind {
+    let o = ip.octets();
+    if o[0] == 0 {
+        // 0.0.0.0/8: Linux connects 0.0.0.0 to this machine.
+        HostKind::Forbidden("an unspecified address")
+    } else if o == [169, 254, 169, 254] || o == [100, 100, 100, 200] {
+        HostKind::Forbidden("a cloud metadata address")
+    } else if ip.is_link_local() {
+        HostKind::Forbidden("a link-local address")
+    } else if ip.is_broadcast() {
+        HostKind::Forbidden("the broadcast address")
+    } else if ip.is_loopback() {
+        HostKind::Loopback
+    } else {
+        HostKind::Other
+    }
+}
+
+fn ipv6_kind(ip: std::net::Ipv6Addr) -> HostKind {
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        HostKind::Forbidden("an unspecified address")
+    } else if ip.is_loopback() {
+        HostKind::Loopback
+    } else if ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        HostKind::Forbidden("a cloud metadata address")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        HostKind::Forbidden("a link-local address")
+    } else if let Some(v4) = ip.to_ipv4() {
+        // IPv4-mapped (::ffff:a.b.c.d) and -compatible (::a.b.c.d) addresses.
+        ipv4_kind(v4)
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        ipv4_kind(std::net::Ipv4Addr::new(a, b, c, d))
+    } else {
+        HostKind::Other
+    }
+}
+
+/// The kind of a URL's host, as written (host names are not resolved; the URL parser
+/// has already turned `0x7f.1` or `2130706433` into `127.0.0.1`).
+fn host_kind(url: &Url) -> HostKind {
+    let Some(host) = url.host_str() else {
+        return HostKind::Forbidden("a URL without a host");
+    };
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => ipv6_kind(ip),
+            Err(_) => HostKind::Forbidden("an unreadable IPv6 address"),
+        };
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ipv4_kind(ip);
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        HostKind::Loopback
+    } else if METADATA_HOSTS.contains(&name.as_str()) {
+        HostKind::Forbidden("a cloud metadata host")
+    } else {
+        HostKind::Other
+    }
+}
+
+/// Whether `url` points at this machine (`127.0.0.0/8`, `::1`, `localhost`).
+pub fn is_loopback_url(url: &Url) -> bool {
+    host_kind(url) == HostKind::Loopback
+}
+
+/// Whether two URLs have the same origin (scheme, host, port).
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Why a redirect to `next` is refused, or `None` when it may be followed. The one rule
+/// for API requests ([`redirect_policy`]) and asset downloads: only `http`/`https`;
+/// never a link-local address (`169.254.0.0/16`, `fe80::/10`), a cloud metadata
+/// endpoint (`169.254.169.254`, `fd00:ec2::254`, `100.100.100.200`,
+/// `metadata.google.internal`, ...) or an unspecified address (`0.0.0.0/8`, `::`);
+/// loopback only when `loopback_ok` (the backend itself is on loopback). IPv4-mapped
+/// and NAT64 IPv6 forms count as their IPv4 address. Host names are judged as written,
+/// not resolved. The text names the host, never the URL (links carry signatures).
+pub fn redirect_refusal(next: &Url, loopback_ok: bool) -> Option<String> {
+    if !matches!(next.scheme(), "http" | "https") {
+        return Some(format!(
+            "a redirect to a {}: URL was refused (only http and https are followed)",
+            next.scheme()
+        ));
+    }
+    let host = next.host_str().unwrap_or("");
+    match host_kind(next) {
+        HostKind::Forbidden(what) => Some(format!(
+            "a redirect to {host} was refused: {what} is never followed"
+        )),
+        HostKind::Loopback if !loopback_ok => Some(format!(
+            "a redirect to {host} was refused: loopback addresses are followed only for a backend on this machine"
+        )),
+        _ => None,
+    }
+}
+
+/// The redirect policy of the API client: at most [`MAX_REDIRECTS`] hops, each checked
+/// by [`redirect_refusal`]. reqwest removes `Authorization` when a hop changes host or
+/// port; a hop that changes only the scheme (same host and port, another origin) is
+/// refused, so that the credential never reaches another origin.
+pub fn redirect_policy(loopback_ok: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        if let Some(why) = redirect_refusal(attempt.url(), loopback_ok) {
+            return attempt.error(why);
+        }
+        let scheme_only = attempt.previous().last().and_then(|prev| {
+            let next = attempt.url();
+            (prev.scheme() != next.scheme()
+                && prev.host_str() == next.host_str()
+                && prev.port_or_known_default() == next.port_or_known_default())
+            .then(|| {
+                format!(
+                "a redirect from {} to {} on the same host and port was refused (another origin)",
+                prev.scheme(),
+                next.scheme()
+            )
+            })
+        });
+        if let Some(why) = scheme_only {
+            return attempt.error(why);
+        }
+        attempt.follow()
+    })
 }
 
 /// `base` with `segments` appended as path segments (percent-encoded). `[""]` gives
@@ -1129,6 +1294,95 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("key=secret"), "{text}");
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let refused = |u: &str, loopback_ok: bool| {
+            redirect_refusal(&Url::parse(u).unwrap(), loopback_ok).is_some()
+        };
+        for ok in [
+            "https://openeo.example/jobs",
+            "http://192.0.2.7:8080/x",
+            "https://[2001:db8::1]/x",
+            "https://s3.eu-central-1.amazonaws.com/b/k?X-Amz-Signature=s",
+        ] {
+            assert!(!refused(ok, false), "{ok}");
+            assert!(!refused(ok, true), "{ok}");
+        }
+        for bad in [
+            "ftp://openeo.example/x",
+            "file:///etc/passwd",
+            "gopher://h/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://169.254.10.1/x",
+            "http://[fe80::1]/x",
+            "http://[febf::1]/x",
+            "http://[fd00:ec2::254]/x",
+            "http://100.100.100.200/x",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://METADATA.google.internal./x",
+            "http://metadata/x",
+            "http://0.0.0.0:8080/x",
+            "http://0/x",
+            "http://[::]/x",
+            "http://[::ffff:169.254.169.254]/x",
+            "http://[64:ff9b::a9fe:a9fe]/x",
+            "http://2852039166/x",
+            "http://0xa9.0xfe.0xa9.0xfe/x",
+            "http://255.255.255.255/x",
+        ] {
+            assert!(refused(bad, false), "{bad}");
+            assert!(refused(bad, true), "{bad}");
+        }
+        for lo in [
+            "http://127.0.0.1:9/x",
+            "http://127.1.2.3/x",
+            "http://[::1]:9/x",
+            "http://localhost:9/x",
+            "http://api.localhost/x",
+            "http://2130706433/x",
+            "http://[::ffff:127.0.0.1]/x",
+        ] {
+            assert!(refused(lo, false), "{lo}");
+            assert!(!refused(lo, true), "{lo}");
+            assert!(is_loopback_url(&Url::parse(lo).unwrap()), "{lo}");
+        }
+        // The refusal names the host, never the signed query.
+        let why = redirect_refusal(
+            &Url::parse("http://169.254.169.254/x?sig=SECRET").unwrap(),
+            true,
+        )
+        .unwrap();
+        assert!(
+            why.contains("169.254.169.254") && !why.contains("SECRET"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn origins() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://h.example/a"),
+            &u("https://h.example:443/b")
+        ));
+        assert!(!same_origin(
+            &u("https://h.example/a"),
+            &u("https://h.example:8443/a")
+        ));
+        assert!(!same_origin(
+            &u("https://h.example:8080/"),
+            &u("http://h.example:8080/")
+        ));
+        assert!(!same_origin(
+            &u("https://h.example/"),
+            &u("https://g.example/")
+        ));
+        assert!(!same_origin(
+            &u("http://127.0.0.1:1/"),
+            &u("http://localhost:1/")
+        ));
     }
 
     #[test]

@@ -20,12 +20,23 @@
 //! - when complete, the size must equal the announced one and, when the results
 //!   document gives a `file:checksum` (multihash sha2-256), the sha256 must match; a
 //!   mismatch deletes the part and downloads again from zero, at most
-//!   [`MAX_FULL_RESTARTS`] times.
+//!   [`MAX_FULL_RESTARTS`] times;
+//! - a body longer than what was declared for it — the response's `Content-Length`,
+//!   the end of its `Content-Range` or the range's total, the results document's
+//!   `file:size`, whichever is smallest — is cut off at once: nothing past the
+//!   declared size is written, and it counts as a corrupt file
+//!   ([`DownloadError::Oversized`] once the restarts are used up). Without any declared
+//!   size the body is taken as it comes (a full disk stops it: `DiskFull`). Sizes and
+//!   offsets from headers are parsed and added with checked arithmetic.
 //!
 //! The bearer token is offered by the caller only when the asset URL is on the
 //! backend API's own origin, and sent only after that host refused the request without
-//! it (401/403; signed links need no token); redirects to another host drop it
-//! (reqwest removes `Authorization` on cross-host redirects).
+//! it (401/403; signed links need no token). Redirects are followed here, hop by hop
+//! (at most [`MAX_REDIRECTS`]): each target must pass
+//! [`crate::platform::http::redirect_refusal`] (http(s) only; never link-local,
+//! metadata or unspecified addresses; loopback only when the link itself is on
+//! loopback), and the token is dropped for good at the first hop to another origin
+//! (scheme, host or port).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +44,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE, RETRY_AFTER,
+    HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE,
+    RETRY_AFTER,
 };
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -47,6 +59,9 @@ pub const MAX_ATTEMPTS: u32 = 6;
 
 /// Downloads from zero after a checksum or size mismatch before giving up.
 pub const MAX_FULL_RESTARTS: u32 = 2;
+
+/// Redirects followed per request.
+pub const MAX_REDIRECTS: usize = crate::platform::http::MAX_REDIRECTS;
 
 /// Why an asset could not be downloaded.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +111,20 @@ pub enum DownloadError {
         /// Computed sha256 (hex).
         got: String,
     },
+    /// The server sent more than it declared, again and again (cut off each time).
+    #[error(
+        "the server sent more than the {declared} bytes declared by {by}; the body was cut off"
+    )]
+    Oversized {
+        /// The declared size of the file.
+        declared: u64,
+        /// Where it was declared (`Content-Length`, `Content-Range`, `file:size`).
+        by: &'static str,
+    },
+    /// A redirect to a place a backend may not send us (see
+    /// [`crate::platform::http::redirect_refusal`]), or too many of them.
+    #[error("{0}")]
+    RedirectRefused(String),
 }
 
 impl DownloadError {
@@ -108,6 +137,8 @@ impl DownloadError {
             DownloadError::GaveUp(_) => "DownloadFailed",
             DownloadError::SizeMismatch { .. } => "SizeMismatch",
             DownloadError::ChecksumMismatch { .. } => "ChecksumMismatch",
+            DownloadError::Oversized { .. } => "OversizedBody",
+            DownloadError::RedirectRefused(_) => "RedirectRefused",
         }
     }
 }
@@ -203,13 +234,14 @@ pub enum Fetched {
 }
 
 /// The HTTP client for asset downloads: no overall timeout (files may be large), a
-/// read timeout of `stall` for stalled transfers, at most 5 redirects.
+/// read timeout of `stall` for stalled transfers; redirects are not followed by the
+/// client but by [`fetch`], hop by hop (checked, the token dropped on another origin).
 pub fn client(stall: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("eodispatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(stall)
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         // rustls with bundled roots cannot fail to initialise.
         .expect("building the download HTTP client must not fail")
@@ -223,6 +255,8 @@ enum Attempt {
     Retry(String, Option<Duration>),
     /// The server's answer does not fit what we have: start from zero.
     Restart(String),
+    /// The body went past its declared size (cut off there): a corrupt file.
+    Oversized(DownloadError),
 }
 
 /// Downloads `asset` into its part file until it is complete and verified.
@@ -252,6 +286,14 @@ pub async fn fetch(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Fetched,
                     }
                 }
             },
+            Attempt::Oversized(corrupt) => {
+                full_restarts += 1;
+                tracing::warn!(asset = asset.key, error = %corrupt, "the server sent more than it declared; downloading again");
+                reset(asset)?;
+                if full_restarts > MAX_FULL_RESTARTS {
+                    return Err(corrupt);
+                }
+            }
             Attempt::Restart(why) => {
                 tracing::info!(asset = asset.key, reason = %why, "restarting the download from zero");
                 reset(asset)?;
@@ -319,20 +361,128 @@ fn io_err(context: &'static str, path: &Path, source: std::io::Error) -> Downloa
     }
 }
 
-/// `Content-Range: bytes a-b/N` → `(a, Some(N))`; `bytes */N` → `(None, Some(N))`.
-fn content_range(v: Option<&HeaderValue>) -> (Option<u64>, Option<u64>) {
+/// A parsed `Content-Range`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct ContentRange {
+    /// First byte (`a` of `bytes a-b/N`); `None` for `bytes */N` or nonsense.
+    start: Option<u64>,
+    /// Last byte (`b`), only when `a <= b` (and `b < N` when `N` is known).
+    end: Option<u64>,
+    /// The full size (`N`), if given.
+    total: Option<u64>,
+}
+
+/// `Content-Range: bytes a-b/N` (numbers that do not fit a `u64` count as absent).
+fn content_range(v: Option<&HeaderValue>) -> ContentRange {
     let Some(s) = v.and_then(|v| v.to_str().ok()) else {
-        return (None, None);
+        return ContentRange::default();
     };
     let Some(rest) = s.trim().strip_prefix("bytes ") else {
-        return (None, None);
+        return ContentRange::default();
     };
     let (range, total) = rest.split_once('/').unwrap_or((rest, "*"));
-    let total = total.trim().parse().ok();
-    let start = range
-        .split_once('-')
-        .and_then(|(a, _)| a.trim().parse().ok());
-    (start, total)
+    let total: Option<u64> = total.trim().parse().ok();
+    let (start, end) = match range.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok(), b.trim().parse::<u64>().ok()),
+        None => (None, None),
+    };
+    let end = end.filter(|&b| start.is_some_and(|a| a <= b) && total.is_none_or(|n| b < n));
+    ContentRange { start, end, total }
+}
+
+/// The largest size the file may reach with this answer: the smallest of what the
+/// answer and the results document declare, with where it was declared. Sums that do
+/// not fit a `u64` declare nothing.
+fn declared_limit(
+    start: u64,
+    content_length: Option<u64>,
+    range: Option<ContentRange>,
+    file_size: Option<u64>,
+) -> Option<(u64, &'static str)> {
+    let mut limit: Option<(u64, &'static str)> = None;
+    let mut tighten = |v: Option<u64>, by: &'static str| {
+        if let Some(v) = v {
+            if limit.is_none_or(|(l, _)| v < l) {
+                limit = Some((v, by));
+            }
+        }
+    };
+    tighten(
+        content_length.and_then(|n| start.checked_add(n)),
+        "Content-Length",
+    );
+    if let Some(r) = range {
+        tighten(r.end.and_then(|b| b.checked_add(1)), "Content-Range");
+        tighten(r.total, "Content-Range");
+    }
+    tighten(file_size, "file:size");
+    limit
+}
+
+/// Sends the request for `asset` and follows redirects hop by hop: each target must
+/// pass [`crate::platform::http::redirect_refusal`] (loopback only when the link itself
+/// is on loopback), and the token is dropped for good at the first hop to another
+/// origin. `Ok(Err(_))`: no answer, try again.
+async fn send(
+    http: &reqwest::Client,
+    asset: &Asset<'_>,
+    with_auth: bool,
+    have: u64,
+    validator: Option<&str>,
+) -> Result<Result<reqwest::Response, Attempt>, DownloadError> {
+    use crate::platform::http::{is_loopback_url, redirect_refusal, same_origin};
+    let loopback_ok = is_loopback_url(&asset.url);
+    let mut url = asset.url.clone();
+    let mut auth = asset.auth.clone().filter(|_| with_auth);
+    let mut hops = 0usize;
+    loop {
+        let mut req = http.get(url.clone());
+        if let Some(auth) = &auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        if have > 0 {
+            req = req.header(RANGE, format!("bytes={have}-"));
+            if let Some(v) = validator {
+                req = req.header(IF_RANGE, v);
+            }
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Err(Attempt::Retry(
+                    format!(
+                        "request failed: {}",
+                        crate::redact::redact(&e.without_url().to_string())
+                    ),
+                    None,
+                )))
+            }
+        };
+        let status = resp.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(Ok(resp));
+        }
+        let next = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| url.join(l.trim()).ok())
+            .ok_or(DownloadError::Refused { status })?;
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(DownloadError::RedirectRefused(format!(
+                "more than {MAX_REDIRECTS} redirects"
+            )));
+        }
+        if let Some(why) = redirect_refusal(&next, loopback_ok) {
+            return Err(DownloadError::RedirectRefused(why));
+        }
+        if !same_origin(&url, &next) {
+            auth = None;
+        }
+        tracing::debug!(asset = asset.key, status, to = %crate::redact::redact_url(next.as_str()), "following a redirect");
+        url = next;
+    }
 }
 
 async fn attempt(
@@ -361,27 +511,9 @@ async fn attempt(
         }
     }
     asset.progress.store(have, Ordering::Relaxed);
-    let mut req = http.get(asset.url.clone());
-    if let Some(auth) = asset.auth.as_ref().filter(|_| with_auth) {
-        req = req.header(AUTHORIZATION, auth.clone());
-    }
-    if have > 0 {
-        req = req.header(RANGE, format!("bytes={have}-"));
-        if let Some(v) = &validator {
-            req = req.header(IF_RANGE, v.as_str());
-        }
-    }
-    let resp = match req.send().await {
+    let resp = match send(http, asset, with_auth, have, validator.as_deref()).await? {
         Ok(r) => r,
-        Err(e) => {
-            return Ok(Attempt::Retry(
-                format!(
-                    "request failed: {}",
-                    crate::redact::redact(&e.without_url().to_string())
-                ),
-                None,
-            ))
-        }
+        Err(retry) => return Ok(retry),
     };
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -389,24 +521,25 @@ async fn attempt(
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(crate::platform::http::parse_retry_after);
-    let (start, total) = match status {
+    let (start, total, range) = match status {
         StatusCode::PARTIAL_CONTENT => {
-            let (start, total) = content_range(headers.get(CONTENT_RANGE));
-            if start != Some(have) {
+            let range = content_range(headers.get(CONTENT_RANGE));
+            if range.start != Some(have) || range.end.is_none() {
                 return Ok(Attempt::Restart(format!(
-                    "asked for bytes from {have}, the server sent a range from {start:?}"
+                    "asked for bytes from {have}, the server sent a range from {:?} to {:?}",
+                    range.start, range.end
                 )));
             }
-            (have, total)
+            (have, range.total, Some(range))
         }
         StatusCode::OK => {
             if have > 0 {
                 tracing::info!(asset = asset.key, "the server sent the whole file (no range support, or the file changed): starting from zero");
             }
-            (0, resp.content_length())
+            (0, resp.content_length(), None)
         }
         StatusCode::RANGE_NOT_SATISFIABLE => {
-            let (_, total) = content_range(headers.get(CONTENT_RANGE));
+            let total = content_range(headers.get(CONTENT_RANGE)).total;
             if total == Some(have) {
                 return Ok(Attempt::Complete);
             }
@@ -421,6 +554,12 @@ async fn attempt(
         s => return Err(DownloadError::Refused { status: s.as_u16() }),
     };
     let total = total.or(asset.expected_size);
+    let limit = declared_limit(start, resp.content_length(), range, asset.expected_size);
+    if let Some((limit, by)) = limit.filter(|(l, _)| *l < start) {
+        return Ok(Attempt::Restart(format!(
+            "{by} declares {limit} bytes, the partial file has {start}"
+        )));
+    }
     let new_sidecar = Sidecar {
         key: asset.key.to_string(),
         etag: headers
@@ -464,14 +603,26 @@ async fn attempt(
     let interrupted = loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
+                // Never past the declared size: the excess is not written.
+                let room = limit.map_or(u64::MAX, |(l, _)| l - pos);
+                let keep = usize::try_from(room).map_or(chunk.len(), |r| r.min(chunk.len()));
+                let data = &chunk[..keep];
                 let written = if multi_thread {
-                    tokio::task::block_in_place(|| file.write_all(&chunk))
+                    tokio::task::block_in_place(|| file.write_all(data))
                 } else {
-                    file.write_all(&chunk)
+                    file.write_all(data)
                 };
                 written.map_err(|e| io_err("cannot write", &asset.part, e))?;
-                pos += chunk.len() as u64;
+                pos += keep as u64;
                 asset.progress.store(pos, Ordering::Relaxed);
+                if keep < chunk.len() {
+                    let (declared, by) = limit.unwrap_or((pos, "Content-Length"));
+                    drop(file);
+                    return Ok(Attempt::Oversized(DownloadError::Oversized {
+                        declared,
+                        by,
+                    }));
+                }
             }
             Ok(None) => break None,
             Err(e) => {
@@ -568,13 +719,69 @@ mod tests {
     #[test]
     fn content_ranges() {
         let hv = |s: &str| HeaderValue::from_str(s).unwrap();
+        let cr = |start, end, total| ContentRange { start, end, total };
         assert_eq!(
             content_range(Some(&hv("bytes 10-99/100"))),
-            (Some(10), Some(100))
+            cr(Some(10), Some(99), Some(100))
         );
-        assert_eq!(content_range(Some(&hv("bytes */100"))), (None, Some(100)));
-        assert_eq!(content_range(Some(&hv("bytes 0-9/*"))), (Some(0), None));
-        assert_eq!(content_range(None), (None, None));
+        assert_eq!(
+            content_range(Some(&hv("bytes */100"))),
+            cr(None, None, Some(100))
+        );
+        assert_eq!(
+            content_range(Some(&hv("bytes 0-9/*"))),
+            cr(Some(0), Some(9), None)
+        );
+        assert_eq!(content_range(None), cr(None, None, None));
+        // Nonsense and numbers too large for a u64 declare nothing.
+        assert_eq!(
+            content_range(Some(&hv("bytes 50-10/100"))),
+            cr(Some(50), None, Some(100))
+        );
+        assert_eq!(
+            content_range(Some(&hv("bytes 0-100/100"))),
+            cr(Some(0), None, Some(100))
+        );
+        assert_eq!(
+            content_range(Some(&hv("bytes 0-99999999999999999999/*"))),
+            cr(Some(0), None, None)
+        );
+    }
+
+    #[test]
+    fn declared_limits_take_the_smallest_and_never_overflow() {
+        let max = u64::MAX;
+        assert_eq!(declared_limit(0, None, None, None), None);
+        assert_eq!(
+            declared_limit(0, Some(100), None, Some(80)),
+            Some((80, "file:size"))
+        );
+        assert_eq!(
+            declared_limit(10, Some(100), None, Some(800)),
+            Some((110, "Content-Length"))
+        );
+        let range = ContentRange {
+            start: Some(10),
+            end: Some(19),
+            total: Some(100),
+        };
+        assert_eq!(
+            declared_limit(10, None, Some(range), None),
+            Some((20, "Content-Range"))
+        );
+        // Hostile headers: start + length and end + 1 do not fit; nothing declared by
+        // them, no panic.
+        assert_eq!(declared_limit(max, Some(max), None, None), None);
+        let range = ContentRange {
+            start: Some(max),
+            end: Some(max),
+            total: None,
+        };
+        assert_eq!(declared_limit(max, Some(1), Some(range), None), None);
+        assert_eq!(
+            declared_limit(max - 1, Some(max), Some(range), Some(max)),
+            Some((max, "file:size"))
+        );
     }
 
     #[test]
