@@ -187,13 +187,20 @@ impl App {
         let mut rx = self.parts().events.subscribe();
         let backends = self.parts().backends.clone();
         self.parts().background.spawn(async move {
-            while let Ok(env) = rx.recv().await {
-                if let Event::LoggedIn { endpoint } = &env.event {
-                    let key = normalise_endpoint(endpoint);
-                    for b in backends.all() {
-                        if normalise_endpoint(&b.state().url) == key {
-                            b.mark_ok();
-                        }
+            loop {
+                let endpoint = match rx.recv().await {
+                    Ok(env) => match &env.event {
+                        Event::LoggedIn { endpoint } => endpoint.clone(),
+                        _ => continue,
+                    },
+                    // Missed events are past; the next contact corrects the state.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                let key = normalise_endpoint(&endpoint);
+                for b in backends.all() {
+                    if normalise_endpoint(&b.state().url) == key {
+                        b.mark_ok();
                     }
                 }
             }

@@ -26,7 +26,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default of `header_timeout_s`.
 pub const DEFAULT_HEADER_TIMEOUT_S: f64 = 10.0;
 /// Default of `max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default of `max_event_streams`.
 pub const DEFAULT_MAX_EVENT_STREAMS: usize = 32;
 /// Default of `download_stall_s`.
@@ -171,7 +171,8 @@ pub struct Config {
     /// Seconds a client has to send a request's headers, and an idle keep-alive
     /// connection to send its next request, before the API closes it (default 10).
     pub header_timeout_s: f64,
-    /// Connections to the API open at once; more wait (default 256).
+    /// Connections to the API open at once; more wait (default 1024, and at most half
+    /// of the open-files limit).
     pub max_connections: usize,
     /// Event streams (`GET /events`) open at once; more are refused with 503 (default 32).
     pub max_event_streams: usize,

@@ -77,18 +77,34 @@ fn log_panics() {
     });
 }
 
-/// Raises the soft limit on open files to the hard one: API connections, downloads,
-/// SQLite and the watcher all need descriptors, and the default soft limit (1024) is
-/// low next to `max_connections`.
-fn raise_open_files_limit() {
+/// Raises the soft limit on open files to the hard one (API connections, downloads,
+/// SQLite and the watcher all need descriptors, and the default soft limit, 1024, is
+/// low next to `max_connections`); returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit only read and write the struct given.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
         }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur as u64;
+            }
+        }
+        lim.rlim_cur as u64
     }
+}
+
+/// API connections allowed at once: `configured`, but never more than half of the
+/// descriptors left after a reserve, so that downloads and the store always have theirs.
+fn connection_cap(configured: usize, open_files: u64) -> usize {
+    let room = (open_files.saturating_sub(128) / 2) as usize;
+    configured.min(room.max(16))
 }
 
 /// Runs the daemon on `listener` until `shutdown` completes.
@@ -177,12 +193,21 @@ pub async fn run(
         apply: Arc::new(move |new: &Config| applier.apply_config(new)),
     });
     let config = app.config();
+    let open_files = raise_open_files_limit();
+    let max_connections = connection_cap(config.max_connections, open_files);
+    if max_connections < config.max_connections {
+        tracing::warn!(
+            configured = config.max_connections,
+            allowed = max_connections,
+            open_files,
+            "fewer API connections than configured: the open-files limit is low"
+        );
+    }
     let limits = crate::api::server::Limits {
         header_timeout: Duration::from_secs_f64(config.header_timeout_s),
-        max_connections: config.max_connections,
+        max_connections,
         drain: SHUTDOWN_WAIT,
     };
-    raise_open_files_limit();
     log_panics();
     let router = crate::api::router(app);
     tracing::info!(%addr, version = VERSION, "eodispatch listening");
@@ -208,4 +233,16 @@ pub async fn run(
     store.close().await;
     tracing::info!("store closed; bye");
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_cap;
+
+    #[test]
+    fn connections_leave_descriptors_for_the_rest() {
+        assert_eq!(connection_cap(1024, 20_000), 1024);
+        assert_eq!(connection_cap(1024, 1024), 448);
+        assert_eq!(connection_cap(1024, 100), 16);
+    }
 }

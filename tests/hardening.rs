@@ -43,34 +43,53 @@ fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn half_sent_requests_neither_starve_the_api_nor_stay_open() {
+async fn half_sent_requests_neither_starve_the_api_nor_the_downloads() {
+    let f = fake::start_fake(0.5, 0.5).await;
     let root = tempfile::tempdir().unwrap();
-    let d = TestDaemon::start_with(config(root.path())).await;
+    let mut cfg = fake::config_for(root.path(), &f.base_url(), 2);
+    cfg.header_timeout_s = 1.0;
+    let d = TestDaemon::start_with(cfg).await;
     let addr = d.addr;
-    // 300 connections, each with a request whose headers never end (more than
-    // max_connections: the rest wait in the backlog).
-    let mut held = Vec::new();
-    for _ in 0..300 {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").as_bytes())
-            .unwrap();
-        held.push(s);
-    }
-    // A real client still gets its answer, within a few header timeouts.
+    // A job whose result will be downloaded while the API is flooded.
+    let id = fake::submit(&d, &fake::pv_request(&f.base_url(), "under load")).await;
+    // A thousand connections, each with a request whose headers never end.
+    let held = tokio::task::spawn_blocking(move || {
+        let mut held = Vec::new();
+        for _ in 0..1000 {
+            let Ok(mut s) = TcpStream::connect(addr) else {
+                break;
+            };
+            let _ =
+                s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").as_bytes());
+            held.push(s);
+        }
+        held
+    })
+    .await
+    .unwrap();
+    assert!(held.len() >= 900, "opened {}", held.len());
+    // A real client still gets its answer at once.
     let started = Instant::now();
     let r = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
+        .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
         .get(d.url("/health"))
         .send()
         .await
-        .expect("the API answers despite 300 half-sent requests");
+        .expect("the API answers despite a thousand half-sent requests");
     assert_eq!(r.status().as_u16(), 200);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    // The daemon's own download goes on: the result is published.
+    fake::wait_for("the result published", Duration::from_secs(60), || async {
+        let (_, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
+        (j["results"]["state"] == "ready").then_some(())
+    })
+    .await;
     // The half-sent ones are closed by the server.
     let first = tokio::task::spawn_blocking(move || {
+        let mut held = held;
         let mut closed = 0;
         for s in held.iter_mut().take(20) {
             if closed_by_server(s, Duration::from_secs(8)) {
@@ -82,6 +101,42 @@ async fn half_sent_requests_neither_starve_the_api_nor_stay_open() {
     .await
     .unwrap();
     assert_eq!(first, 20, "every half-sent request is dropped");
+    d.stop().await;
+}
+
+/// Beyond `max_connections`, connections wait for a slot; half-sent requests give
+/// theirs back after `header_timeout_s`, so a real client is served soon after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_a_slot() {
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = config(root.path());
+    cfg.max_connections = 16;
+    let d = TestDaemon::start_with(cfg).await;
+    let addr = d.addr;
+    let held = tokio::task::spawn_blocking(move || {
+        (0..16)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX: ").as_bytes())
+                    .unwrap();
+                s
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let r = reqwest::get(d.url("/health")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let waited = started.elapsed();
+    // It waited for the half-sent ones to time out (1 s), not longer than a few.
+    assert!(
+        waited >= Duration::from_millis(500),
+        "{waited:?}: the cap did not hold"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    drop(held);
     d.stop().await;
 }
 
