@@ -208,6 +208,8 @@ fn target() -> Target {
 fn asset<'a>(t: &Target, url: Url, auth: Option<&str>, size: Option<u64>) -> Asset<'a> {
     Asset {
         key: "a.tif",
+        // As the daemon does: a backend on loopback may link to loopback.
+        loopback_ok: eodispatch::platform::http::is_loopback_url(&url),
         url,
         auth: auth.map(|a| HeaderValue::from_str(a).unwrap()),
         part: t.part.clone(),
@@ -468,6 +470,33 @@ async fn a_link_off_loopback_cannot_redirect_to_loopback() {
         );
     }
     assert!(local_seen.lock().unwrap().is_empty());
+}
+
+/// The asset link itself is judged by the redirect rule before any request: a backend
+/// off loopback cannot point the daemon at a service on this machine, and no backend
+/// at a link-local or metadata address. (Before: the link was fetched.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_links_are_judged_before_the_first_request() {
+    let (local, local_seen, _) = raw_server(LOOPBACK, answer(|_, sock| file(sock, b'x', 10))).await;
+    let t = target();
+    let mut a = asset(&t, local.join("a.tif").unwrap(), None, Some(10));
+    a.loopback_ok = false; // as for a backend off loopback
+    let (out, _) = fetch_watched(&a, Duration::from_secs(20)).await;
+    assert!(
+        matches!(&out, Err(DownloadError::RedirectRefused(m))
+            if m.contains("an asset link to 127.0.0.1") && m.contains("loopback")),
+        "{out:?}"
+    );
+    assert!(local_seen.lock().unwrap().is_empty());
+    for link in ["http://[fe80::1]:9/a.tif", "http://169.254.169.254/a.tif"] {
+        let t = target();
+        let a = asset(&t, Url::parse(link).unwrap(), None, Some(10));
+        let (out, _) = fetch_watched(&a, Duration::from_secs(20)).await;
+        assert!(
+            matches!(&out, Err(DownloadError::RedirectRefused(m)) if m.contains("never followed")),
+            "{link}: {out:?}"
+        );
+    }
 }
 
 /// The bearer goes to the link's own origin (after its refusal) and never further: a
@@ -766,6 +795,29 @@ async fn an_asset_redirect_to_a_link_local_address_fails_the_delivery() {
         "{job}"
     );
     assert_eq!(fake.stats().faults_fired, 1);
+    assert!(visible(&d.config.results_dir).is_empty());
+    d.stop().await;
+}
+
+/// A results document whose links point at a cloud metadata address: the delivery
+/// fails at once with `RedirectRefused` naming the host, nothing is published, and the
+/// daemon never connects there (a retried network failure would take minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_links_to_a_metadata_address_fail_the_delivery() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = FakeConfig {
+        asset_link_host: Some("169.254.169.254:80".into()),
+        ..FakeConfig::default()
+    };
+    let (_fake, d, id) = delivery(cfg, root.path()).await;
+    let job = wait_results(&d, id, "failed", Duration::from_secs(20)).await;
+    assert_eq!(job["error"]["code"], "RedirectRefused", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("an asset link to 169.254.169.254")),
+        "{job}"
+    );
     assert!(visible(&d.config.results_dir).is_empty());
     d.stop().await;
 }

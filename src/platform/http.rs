@@ -749,19 +749,25 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
 /// and NAT64 IPv6 forms count as their IPv4 address. Host names are judged as written,
 /// not resolved. The text names the host, never the URL (links carry signatures).
 pub fn redirect_refusal(next: &Url, loopback_ok: bool) -> Option<String> {
+    link_refusal(next, loopback_ok, "a redirect")
+}
+
+/// [`redirect_refusal`] for a link given by the backend (an asset `href`), judged by
+/// the same rule before the first request; `what` names it in the text.
+pub fn link_refusal(next: &Url, loopback_ok: bool, what: &str) -> Option<String> {
     if !matches!(next.scheme(), "http" | "https") {
         return Some(format!(
-            "a redirect to a {}: URL was refused (only http and https are followed)",
+            "{what} to a {}: URL was refused (only http and https are followed)",
             next.scheme()
         ));
     }
     let host = next.host_str().unwrap_or("");
     match host_kind(next) {
-        HostKind::Forbidden(what) => Some(format!(
-            "a redirect to {host} was refused: {what} is never followed"
+        HostKind::Forbidden(kind) => Some(format!(
+            "{what} to {host} was refused: {kind} is never followed"
         )),
         HostKind::Loopback if !loopback_ok => Some(format!(
-            "a redirect to {host} was refused: loopback addresses are followed only for a backend on this machine"
+            "{what} to {host} was refused: loopback addresses are followed only for a backend on this machine"
         )),
         _ => None,
     }

@@ -218,6 +218,9 @@ pub struct Asset<'a> {
     /// `Authorization` value, only when `url` is on the backend API's own origin; sent
     /// only if the host refuses the request without it.
     pub auth: Option<HeaderValue>,
+    /// The backend itself is on loopback, so links and redirects to loopback are its
+    /// own (a remote backend's link to loopback would reach this machine's services).
+    pub loopback_ok: bool,
     /// The part file (`<staging>/<name>.part`).
     pub part: PathBuf,
     /// Its sidecar.
@@ -280,7 +283,7 @@ enum Attempt {
 pub async fn fetch(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Fetched, DownloadError> {
     let http = http.clone();
     let key = asset.key.to_string();
-    let (url, auth) = (asset.url.clone(), asset.auth.clone());
+    let (url, auth, loopback_ok) = (asset.url.clone(), asset.auth.clone(), asset.loopback_ok);
     let (part, sidecar) = (asset.part.clone(), asset.sidecar.clone());
     let (expected_size, checksum) = (asset.expected_size, asset.checksum.clone());
     let progress = asset.progress.clone();
@@ -302,6 +305,7 @@ pub async fn fetch(http: &reqwest::Client, asset: &Asset<'_>) -> Result<Fetched,
                 key: &key,
                 url,
                 auth,
+                loopback_ok,
                 part,
                 sidecar,
                 expected_size,
@@ -493,9 +497,9 @@ fn declared_limit(
     limit
 }
 
-/// Sends the request for `asset` and follows redirects hop by hop: each target must
-/// pass [`crate::platform::http::redirect_refusal`] (loopback only when the link itself
-/// is on loopback), and the token is dropped for good at the first hop to another
+/// Sends the request for `asset` and follows redirects hop by hop: the link and each
+/// target must pass [`crate::platform::http::redirect_refusal`] (loopback only for a
+/// backend on loopback), and the token is dropped for good at the first hop to another
 /// origin. `Ok(Err(_))`: no answer, try again.
 async fn send(
     http: &reqwest::Client,
@@ -504,8 +508,11 @@ async fn send(
     have: u64,
     validator: Option<&str>,
 ) -> Result<Result<reqwest::Response, Attempt>, DownloadError> {
-    use crate::platform::http::{is_loopback_url, redirect_refusal, same_origin};
-    let loopback_ok = is_loopback_url(&asset.url);
+    use crate::platform::http::{link_refusal, redirect_refusal, same_origin};
+    let loopback_ok = asset.loopback_ok;
+    if let Some(why) = link_refusal(&asset.url, loopback_ok, "an asset link") {
+        return Err(DownloadError::RedirectRefused(why));
+    }
     let mut url = asset.url.clone();
     let mut auth = asset.auth.clone().filter(|_| with_auth);
     let mut hops = 0usize;

@@ -20,7 +20,9 @@
 //!    results `ready` with `dir`.
 //!
 //! A failure sets results `failed` and the job's `error` (`DiskFull`,
-//! `InsufficientSpace`, `ChecksumMismatch`, `DownloadFailed`, ...); the staging folder
+//! `InsufficientSpace`, `ChecksumMismatch`, `OversizedBody` — a body longer than
+//! announced, cut off there —, `RedirectRefused` — an asset link or redirect to where
+//! a backend may not send us —, `DownloadFailed`, ...); the staging folder
 //! stays, so a retry resumes where it stopped. Nothing is ever written outside the
 //! job's staging folder and the one published folder.
 
@@ -563,6 +565,10 @@ impl Results {
                     key: &p.key,
                     url,
                     auth,
+                    loopback_ok: crate::platform::http::parse_base(
+                        backend.platform.http().endpoint(),
+                    )
+                    .is_some_and(|u| crate::platform::http::is_loopback_url(&u)),
                     part: files.join(format!("{}.part", p.name)),
                     sidecar: staging.join(format!("{}.part.json", p.name)),
                     expected_size: p.size,
