@@ -765,3 +765,57 @@ async fn create_job_id_from_location() {
     let e = clean(b.create_job(&Map::new()).await.unwrap_err());
     assert!(matches!(e, OpenEoError::Protocol { .. }), "{e:?}");
 }
+
+/// A backend answer is read up to `MAX_ANSWER_BYTES` (32 MiB), no further: an endless
+/// `200 OK` body is a protocol error naming the limit, and the daemon stops reading
+/// (the server manages to send little more than the limit and its socket buffers).
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_the_size_limit() {
+    use eodispatch::platform::http::MAX_ANSWER_BYTES;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent2 = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let sent = sent2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n]).to_string();
+                if !line.starts_with("GET /jobs/j-1 ") {
+                    let body = r#"{"code":"NotFound","message":"no"}"#;
+                    let _ = sock
+                        .write_all(
+                            format!("HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                                .as_bytes(),
+                        )
+                        .await;
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"id\":\"";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let block = vec![b'x'; 1 << 20];
+                for _ in 0..256 {
+                    if sock.write_all(&block).await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(block.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let b = OpenEoBackend::new(&base);
+    let e = b.job("j-1").await.unwrap_err();
+    assert!(
+        matches!(&e, OpenEoError::Protocol { reason, .. } if reason.contains("larger than 32 MiB")),
+        "{e:?}"
+    );
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent < (MAX_ANSWER_BYTES as u64) + 32 * 1024 * 1024,
+        "the server sent {sent} bytes"
+    );
+}
