@@ -30,7 +30,7 @@ use fake::*;
 use fake_openeo::{AssetSource, FakeConfig, FakeHandle, FaultRule};
 use reqwest::header::HeaderValue;
 use reqwest::Url;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -628,13 +628,6 @@ async fn api_redirects_follow_the_same_rule() {
 // Whole deliveries against the fake backend
 // =====================================================================================
 
-/// `target/<profile>/eodispatch-geo`, when built (results tests build it); without it
-/// the delivery still publishes (layers unreadable).
-fn geo_bin() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_BIN_EXE_eodispatch")).parent()?;
-    Some(dir.join("eodispatch-geo")).filter(|p| p.is_file())
-}
-
 const ASSET: u64 = 4 * MIB;
 
 async fn delivery(cfg: FakeConfig, root: &Path) -> (FakeHandle, TestDaemon, i64) {
@@ -643,26 +636,10 @@ async fn delivery(cfg: FakeConfig, root: &Path) -> (FakeHandle, TestDaemon, i64)
         .with_asset("openEO.tif", AssetSource::Generated { size: ASSET });
     let fake = fake_openeo::start(cfg).await.expect("the fake starts");
     let mut config = config_for(root, &fake.base_url(), 4);
-    config.geo_bin = geo_bin();
+    config.geo_bin = Some(geo_bin());
     let d = TestDaemon::start_with(config).await;
     let id = submit(&d, &pv_request(&fake.base_url(), "abuse")).await;
     (fake, d, id)
-}
-
-async fn wait_results(d: &TestDaemon, id: i64, state: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (s, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
-        assert_eq!(s, 200, "{j}");
-        if j["results"]["state"] == state {
-            return j;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "results of job {id} did not become {state}; last: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
 }
 
 /// Entries of the results folder other than `.incoming`.

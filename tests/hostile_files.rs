@@ -26,7 +26,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestDaemon;
@@ -36,33 +36,6 @@ use fake_openeo::{AssetSource, FakeConfig, FakeHandle};
 use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// `target/<profile>/eodispatch-geo`, built if missing (`EODISPATCH_TEST_GEO_BIN`: another
-/// helper, e.g. an older one, to see these tests fail without the fixes).
-fn geo_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("EODISPATCH_TEST_GEO_BIN") {
-        return PathBuf::from(p);
-    }
-    let dir = Path::new(env!("CARGO_BIN_EXE_eodispatch"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let bin = dir.join("eodispatch-geo");
-    static BUILT: Mutex<()> = Mutex::new(());
-    let _g = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "eodispatch-geo"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok && bin.is_file(), "cannot build eodispatch-geo");
-    }
-    bin
-}
 
 /// A small GeoTIFF (8 x 8, value 7, UTM 33N).
 fn geotiff(path: &Path) {

@@ -31,29 +31,6 @@ const LONG: Duration = Duration::from_secs(30);
 // Helpers
 // =====================================================================================
 
-/// `target/<profile>/eodispatch-geo`, built if missing.
-fn geo_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_eodispatch"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let bin = dir.join("eodispatch-geo");
-    static BUILT: Mutex<()> = Mutex::new(());
-    let _g = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "eodispatch-geo"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok && bin.is_file(), "cannot build eodispatch-geo");
-    }
-    bin
-}
-
 async fn start_fake_with(cfg: FakeConfig) -> FakeHandle {
     fake_openeo::start(cfg.with_timing(0.1, 0.2))
         .await
@@ -70,23 +47,6 @@ fn request(fake: &FakeHandle, title: &str, format: &str) -> Value {
     let mut r = pv_request(&fake.base_url(), title);
     r["format"] = json!(format);
     r
-}
-
-/// Waits until job `id`'s results are in `state`; returns the job.
-async fn wait_results(d: &TestDaemon, id: i64, state: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (s, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
-        assert_eq!(s, 200, "{j}");
-        if j["results"]["state"] == state {
-            return j;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "results of job {id} did not become {state}; last: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
 }
 
 fn sha256_hex(path: &Path) -> String {

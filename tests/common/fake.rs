@@ -481,3 +481,47 @@ impl Drop for ChildDaemon {
         let _ = self.child.wait();
     }
 }
+
+/// `target/<profile>/eodispatch-geo`, built if missing (`EODISPATCH_TEST_GEO_BIN`: another
+/// helper, e.g. an older one, to see these tests fail without the fixes).
+pub fn geo_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("EODISPATCH_TEST_GEO_BIN") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = dir.join("eodispatch-geo");
+    static BUILT: Mutex<()> = Mutex::new(());
+    let _g = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "eodispatch-geo"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok && bin.is_file(), "cannot build eodispatch-geo");
+    }
+    bin
+}
+
+/// Waits until job `id`'s results are in `state`; returns the job.
+pub async fn wait_results(d: &TestDaemon, id: i64, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (s, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
+        assert_eq!(s, 200, "{j}");
+        if j["results"]["state"] == state {
+            return j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "results of job {id} did not become {state}; last: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
