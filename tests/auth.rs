@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::TestDaemon;
 use eodispatch::auth::tokens::{TokenKey, TokenStore};
-use fake::{backend_state, pv_request, submit, wait_for, wait_status, Events};
+use fake::{backend_state, pv_request, submit, wait_for, wait_results, wait_status, Events};
 use oidc::*;
 use serde_json::{json, Value};
 
@@ -230,6 +230,9 @@ async fn device_login_lets_waiting_jobs_run_and_survives_a_restart() {
     assert_eq!(b["login"]["method"], "device");
     let third = submit(&d, &pv_request(&url, "after restart")).await;
     wait_status(&d, third, "finished", WAIT).await;
+    // Its results are fetched with the login too: log out once they are in, or the
+    // delivery meets the logout, is refused, and the backend rightly needs a login.
+    wait_results(&d, third, "ready", WAIT).await;
     assert_eq!(
         idp.grants("refresh_token").await,
         1,
@@ -353,6 +356,7 @@ async fn client_credentials_keep_the_secret_in_the_keyring_until_logout() {
     );
     let id = submit(&d, &pv_request(&url, "service account")).await;
     wait_status(&d, id, "finished", WAIT).await;
+    wait_results(&d, id, "ready", WAIT).await; // fetched with the login, before the logout
     let b = backend_state(&d, &url).await;
     assert_eq!(b["login"]["method"], "client_credentials", "{b}");
     assert!(!b.to_string().contains(ROBOT_SECRET));
