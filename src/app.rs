@@ -21,6 +21,7 @@ use crate::events::{record_change, Event, EventBus};
 use crate::job::validate::FieldError;
 use crate::job::{
     Job, JobRequest, Label, ResultsState, ServiceDetails, Status, SubmitState, Task, TaskRequest,
+    Waiting,
 };
 use crate::platform::backends::{normalise_endpoint, Backend, Backends};
 use crate::platform::{PlatformError, ServiceDef, ServiceError};
@@ -114,6 +115,8 @@ pub struct BackendEntry {
     pub message: Option<String>,
     /// When the backend last answered (RFC 3339).
     pub last_contact: Option<String>,
+    /// When `state` became what it is (RFC 3339); `null` while it is `ok`.
+    pub since: Option<String>,
     /// Limit on active jobs.
     pub max_running_jobs: u32,
     /// Login state.
@@ -327,7 +330,7 @@ impl App {
             self.parts().events.job_changed(&job);
             self.parts().scheduler.job_added(&job);
         }
-        Ok((job, created))
+        Ok((self.with_waiting(job), created))
     }
 
     /// One job; an active one's backend is polled soon (the client is watching).
@@ -339,7 +342,49 @@ impl App {
             .await?
             .ok_or(AppError::JobNotFound(id))?;
         self.parts().scheduler.nudge(&job);
-        Ok(job)
+        Ok(self.with_waiting(job))
+    }
+
+    /// What blocks a job of `label` at `endpoint` now, if anything (a job still
+    /// `queued` locally may also wait for the backend's limit). No I/O.
+    pub fn waiting(
+        &self,
+        label: Label,
+        endpoint: &str,
+        id: i64,
+        status: Status,
+        queued: bool,
+    ) -> Option<Waiting> {
+        self.parts()
+            .backends
+            .find(label, endpoint)?
+            .waiting(id, status, queued)
+    }
+
+    /// `job` with its `waiting` filled in (the store never has it).
+    pub fn with_waiting(&self, mut job: Job) -> Job {
+        job.waiting = self.waiting(
+            job.label,
+            &job.service.endpoint,
+            job.id,
+            job.status,
+            job.submit_state == SubmitState::Pending,
+        );
+        job
+    }
+
+    /// `task` with each job's `waiting` filled in.
+    pub fn task_with_waiting(&self, mut task: Task) -> Task {
+        for j in &mut task.jobs {
+            j.waiting = self.waiting(
+                j.label,
+                &j.service.endpoint,
+                j.id,
+                j.status,
+                j.status == Status::Created,
+            );
+        }
+        task
     }
 
     async fn stored_job(&self, id: i64) -> Result<Job, AppError> {
@@ -368,7 +413,7 @@ impl App {
             ..JobPatch::default()
         };
         match record_change(&self.parts().store, &self.parts().events, &job, patch).await? {
-            Some(j) => Ok(j),
+            Some(j) => Ok(self.with_waiting(j)),
             None => Err(ended(&self.stored_job(id).await?)),
         }
     }
@@ -411,7 +456,7 @@ impl App {
         self.parts().events.job_changed(&retried);
         self.publish_task_of(&retried).await?;
         self.parts().scheduler.job_added(&retried);
-        Ok(retried)
+        Ok(self.with_waiting(retried))
     }
 
     /// Cancels an active job on its platform. A job not sent yet needs nothing. A job
@@ -563,7 +608,7 @@ impl App {
             self.parts().scheduler.job_added(&job);
         }
         self.parts().events.task_changed(&task);
-        Ok(task)
+        Ok(self.task_with_waiting(task))
     }
 
     /// Forgets a task and its jobs (active ones are canceled on their platform first).
@@ -616,10 +661,14 @@ impl App {
             .backends
             .values()
             .any(|b| normalise_endpoint(&b.url) == key && b.access_token.is_some());
-        let login =
-            self.parts()
-                .auth
-                .login_info(&s.url, configured_token, s.state == "login_required");
+        // A login is possible unless the backend said it offers none.
+        let possible = backend.cached_providers().is_none_or(|p| !p.is_empty());
+        let login = self.parts().auth.login_info(
+            &s.url,
+            configured_token,
+            s.state == "login_required",
+            possible,
+        );
         let info = backend.platform.info();
         BackendEntry {
             url: s.url,
@@ -628,6 +677,7 @@ impl App {
             state: s.state,
             message: s.message,
             last_contact: s.last_contact,
+            since: s.since,
             max_running_jobs: s.max_running_jobs,
             login,
             token_store: self.parts().auth.tokens().kind().as_str(),

@@ -284,6 +284,38 @@ pub struct JobError {
     pub message: String,
 }
 
+/// Why a job that has not ended makes no progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// The backend (or the identity provider behind it) needs a login.
+    LoginRequired,
+    /// The backend does not answer, or answers with server errors.
+    BackendUnreachable,
+    /// The backend's limit of jobs running at once (`max_running_jobs`) is reached.
+    BackendLimit,
+    /// The service definition cannot be read (e.g. the UDP's URL is unreachable).
+    ServiceUnavailable,
+}
+
+/// What a waiting job waits for (*ext*): one field of the job, `null` when nothing
+/// blocks it. Derived from what the daemon knows now (the backend's state, its limit,
+/// the last attempt to prepare the job); never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Waiting {
+    /// The cause, as a stable word.
+    pub reason: WaitReason,
+    /// The cause in one sentence, with what to do about it when the user can do
+    /// something.
+    pub message: String,
+    /// The backend concerned.
+    pub backend: String,
+    /// Since when (RFC 3339), when known.
+    pub since: Option<String>,
+    /// When the daemon tries again by itself (RFC 3339), when it does.
+    pub next_try: Option<String>,
+}
+
 /// Delivery of a job's results into the results folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Results {
@@ -361,6 +393,8 @@ pub struct Job {
     pub results: Results,
     /// *ext* The upscale task this job belongs to, if any.
     pub upscale_task_id: Option<i64>,
+    /// *ext* Why the job waits, when something blocks it (`null` otherwise).
+    pub waiting: Option<Waiting>,
 }
 
 /// The short form of a job used in lists and in upscale tasks
@@ -380,6 +414,8 @@ pub struct JobSummary {
     /// Parameters as sent.
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// *ext* Why the job waits, when something blocks it (`null` otherwise).
+    pub waiting: Option<Waiting>,
 }
 
 impl From<&Job> for JobSummary {
@@ -391,6 +427,7 @@ impl From<&Job> for JobSummary {
             status: j.status,
             service: j.service.clone(),
             parameters: j.parameters.clone(),
+            waiting: j.waiting.clone(),
         }
     }
 }

@@ -28,7 +28,13 @@
 //! failures (unreachable, 429, 5xx) back off exponentially with full jitter and honour
 //! `Retry-After`; the backend is shown as unreachable and its jobs keep their status.
 //! Other backend errors fail the job with the backend's message. A refused login keeps
-//! jobs waiting (`LoginRequired`); a login wakes the backend's worker at once.
+//! jobs waiting; a login wakes the backend's worker at once.
+//!
+//! Why jobs wait is told, not stored: the worker records on the [`Backend`] what it
+//! found (the limit reached, a job's own reason such as an unreadable service
+//! definition, when it looks again), the backend knows its reachability and login, and
+//! [`Backend::waiting`] turns that into a job's `waiting` field when it is read. When
+//! that changes, the jobs concerned are published again.
 //!
 //! Every change of a job is published on the event bus.
 
@@ -43,7 +49,7 @@ use tokio::sync::Notify;
 use crate::background::Background;
 use crate::config::Settings;
 use crate::events::{Event, EventBus};
-use crate::job::{Job, JobError, Label, Status, SubmitState};
+use crate::job::{Job, JobError, Label, Status, SubmitState, WaitReason};
 use crate::platform::backends::{normalise_endpoint, Backend, BackendKey, Backends};
 use crate::platform::{PlatformError, Reconciled, RemoteJob, ServiceError, Submission};
 use crate::store::{JobPatch, Store, StoreError};
@@ -214,6 +220,8 @@ impl Scheduler {
                     key: key.1.clone(),
                     worker: shared.clone(),
                     failures: 0,
+                    shown: ("ok", false),
+                    rewait: Vec::new(),
                 }
                 .run()
             });
@@ -239,6 +247,11 @@ struct WorkerRun {
     key: String,
     worker: Arc<Worker>,
     failures: u32,
+    /// The backend's state and whether its limit was reached, as last shown in job
+    /// events (a change makes every active job's `waiting` change).
+    shown: (&'static str, bool),
+    /// Jobs whose own reason to wait changed in this cycle.
+    rewait: Vec<i64>,
 }
 
 impl WorkerRun {
@@ -277,6 +290,11 @@ impl WorkerRun {
                 let jitter = rand::rng().random_range(0.8..1.2);
                 interval.mul_f64(jitter)
             };
+            self.backend
+                .set_next_try(cycle.active.then(|| time::OffsetDateTime::now_utc() + wait));
+            if let Err(e) = self.show_waiting().await {
+                tracing::error!(backend = %self.key, error = %e, "scheduler: store error");
+            }
             if cycle.active {
                 let woken = tokio::time::timeout(wait, self.worker.wake.notified()).await;
                 if woken.is_ok() {
@@ -301,6 +319,43 @@ impl WorkerRun {
         }
     }
 
+    /// Publishes the jobs whose `waiting` changed: all active ones when the backend's
+    /// state or limit changed, else those whose own reason changed.
+    async fn show_waiting(&mut self) -> Result<(), StoreError> {
+        let now = (self.backend.state().state, self.backend.limit_reached());
+        let ids = std::mem::take(&mut self.rewait);
+        let jobs = if now != self.shown {
+            self.shown = now;
+            let endpoints = self.endpoints().await?;
+            if endpoints.is_empty() {
+                return Ok(());
+            }
+            self.parts
+                .store
+                .scheduler_jobs(self.label, endpoints, u32::MAX)
+                .await?
+        } else {
+            let mut jobs = Vec::new();
+            for id in ids {
+                if let Some(j) = self.parts.store.job(id).await? {
+                    jobs.push(j);
+                }
+            }
+            jobs
+        };
+        for job in jobs {
+            self.parts.events.job_changed(&job);
+        }
+        Ok(())
+    }
+
+    /// Notes that `job` waits for a reason of its own (published after the cycle).
+    fn wait_for(&mut self, job: &Job, reason: WaitReason, words: &str) {
+        if self.backend.set_job_waiting(job.id, reason, words) {
+            self.rewait.push(job.id);
+        }
+    }
+
     /// The raw endpoint strings of this backend's active jobs.
     async fn endpoints(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
@@ -320,13 +375,17 @@ impl WorkerRun {
         let mut out = Cycle::default();
         let endpoints = self.endpoints().await?;
         if endpoints.is_empty() {
+            self.backend.set_limit_reached(false);
             return Ok(out);
         }
-        let store = &self.parts.store;
+        let store = self.parts.store.clone();
         let jobs = store
             .scheduler_jobs(self.label, endpoints.clone(), self.backend.max_running())
             .await?;
+        self.backend
+            .retain_job_waits(&jobs.iter().map(|j| j.id).collect());
         if jobs.is_empty() {
+            self.backend.set_limit_reached(false);
             return Ok(out);
         }
         out.active = true;
@@ -436,13 +495,18 @@ impl WorkerRun {
             .filter(|j| j.submit_state != SubmitState::Pending)
             .count() as u32;
         let mut free = self.backend.max_running().saturating_sub(active_remote);
-        let queued = jobs.iter().any(|j| j.submit_state == SubmitState::Pending);
-        if free > 0 && queued && self.backend.state().state != "ok" {
+        let queued = jobs
+            .iter()
+            .filter(|j| j.submit_state == SubmitState::Pending)
+            .count();
+        let queued_here = queued > 0;
+        if free > 0 && queued_here && self.backend.state().state != "ok" {
             // Probe before marking jobs `submitting` against a backend that was down.
             if let Err(e) = self.backend.call(platform.ping()).await {
                 return self.failed(out, &e);
             }
         }
+        let mut sent = 0;
         for job in jobs
             .iter()
             .filter(|j| j.submit_state == SubmitState::Pending)
@@ -453,6 +517,7 @@ impl WorkerRun {
             match self.submit(job).await {
                 Ok(true) => {
                     free -= 1;
+                    sent += 1;
                     out.changed = true;
                 }
                 Ok(false) => {}
@@ -460,6 +525,9 @@ impl WorkerRun {
                 Err(Failure::Backend(e)) => return self.failed(out, &e),
             }
         }
+        // Jobs still queued with no slot left wait for the limit (the store lists
+        // queued jobs only up to the limit: one left over means more may follow).
+        self.backend.set_limit_reached(free == 0 && queued > sent);
         Ok(out)
     }
 
@@ -494,13 +562,25 @@ impl WorkerRun {
 
     /// Submits one queued job: build, mark, send, link (and start). `Ok(true)` when it
     /// took a slot on the backend.
-    async fn submit(&self, job: &Job) -> Result<bool, Failure> {
+    async fn submit(&mut self, job: &Job) -> Result<bool, Failure> {
         let platform = self.backend.platform.clone();
         let prepared = match platform.prepare(job).await {
-            Ok(p) => p,
+            Ok(p) => {
+                if self.backend.clear_job_waiting(job.id) {
+                    self.rewait.push(job.id);
+                }
+                p
+            }
             Err(ServiceError::Unavailable(reason)) => {
                 // The definition was readable when the job was accepted: transient.
                 tracing::warn!(job = job.id, %reason, "service definition unavailable; job waits");
+                self.wait_for(
+                    job,
+                    WaitReason::ServiceUnavailable,
+                    &crate::redact::redact(&format!(
+                        "The service definition cannot be read: {reason}"
+                    )),
+                );
                 return Ok(false);
             }
             Err(ServiceError::LoginRequired(reason)) => {
@@ -645,21 +725,11 @@ impl WorkerRun {
         .await
     }
 
-    /// The job waits for a login (the backend or its identity provider refused).
-    async fn wait_for_login(&self, job: &Job, reason: &str) -> Result<(), StoreError> {
-        self.patch(
-            job,
-            JobPatch {
-                error: Some(Some(JobError {
-                    code: "LoginRequired".into(),
-                    message: crate::redact::redact(&format!(
-                        "{reason}; the job waits until you log in"
-                    )),
-                })),
-                ..JobPatch::default()
-            },
-        )
-        .await?;
+    /// The job waits for a login (the backend or its identity provider refused); its
+    /// `waiting` says so, its `error` stays empty (it has not failed).
+    async fn wait_for_login(&mut self, job: &Job, reason: &str) -> Result<(), StoreError> {
+        tracing::info!(job = job.id, reason = %crate::redact::redact(reason), "job waits for a login");
+        self.wait_for(job, WaitReason::LoginRequired, reason);
         Ok(())
     }
 

@@ -102,13 +102,21 @@ async fn job(d: &TestDaemon, id: i64) -> Value {
     j
 }
 
-/// Waits until job `id` waits for a login (error code `LoginRequired`, not failed).
+/// Waits until job `id` waits for a login (`waiting.reason`, no error, not failed).
 async fn wait_login_required(d: &TestDaemon, id: i64) -> Value {
-    wait_for("the job to wait for a login", WAIT, || async {
+    let j = wait_for("the job to wait for a login", WAIT, || async {
         let j = job(d, id).await;
-        (j["error"]["code"] == "LoginRequired").then_some(j)
+        (j["waiting"]["reason"] == "login_required").then_some(j)
     })
-    .await
+    .await;
+    assert_eq!(j["status"], "created", "{j}");
+    assert!(j["error"].is_null(), "a waiting job has not failed: {j}");
+    let message = j["waiting"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("eodispatch login "),
+        "says what to run: {j}"
+    );
+    j
 }
 
 /// Starts a device login and approves it like a person would; returns the login id.
@@ -195,6 +203,15 @@ async fn device_login_lets_waiting_jobs_run_and_survives_a_restart() {
     assert!(b["login"]["expires_at"].is_string(), "{b}");
     // The waiting job went on by itself, and a new one runs too.
     wait_status(&d, waiting, "finished", WAIT).await;
+    let went_on: Vec<Value> = events
+        .of_kind("job")
+        .into_iter()
+        .filter(|e| e["id"] == waiting && (e["status"] == "queued" || e["status"] == "running"))
+        .collect();
+    assert!(
+        !went_on.is_empty() && went_on.iter().all(|e| e["waiting"].is_null()),
+        "once it goes on, it waits for nothing: {went_on:?}"
+    );
     let second = submit(&d, &pv_request(&url, "after login")).await;
     wait_status(&d, second, "finished", WAIT).await;
     let auth_events = events.of_kind("auth");
@@ -795,7 +812,7 @@ async fn no_token_reaches_logs_database_answers_or_results() {
     let id2 = j["id"].as_i64().unwrap();
     wait_for("the job to wait for a login", WAIT, || async {
         let (_, j) = call(reqwest::Method::GET, format!("/unit_jobs/{id2}"), None).await;
-        (j["error"]["code"] == "LoginRequired").then_some(())
+        (j["waiting"]["reason"] == "login_required").then_some(())
     })
     .await;
     let (_, b) = call(reqwest::Method::GET, "/backends".into(), None).await;
@@ -1145,7 +1162,7 @@ async fn a_crash_right_after_storing_a_rotated_refresh_token_needs_no_new_login(
             .json()
             .await
             .ok()?;
-        (v["status"] == "finished" || v["error"]["code"] == "LoginRequired").then_some(v)
+        (v["status"] == "finished" || v["waiting"]["reason"] == "login_required").then_some(v)
     })
     .await;
     assert_eq!(job["status"], "finished", "{job}");

@@ -723,7 +723,7 @@ async fn a_server_behind_openid_connect_after_a_device_login() {
         Duration::from_secs(30),
         || async {
             let (_, j) = d.get_json(&format!("/unit_jobs/{id}")).await;
-            (j["error"]["code"] == "LoginRequired" && j["status"] == "created").then_some(())
+            (j["waiting"]["reason"] == "login_required" && j["status"] == "created").then_some(())
         },
     )
     .await;

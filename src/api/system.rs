@@ -1,6 +1,8 @@
 //! Routes about the daemon itself: `/health`, `/jobs_status`, the `/events` stream.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
@@ -18,7 +20,7 @@ use utoipa::ToSchema;
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
 use crate::daemon::VERSION;
-use crate::events::Event;
+use crate::events::{Envelope, Event};
 use crate::job::validate::FieldError;
 use crate::job::{JobSummary, TaskSummary};
 use crate::store::JobFilter;
@@ -126,8 +128,8 @@ pub async fn jobs_status(
                 ..JobFilter::default()
             })
             .await?
-            .iter()
-            .map(JobSummary::from)
+            .into_iter()
+            .map(|j| JobSummary::from(&d.with_waiting(j)))
             .collect()
     } else {
         Vec::new()
@@ -170,6 +172,9 @@ pub async fn events(
             .data(json!({"version": VERSION}).to_string()))
     });
     let app = d.clone();
+    // What this stream last sent of each job (a hash): a job is rendered as it is when
+    // sent, so a republished job whose `waiting` already showed is not sent twice.
+    let mut sent: HashMap<i64, u64> = HashMap::new();
     let stream = BroadcastStream::new(rx).flat_map(move |item| {
         let events: Vec<SseEvent> = match item {
             Ok(env) => match &env.event {
@@ -184,16 +189,26 @@ pub async fn events(
                             .data(serde_json::to_string(&entry).unwrap_or_default())
                     })
                     .collect(),
-                other => other
-                    .sse()
-                    .map(|(name, data)| {
-                        SseEvent::default()
-                            .event(name)
+                // A job as it is now, with what it waits for.
+                Event::JobChanged(job) => {
+                    let job = app.with_waiting((**job).clone());
+                    let data = serde_json::to_string(&job).unwrap_or_default();
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    data.hash(&mut h);
+                    if sent.insert(job.id, h.finish()) == Some(h.finish()) {
+                        Vec::new()
+                    } else {
+                        vec![SseEvent::default()
+                            .event("job")
                             .id(env.seq.to_string())
-                            .data(data.to_string())
-                    })
-                    .into_iter()
-                    .collect(),
+                            .data(data)]
+                    }
+                }
+                Event::JobDeleted(job) => {
+                    sent.remove(&job.id);
+                    plain(&env)
+                }
+                _ => plain(&env),
             },
             Err(BroadcastStreamRecvError::Lagged(n)) => vec![SseEvent::default()
                 .event("lagged")
@@ -211,4 +226,18 @@ pub async fn events(
             item
         });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// An event in its generic SSE form (see [`Event::sse`]).
+fn plain(env: &Envelope) -> Vec<SseEvent> {
+    env.event
+        .sse()
+        .map(|(name, data)| {
+            SseEvent::default()
+                .event(name)
+                .id(env.seq.to_string())
+                .data(data.to_string())
+        })
+        .into_iter()
+        .collect()
 }

@@ -161,7 +161,7 @@ pub async fn list(
             standalone_only: false,
         })
         .await?;
-    Ok(Json(jobs))
+    Ok(Json(jobs.into_iter().map(|j| d.with_waiting(j)).collect()))
 }
 
 /// Read one unit job.

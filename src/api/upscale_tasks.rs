@@ -72,7 +72,7 @@ pub async fn get_one(State(d): State<App>, Id(id): Id) -> Result<Json<Task>, Pro
     d.store()
         .task(id)
         .await?
-        .map(Json)
+        .map(|t| Json(d.task_with_waiting(t)))
         .ok_or_else(|| Problem::task_not_found(id))
 }
 

@@ -129,8 +129,12 @@ pub struct LoginStatus {
 /// Login state of a backend in [`BackendEntry`].
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LoginInfo {
-    /// `logged_in`, `logged_out`, `pending` or `login_required`.
+    /// `logged_in`, `logged_out`, `pending`, `login_required`, or `not_needed` (the
+    /// backend offers no login and has not refused us).
     pub state: &'static str,
+    /// Whether a login can be started for this backend (it names an identity
+    /// provider, or has not been asked yet).
+    pub possible: bool,
     /// `device`, `browser`, `client_credentials`, `config_token` or null.
     pub method: Option<&'static str>,
     /// Provider id.
@@ -728,8 +732,15 @@ impl Auth {
 
     /// The login state of `endpoint` (no I/O, no token). `configured_token`: the
     /// backend has a fixed token in `config.toml`; `refused`: its last request was
-    /// refused for want of a login.
-    pub fn login_info(&self, endpoint: &str, configured_token: bool, refused: bool) -> LoginInfo {
+    /// refused for want of a login; `possible`: it offers a way to log in (or has
+    /// not said yet).
+    pub fn login_info(
+        &self,
+        endpoint: &str,
+        configured_token: bool,
+        refused: bool,
+        possible: bool,
+    ) -> LoginInfo {
         let key = normalise_endpoint(endpoint);
         let session = lock(&self.0.sessions).get(&key).cloned();
         let pending = lock(&self.0.attempts)
@@ -744,6 +755,7 @@ impl Auth {
                     } else {
                         "logged_in"
                     },
+                    possible,
                     method: Some(sess.credential.method().as_str()),
                     provider_id: Some(sess.provider_id.clone()),
                     provider_title: sess.provider_title.clone(),
@@ -762,9 +774,12 @@ impl Auth {
                     "logged_in"
                 } else if refused {
                     "login_required"
+                } else if !possible {
+                    "not_needed"
                 } else {
                     "logged_out"
                 },
+                possible,
                 method: configured_token.then_some("config_token"),
                 provider_id: None,
                 provider_title: None,

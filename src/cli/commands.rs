@@ -190,10 +190,22 @@ pub fn render_jobs(jobs: &[Value], status: Option<Status>, now: OffsetDateTime) 
     .align(0, Align::Right)
     .align(2, Align::Right)
     .max_width(3, TITLE_WIDTH);
+    // Why jobs wait, once per distinct message, under the table.
+    let mut waits: Vec<(String, Vec<String>)> = Vec::new();
     for job in jobs {
+        let mut status = text(job, "/status");
+        if let Some(w) = job.get("waiting").filter(|w| !w.is_null()) {
+            status = format!("{status} ({})", wait_word(w));
+            let message = text(w, "/message");
+            let id = text(job, "/id");
+            match waits.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, ids)) => ids.push(id),
+                None => waits.push((message, vec![id])),
+            }
+        }
         t.row([
             text(job, "/id"),
-            text(job, "/status"),
+            status,
             human::percent(job.get("progress").and_then(Value::as_f64)),
             job.get("title")
                 .and_then(Value::as_str)
@@ -206,7 +218,26 @@ pub fn render_jobs(jobs: &[Value], status: Option<Status>, now: OffsetDateTime) 
             text(job, "/results/state"),
         ]);
     }
-    t.render()
+    let mut out = t.render();
+    for (message, ids) in waits {
+        let which = if ids.len() == 1 { "job" } else { "jobs" };
+        out.push_str(&format!(
+            "\n{which} {} waiting: {message}\n",
+            ids.join(", ")
+        ));
+    }
+    out
+}
+
+/// A waiting reason in two or three words, for tables.
+fn wait_word(w: &Value) -> &'static str {
+    match w.get("reason").and_then(Value::as_str) {
+        Some("login_required") => "login needed",
+        Some("backend_unreachable") => "backend unreachable",
+        Some("backend_limit") => "backend limit",
+        Some("service_unavailable") => "service unreadable",
+        _ => "waiting",
+    }
 }
 
 /// The `eodispatch show` view: aligned `key: value` lines, then the parameters as
@@ -217,9 +248,14 @@ pub fn render_job(job: &Value, now: OffsetDateTime) -> String {
         ("uuid", text(job, "/uuid")),
         ("title", text(job, "/title")),
         ("status", text(job, "/status")),
+    ];
+    if job.get("waiting").is_some_and(|v| !v.is_null()) {
+        lines.push(("waiting", text(job, "/waiting/message")));
+    }
+    lines.extend([
         ("label", text(job, "/label")),
         ("endpoint", text(job, "/service/endpoint")),
-    ];
+    ]);
     if job
         .pointer("/service/namespace")
         .is_some_and(|v| !v.is_null())
@@ -400,5 +436,43 @@ parameters:
         assert!(text.contains("backend status:  error\n"), "{text}");
         assert!(text.contains("namespace:       terradue\n"), "{text}");
         assert!(text.contains("upscale task:    2\n"), "{text}");
+    }
+
+    #[test]
+    fn waiting_jobs_say_why_in_the_view_and_the_table() {
+        let now = datetime!(2026-11-25 16:00:00 UTC);
+        let login = json!({"reason": "login_required", "backend": "https://openeo.vito.be",
+            "message": "Waiting for a login to https://openeo.vito.be: click Log in in the \
+                        EO Dispatch dock in QGIS, or run `eodispatch login https://openeo.vito.be`",
+            "since": null, "next_try": null});
+        let mut a = job(7, "created", "NDVI", "2026-11-25T15:00:00.000Z");
+        a["waiting"] = login.clone();
+        let mut b = job(8, "created", "NDVI 2", "2026-11-25T15:00:00.000Z");
+        b["waiting"] = login;
+        let mut c = job(9, "created", "NDVI 3", "2026-11-25T15:00:00.000Z");
+        c["waiting"] = json!({"reason": "backend_limit", "backend": "https://x",
+            "message": "The limit of 2 running jobs on https://x is reached", "since": null,
+            "next_try": null});
+        let view = render_job(&a, now);
+        assert!(
+            view.contains("status:          created\nwaiting:         Waiting for a login to https://openeo.vito.be: click Log in"),
+            "{view}"
+        );
+        assert!(
+            !render_job(&job(7, "created", "NDVI", "2026-11-25T15:00:00.000Z"), now)
+                .contains("waiting")
+        );
+        let table = render_jobs(&[a, b, c], None, now);
+        assert!(table.contains("7  created (login needed)"), "{table}");
+        assert!(table.contains("9  created (backend limit)"), "{table}");
+        assert!(
+            table.contains("\njobs 7, 8 waiting: Waiting for a login to https://openeo.vito.be: click Log in in the EO Dispatch dock in QGIS, or run `eodispatch login https://openeo.vito.be`\n"),
+            "{table}"
+        );
+        assert!(
+            table
+                .contains("\njob 9 waiting: The limit of 2 running jobs on https://x is reached\n"),
+            "{table}"
+        );
     }
 }

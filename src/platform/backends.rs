@@ -19,7 +19,7 @@ use super::{connect, Platform, PlatformError};
 use crate::config::{BackendConfig, Config};
 use crate::credentials::{LoginProvider, Logins};
 use crate::events::EventBus;
-use crate::job::{rfc3339_z, Label};
+use crate::job::{rfc3339_z, Label, Status, WaitReason, Waiting};
 
 /// Default limit on jobs active at once on one backend (as the openEO job manager).
 pub const DEFAULT_MAX_RUNNING: u32 = 2;
@@ -95,6 +95,8 @@ pub struct BackendState {
     pub message: Option<String>,
     /// When the backend last answered (RFC 3339).
     pub last_contact: Option<String>,
+    /// When `state` became what it is (RFC 3339); `null` while it is `ok`.
+    pub since: Option<String>,
     /// Limit on active jobs.
     pub max_running_jobs: u32,
 }
@@ -112,7 +114,20 @@ pub struct Backend {
     providers: Mutex<Option<Vec<LoginProvider>>>,
     /// When it was last probed for what it says about itself.
     probed: Mutex<Option<Instant>>,
+    /// What its scheduler worker last found about waiting jobs.
+    waits: Mutex<Waits>,
     events: EventBus,
+}
+
+/// What the scheduler worker last found about a backend's waiting jobs.
+#[derive(Default)]
+struct Waits {
+    /// Since when queued jobs wait for a free slot under `max_running_jobs`.
+    limit_since: Option<OffsetDateTime>,
+    /// When the worker looks again (while the backend is failing or jobs wait).
+    next_try: Option<OffsetDateTime>,
+    /// Jobs that wait for a reason of their own: job id → (reason, words, since).
+    jobs: HashMap<i64, (WaitReason, String, OffsetDateTime)>,
 }
 
 impl Backend {
@@ -162,6 +177,7 @@ impl Backend {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let changed = s.state != "ok";
             s.state = "ok";
+            s.since = None;
             s.message = None;
             s.last_contact = Some(rfc3339_z::format(&OffsetDateTime::now_utc()));
             changed
@@ -179,6 +195,9 @@ impl Backend {
         let changed = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let changed = s.state != new;
+            if changed {
+                s.since = Some(rfc3339_z::format(&OffsetDateTime::now_utc()));
+            }
             s.state = new;
             s.message = Some(e.to_string());
             changed
@@ -233,6 +252,151 @@ impl Backend {
         let _ = self.providers().await;
         true
     }
+}
+
+impl Backend {
+    fn waits(&self) -> std::sync::MutexGuard<'_, Waits> {
+        self.waits.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The scheduler found queued jobs and no free slot (`true`), or room (`false`).
+    /// `true` when this changed.
+    pub fn set_limit_reached(&self, reached: bool) -> bool {
+        let mut w = self.waits();
+        if reached == w.limit_since.is_some() {
+            return false;
+        }
+        w.limit_since = reached.then(OffsetDateTime::now_utc);
+        true
+    }
+
+    /// Whether queued jobs wait for a free slot.
+    pub fn limit_reached(&self) -> bool {
+        self.waits().limit_since.is_some()
+    }
+
+    /// When the scheduler looks at this backend again (`None`: when woken).
+    pub fn set_next_try(&self, at: Option<OffsetDateTime>) {
+        self.waits().next_try = at;
+    }
+
+    /// Job `id` waits for a reason of its own (its service definition cannot be
+    /// read, its login was refused while preparing it); `true` when this is new.
+    pub fn set_job_waiting(&self, id: i64, reason: WaitReason, words: &str) -> bool {
+        let mut w = self.waits();
+        match w.jobs.get(&id) {
+            Some((r, m, _)) if *r == reason && m == words => false,
+            _ => {
+                let since = w
+                    .jobs
+                    .get(&id)
+                    .filter(|(r, _, _)| *r == reason)
+                    .map_or_else(OffsetDateTime::now_utc, |(_, _, t)| *t);
+                w.jobs.insert(id, (reason, words.to_string(), since));
+                true
+            }
+        }
+    }
+
+    /// Job `id` no longer waits for a reason of its own; `true` when it did.
+    pub fn clear_job_waiting(&self, id: i64) -> bool {
+        self.waits().jobs.remove(&id).is_some()
+    }
+
+    /// Forgets the own reasons of jobs not in `active` (ended, deleted).
+    pub fn retain_job_waits(&self, active: &std::collections::HashSet<i64>) {
+        self.waits().jobs.retain(|id, _| active.contains(id));
+    }
+
+    /// What blocks job `id` of this backend now, if anything: a login, the backend's
+    /// reachability, a reason of the job's own, or (for a job still queued here,
+    /// `queued`) the backend's limit of running jobs. No I/O.
+    pub fn waiting(&self, id: i64, status: Status, queued: bool) -> Option<Waiting> {
+        if status.is_terminal() {
+            return None;
+        }
+        let s = self.state();
+        let w = self.waits();
+        let next_try = w.next_try.as_ref().map(rfc3339_z::format);
+        let at = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| rfc3339_z::parse(t).ok())
+                .map(|t| clock(&t))
+        };
+        let url = s.url.clone();
+        let login = |since: Option<String>| Waiting {
+            reason: WaitReason::LoginRequired,
+            message: format!(
+                "Waiting for a login to {url}: click Log in in the EO Dispatch dock in \
+                 QGIS, or run `eodispatch login {url}`"
+            ),
+            backend: url.clone(),
+            since,
+            next_try: None,
+        };
+        match s.state {
+            "login_required" => return Some(login(s.since.clone())),
+            "unreachable" => {
+                let mut message = format!("Backend {url} unreachable");
+                if let Some(t) = at(&s.since) {
+                    message += &format!(" since {t}");
+                }
+                if let Some(t) = at(&next_try) {
+                    message += &format!(" (next try at {t})");
+                }
+                if let Some(m) = &s.message {
+                    message += &format!(": {m}");
+                }
+                return Some(Waiting {
+                    reason: WaitReason::BackendUnreachable,
+                    message,
+                    backend: url,
+                    since: s.since,
+                    next_try,
+                });
+            }
+            _ => {}
+        }
+        if let Some((reason, words, since)) = w.jobs.get(&id) {
+            let since = Some(rfc3339_z::format(since));
+            if *reason == WaitReason::LoginRequired {
+                return Some(login(since));
+            }
+            let mut message = words.clone();
+            if let Some(t) = at(&next_try) {
+                message += &format!(" (next try at {t})");
+            }
+            return Some(Waiting {
+                reason: *reason,
+                message,
+                backend: url,
+                since,
+                next_try,
+            });
+        }
+        if queued {
+            if let Some(since) = &w.limit_since {
+                let n = s.max_running_jobs;
+                return Some(Waiting {
+                    reason: WaitReason::BackendLimit,
+                    message: format!(
+                        "The limit of {n} running job{} on {url} is reached: the job is \
+                         sent when one of them ends (max_running_jobs in config.toml)",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                    backend: url,
+                    since: Some(rfc3339_z::format(since)),
+                    next_try: None,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// A time of day in words: `14:02:11 UTC`.
+fn clock(t: &OffsetDateTime) -> String {
+    format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second())
 }
 
 /// A backend's key: its platform kind and normalised endpoint.
@@ -339,14 +503,26 @@ impl Backends {
                 state: "ok",
                 message: None,
                 last_contact: None,
+                since: None,
                 max_running_jobs: max_running,
             }),
             providers: Mutex::new(None),
             probed: Mutex::new(None),
+            waits: Mutex::default(),
             events: self.events.clone(),
         });
         map.insert(key, backend.clone());
         backend
+    }
+
+    /// The backend of `label` at `endpoint`, if the daemon knows it (no creation).
+    pub fn find(&self, label: Label, endpoint: &str) -> Option<Arc<Backend>> {
+        let key = (label, normalise_endpoint(endpoint));
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
     }
 
     /// The backend a login to `endpoint` is for: one already known at that endpoint

@@ -933,7 +933,12 @@ impl Platform for OpenEo {
     }
 
     async fn login_providers(&self) -> Result<Vec<LoginProvider>, PlatformError> {
-        let doc = self.client.oidc_providers().await?;
+        // `/credentials/oidc` is optional: a backend without it offers no login.
+        let doc = match self.client.oidc_providers().await {
+            Ok(doc) => doc,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         parse_providers(&doc).map_err(|reason| self.http().protocol(reason))
     }
 

@@ -347,6 +347,7 @@ mod tests {
             error: None,
             results: Results::default(),
             upscale_task_id: None,
+            waiting: None,
         }
     }
 

@@ -169,6 +169,7 @@ fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
                 .transpose()?,
         },
         upscale_task_id: get!(18, "upscale_task_id"),
+        waiting: None,
     })
 }
 
@@ -476,6 +477,7 @@ pub(super) fn insert_job(
         error: None,
         results: Results::default(),
         upscale_task_id: None,
+        waiting: None,
     })
 }
 
@@ -617,6 +619,7 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
             status: Status::Created,
             service: job.service.clone(),
             parameters,
+            waiting: None,
         });
     }
     let counts = StatusCounts::of(jobs.iter().map(|j| j.status));
@@ -698,6 +701,7 @@ pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, St
                 application: get!(6, "application"),
             },
             parameters: parse_object(get!(7, "parameters"), JOBS, job_id, "parameters")?,
+            waiting: None,
         });
     }
     task.counts = StatusCounts::of(task.jobs.iter().map(|j| j.status));

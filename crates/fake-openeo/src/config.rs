@@ -39,7 +39,8 @@ pub struct FakeConfig {
     pub token_check: TokenCheck,
     /// Issuer of the default `fake` OIDC provider.
     pub issuer: String,
-    /// Providers listed at `/credentials/oidc`; `None` lists the single `fake` provider.
+    /// Providers listed at `/credentials/oidc`; `None` lists the single `fake` provider,
+    /// an empty list none (a backend that offers no login).
     pub providers: Option<Vec<OidcProvider>>,
     /// Whether assets carry `file:checksum` (multihash sha256).
     pub checksums: bool,
@@ -141,8 +142,8 @@ impl FakeConfig {
     /// The providers to list: the configured ones, or the single `fake` provider.
     pub(crate) fn effective_providers(&self) -> Vec<OidcProvider> {
         match &self.providers {
-            Some(list) if !list.is_empty() => list.clone(),
-            _ => vec![OidcProvider::fake(&self.issuer)],
+            Some(list) => list.clone(),
+            None => vec![OidcProvider::fake(&self.issuer)],
         }
     }
 }
