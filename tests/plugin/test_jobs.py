@@ -84,8 +84,8 @@ def test_submit_and_follow_live_with_footprints(qgis_app, qgis_iface, qgis_canva
         # The backend appears in the backends table.
         dock.client.get("/backends", dock._got_backends)
         # (The daemon may list other known backends too.)
-        wait_until(lambda: fake_backend in [dock.backend_table.item(r, 0).toolTip()
-                                            for r in range(dock.backend_table.rowCount())], message="backends table")
+        wait_until(lambda: dock.backend_row(fake_backend) >= 0, message="backends table")
+        assert fake_backend.rstrip("/") in dock.backend_table.item(dock.backend_row(fake_backend), 0).toolTip()
         # Zoom to the job's extent: the canvas (UTM) now shows it.
         dock.job_action("zoom", jid)
         assert qgis_canvas.extent().contains(QgsRectangle(605000, 5311000, 605500, 5311500))

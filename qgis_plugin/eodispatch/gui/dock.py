@@ -9,6 +9,7 @@ from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -28,6 +29,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import params as P
+from ..core.backends import LOGOUT, backend_view, waiting_view
 from ..core.client import ApiResult, DaemonClient, log
 from ..core.daemon import start_daemon
 from ..core.jobs import JobModel
@@ -73,10 +75,18 @@ class EoDispatchDock(QgsDockWidget):
         self._form_key = None
         self._form_descriptors: Optional[List[Dict[str, Any]]] = None
         self.service_view: Optional[Dict[str, Any]] = None
+        self._job_seen: Dict[Any, Any] = {}  # job id -> (status, waiting reason)
         self._build()
         stream.connected.connect(self.refresh)
         stream.disconnected.connect(lambda _r: self.check_health())
         jobs.backend_changed.connect(self._backend_event)
+        jobs.job_changed.connect(self._job_waits)
+        # A job waiting on a backend the table does not list yet: read /backends (once
+        # for a burst of such events).
+        self._backends_timer = QTimer(self)
+        self._backends_timer.setSingleShot(True)
+        self._backends_timer.setInterval(300)
+        self._backends_timer.timeout.connect(lambda: self.client.get("/backends", self._got_backends))
         catalog.changed.connect(self._fill_services)
         self._health_timer = QTimer(self)
         self._health_timer.setInterval(5000)
@@ -109,9 +119,15 @@ class EoDispatchDock(QgsDockWidget):
         self.backend_table = QTableWidget(0, 3, backend_box)
         self.backend_table.setObjectName("backends")
         self.backend_table.setHorizontalHeaderLabels(["Backend", "State", ""])
-        self.backend_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.backend_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.backend_table.verticalHeader().hide()
-        self.backend_table.setMaximumHeight(110)
+        self.backend_table.setWordWrap(False)
+        self.backend_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.backend_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.backend_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.backend_table.hide()
         self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", backend_box)
         self.no_backends.setWordWrap(True)
@@ -259,6 +275,18 @@ class EoDispatchDock(QgsDockWidget):
             self.backends = [b for b in result.data if isinstance(b, dict)]
             self._fill_backends()
 
+    def _job_waits(self, job: Dict[str, Any]) -> None:
+        """Reads /backends again (once for a burst) when a job's status or what it waits
+        for changed, or its backend is not listed yet: what the daemon learnt about the
+        backend (reachable, whether it offers a login) shows in the table."""
+        waiting = waiting_view(job)
+        seen = (job.get("status"), waiting.reason if waiting else None)
+        jid = job.get("id")
+        backend = (waiting.backend if waiting else "") or str((job.get("service") or {}).get("endpoint") or "")
+        if self._job_seen.get(jid) != seen or (backend and self.backend_row(backend) < 0):
+            self._job_seen[jid] = seen
+            self._backends_timer.start()
+
     def _backend_event(self, entry: Dict[str, Any]) -> None:
         for i, b in enumerate(self.backends):
             if b.get("url") == entry.get("url"):
@@ -271,30 +299,55 @@ class EoDispatchDock(QgsDockWidget):
             self.login_dialog.on_auth_event(entry)
 
     def _fill_backends(self) -> None:
+        """One row per backend: its title (full URL in the tooltip), its state in plain
+        words, and Log in only where a login is possible and needed (Log out when
+        logged in). As high as its rows: no empty space under them."""
         t = self.backend_table
         t.setVisible(bool(self.backends))
         self.no_backends.setVisible(not self.backends)
         t.setRowCount(len(self.backends))
         for row, b in enumerate(self.backends):
-            t.setItem(row, 0, QTableWidgetItem(str(b.get("title") or b.get("url"))))
-            t.item(row, 0).setToolTip(plain_tip(b.get("url")))
-            login = b.get("login") or {}
-            state = login.get("state") or b.get("state") or "?"
-            text = {"logged_in": "logged in", "logged_out": "not logged in", "login_required": "log-in needed",
-                    "pending": "logging in…"}.get(state, state)
-            if b.get("state") == "unreachable":
-                text = "unreachable"
-            item = QTableWidgetItem(text)
-            item.setToolTip(plain_tip(b.get("message")))
+            view = backend_view(b)
+            name = QTableWidgetItem(view.name)
+            name.setToolTip(plain_tip(view.tip))
+            name.setData(Qt.ItemDataRole.UserRole, b.get("url"))
+            t.setItem(row, 0, name)
+            item = QTableWidgetItem(view.state)
+            item.setToolTip(plain_tip(view.tip))
             t.setItem(row, 1, item)
-            button = QPushButton("Log out" if state == "logged_in" else "Log in")
-            button.clicked.connect(lambda _c=False, entry=b, s=state: self._login_clicked(entry, s))
-            t.setCellWidget(row, 2, button)
+            if view.button is None:
+                t.removeCellWidget(row, 2)
+                t.setItem(row, 2, QTableWidgetItem(""))
+            else:
+                button = QPushButton("Log out" if view.button == LOGOUT else "Log in")
+                button.setObjectName("backend_logout" if view.button == LOGOUT else "backend_login")
+                button.clicked.connect(lambda _c=False, entry=b, a=view.button: self._login_clicked(entry, a))
+                t.setCellWidget(row, 2, button)
+        t.resizeRowsToContents()
+        height = t.horizontalHeader().height() + 2 * t.frameWidth()
+        for row in range(min(t.rowCount(), 4)):
+            height += t.rowHeight(row)
+        t.setFixedHeight(height)
 
-    def _login_clicked(self, backend: Dict[str, Any], state: str) -> None:
-        if state == "logged_in":
+    def backend_row(self, url: str) -> int:
+        """The table row of the backend at ``url`` (-1 when not listed)."""
+        want = str(url or "").rstrip("/")
+        for row in range(self.backend_table.rowCount()):
+            item = self.backend_table.item(row, 0)
+            if item is not None and str(item.data(Qt.ItemDataRole.UserRole) or "").rstrip("/") == want:
+                return row
+        return -1
+
+    def _login_clicked(self, backend: Dict[str, Any], action: str) -> None:
+        if action == LOGOUT:
             self.client.post("/auth/logout", {"endpoint": backend.get("url")}, self._logged_out)
             return
+        self.open_login(backend)
+
+    def open_login(self, backend: Dict[str, Any]) -> None:
+        """The log-in dialog for ``backend`` (a ``GET /backends`` entry, or just its url)."""
+        if self.login_dialog is not None:
+            self.login_dialog.close()
         self.login_dialog = LoginDialog(self.client, backend, self)
         self.login_dialog.finished.connect(lambda _r: self.client.get("/backends", self._got_backends))
         self.login_dialog.show()
@@ -535,7 +588,12 @@ class EoDispatchDock(QgsDockWidget):
         job = self.jobs.job(jid)
         if job is None:
             return
-        if action == "cancel":
+        if action == "login":
+            waiting = waiting_view(job)
+            url = waiting.backend if waiting is not None else (job.get("service") or {}).get("endpoint")
+            entry = next((b for b in self.backends if str(b.get("url")).rstrip("/") == str(url).rstrip("/")), None)
+            self.open_login(entry or {"url": url})
+        elif action == "cancel":
             self.client.post(f"/unit_jobs/{jid}/cancel", {}, lambda r: self._after("Cancel", r))
         elif action == "logs":
             self.client.get(f"/unit_jobs/{jid}/logs", lambda r: self._show_logs(job, r))
@@ -589,6 +647,7 @@ class EoDispatchDock(QgsDockWidget):
 
     def cleanup(self) -> None:
         self._health_timer.stop()
+        self._backends_timer.stop()
         self.form.clear()
         if self.login_dialog is not None:
             self.login_dialog.close()
