@@ -251,13 +251,14 @@ def manifest_layer_names(folder) -> list:
 
 @pytest.fixture
 def fresh_settings():
-    """No cached catalogue, background not offered yet."""
+    """No cached catalogue, no remembered service, background not offered yet."""
     from qgis.core import QgsSettings
 
     from eodispatch.core.services import SETTINGS_KEY
+    from eodispatch.gui.dock import SERVICE_CHOICE_KEY
     from eodispatch.plugin import OSM_OFFERED_KEY
 
-    keys = (SETTINGS_KEY, OSM_OFFERED_KEY)
+    keys = (SETTINGS_KEY, SERVICE_CHOICE_KEY, OSM_OFFERED_KEY)
     for k in keys:
         QgsSettings().remove(k)
     yield QgsSettings()

@@ -4,7 +4,7 @@ parameter form, Submit; and the live job list."""
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from qgis.core import Qgis
+from qgis.core import Qgis, QgsSettings
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
@@ -43,6 +43,8 @@ from .jobs import JobList
 from .login import LoginDialog
 
 CUSTOM = "__custom__"
+# The service the user last picked in the list (a catalogue id, or CUSTOM for "Other").
+SERVICE_CHOICE_KEY = "eodispatch/service_choice"
 
 
 class EoDispatchDock(QgsDockWidget):
@@ -75,6 +77,7 @@ class EoDispatchDock(QgsDockWidget):
         self._form_key = None
         self._form_descriptors: Optional[List[Dict[str, Any]]] = None
         self.service_view: Optional[Dict[str, Any]] = None
+        self._session_choice: Optional[str] = None
         self._job_seen: Dict[Any, Any] = {}  # job id -> (status, waiting reason)
         self._build()
         stream.connected.connect(self.refresh)
@@ -140,7 +143,8 @@ class EoDispatchDock(QgsDockWidget):
         sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.service_combo = QComboBox(service_box)
         self.service_combo.setObjectName("service")
-        self.service_combo.currentIndexChanged.connect(self._service_picked)
+        self.service_combo.currentIndexChanged.connect(self._service_index_changed)
+        self.service_combo.activated.connect(self._service_chosen)
         sf.addRow("Service", self.service_combo)
         # The kind of service: fixed by a catalogue entry, chosen for "Other".
         self.kind_combo = QComboBox(service_box)
@@ -360,8 +364,19 @@ class EoDispatchDock(QgsDockWidget):
 
     # --- service and parameters ------------------------------------------------------
 
+    @staticmethod
+    def _service_key(data: Any) -> Optional[str]:
+        """A service list entry's key: its catalogue id, or CUSTOM."""
+        if isinstance(data, dict):
+            return str(data.get("id") or data.get("application") or "")
+        return CUSTOM if data == CUSTOM else None
+
     def _fill_services(self) -> None:
-        current = self.service_combo.currentData()
+        """The catalogue's services, then "Other". Selected: the service picked in this
+        session, else the one the user last picked (QgsSettings), else the first
+        catalogue service; a list that arrives after the dock was built does the same
+        (the "Other" shown while there was no catalogue was nobody's choice)."""
+        shown = self._service_key(self.service_combo.currentData())
         self.service_combo.blockSignals(True)
         self.service_combo.clear()
         kinds = dict(P.KINDS)
@@ -374,15 +389,41 @@ class EoDispatchDock(QgsDockWidget):
         self.service_combo.addItem("Other: enter by hand", CUSTOM)
         self.service_combo.setItemData(self.service_combo.count() - 1, "An openEO or OGC API Processes service by address",
                                        Qt.ItemDataRole.ToolTipRole)
-        index = self.service_combo.count() - 1 if current == CUSTOM else 0
-        for i in range(self.service_combo.count()):
-            d = self.service_combo.itemData(i)
-            if isinstance(d, dict) and isinstance(current, dict) and d.get("id") == current.get("id"):
-                index = i
+        index = 0
+        for want in (self._session_choice, self._saved_choice()):
+            found = self._index_of(want)
+            if found >= 0:
+                index = found
+                break
         self.service_combo.setCurrentIndex(index)
         self.service_combo.blockSignals(False)
-        if not self.form.specs:
+        if self._service_key(self.service_combo.currentData()) != shown or not self.form.specs:
             self._service_picked(index)
+
+    def _index_of(self, key: Optional[str]) -> int:
+        if not key:
+            return -1
+        for i in range(self.service_combo.count()):
+            if self._service_key(self.service_combo.itemData(i)) == key:
+                return i
+        return -1
+
+    @staticmethod
+    def _saved_choice() -> Optional[str]:
+        return QgsSettings().value(SERVICE_CHOICE_KEY, "", type=str) or None
+
+    def _service_index_changed(self, index: int) -> None:
+        """Any change of the selected service (the user, or code such as
+        ``select_service``): kept for this session when the list is refilled."""
+        self._session_choice = self._service_key(self.service_combo.itemData(index))
+        self._service_picked(index)
+
+    def _service_chosen(self, index: int) -> None:
+        """The user picked a service in the list: remembered across QGIS restarts."""
+        key = self._service_key(self.service_combo.itemData(index))
+        if key:
+            self._session_choice = key
+            QgsSettings().setValue(SERVICE_CHOICE_KEY, key)
 
     def _set_description(self, text: str, limit: int = 400) -> None:
         """The service's description, cut after ``limit`` characters (whole text in the
