@@ -251,8 +251,7 @@ class EoDispatchPlugin:
         try:
             bar = self.iface.messageBar()
             widget = bar.createMessage(
-                "EO Dispatch", "The project has no layers: add an OpenStreetMap background under the job "
-                "footprints and results?"
+                "EO Dispatch", "No layers yet: add an OpenStreetMap background?"
             )
         except (AttributeError, RuntimeError):
             return False
