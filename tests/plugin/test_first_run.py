@@ -1,6 +1,7 @@
 """A first-time user's dock (issue: "a ready form, readable backends"): it opens on the
 first catalogue service with its form ready, also when the services arrive after the dock
-was built; the user's own pick is remembered across restarts. Against the real daemon and the fake backend (the
+was built; the user's own pick is remembered across restarts; the Submit button stays in
+sight on a 1366 × 768 screen. Against the real daemon and the fake backend (the
 ``fresh_settings`` fixture is in conftest.py)."""
 
 from conftest import wait_until
@@ -47,6 +48,8 @@ def test_first_catalogue_service_is_selected_when_services_arrive_after_the_dock
         assert dock.endpoint_edit.text() == first["endpoint"]
         assert dock.application_edit.text() == first["application"]
         assert dock.title_edit.text() == first["title"]
+        # The address of a catalogue service is folded away.
+        assert dock.address_box.isCollapsed()
         # The extent comes from the canvas...
         extent = dock.form.extent_widget().value()
         shown = qgis_canvas.extent()
@@ -123,3 +126,54 @@ def test_the_users_service_choice_is_remembered_across_restarts(qgis_app, qgis_i
         wait_until(lambda: "spatial_extent" in dock.form.editors, message="its form")
     finally:
         plugin.unload()
+
+
+def test_submit_is_in_sight_on_a_1366x768_screen(qgis_app, qgis_iface, qgis_canvas, qgis_new_project, daemon,
+                                                 fresh_settings):
+    """The dock as QGIS docks it on a 1366 × 768 screen (menus, two toolbar rows and the
+    status bar leave it about 380 × 590 pixels): the form of the first service is there,
+    the Submit button is fully visible without scrolling, and nothing but the form scrolls."""
+    from qgis.PyQt.QtCore import QPoint, QRect
+    from qgis.PyQt.QtWidgets import QMainWindow, QScrollArea
+
+    import eodispatch
+
+    _canvas_on(qgis_canvas, 10.5, 47.5, 11.5, 48.5)
+    plugin = eodispatch.classFactory(qgis_iface)
+    plugin.initGui()
+    window = QMainWindow()
+    try:
+        plugin.start()
+        dock = plugin.dock
+        wait_until(lambda: dock.form.extent_widget() is not None, message="the first service's form")
+        wait_until(lambda: dock.backend_table.rowCount() > 0, message="backends listed")
+        dock.setParent(None)
+        window.setCentralWidget(dock)
+        window.resize(380, 590)
+        window.show()
+        wait_until(lambda: dock.isVisible() and dock.submit_button.isVisible(), message="shown")
+        qgis_app.processEvents()
+        button = dock.submit_button
+        top_left = button.mapTo(window, QPoint(0, 0))
+        area = QRect(top_left, button.size())
+        assert window.rect().contains(area), (area, window.rect())
+        assert button.visibleRegion().boundingRect().size() == button.size()
+        # Submit is not inside the scrolling part: no scrolling reaches it or hides it.
+        assert not any(isinstance(p, QScrollArea) for p in _ancestors(button))
+        # The service and its first parameters are in sight too (not pushed down by empty space).
+        scroll = dock.scroll
+        combo_y = dock.service_combo.mapTo(scroll.viewport(), QPoint(0, 0)).y()
+        assert 0 <= combo_y < scroll.viewport().height() // 2, combo_y
+        first_editor = next(iter(dock.form.editors.values()))
+        editor_y = first_editor.mapTo(scroll.viewport(), QPoint(0, 0)).y()
+        assert editor_y < scroll.viewport().height(), (editor_y, scroll.viewport().height())
+    finally:
+        window.hide()
+        plugin.unload()
+
+
+def _ancestors(widget):
+    p = widget.parentWidget()
+    while p is not None:
+        yield p
+        p = p.parentWidget()

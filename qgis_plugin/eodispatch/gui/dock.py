@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from qgis.core import Qgis, QgsSettings
-from qgis.gui import QgsDockWidget
+from qgis.gui import QgsCollapsibleGroupBox, QgsCollapsibleGroupBoxBasic, QgsDockWidget
 from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
@@ -13,6 +13,7 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -24,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -100,12 +102,27 @@ class EoDispatchDock(QgsDockWidget):
     # --- layout ---------------------------------------------------------------------
 
     def _build(self) -> None:
+        """The Submit tab fits a 1366 × 768 screen: the daemon and backends in one
+        collapsible section whose table is as high as its rows, the address of a
+        catalogue service folded away, the description cut short, and Submit below the
+        scrolling part, always in sight."""
         self.tabs = QTabWidget(self)
+        submit_tab = QWidget()
+        outer = QVBoxLayout(submit_tab)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(2)
         submit_page = QWidget()
         page = QVBoxLayout(submit_page)
+        page.setContentsMargins(4, 4, 4, 4)
+        page.setSpacing(4)
 
-        daemon_box = QGroupBox("Daemon", submit_page)
-        row = QHBoxLayout(daemon_box)
+        daemon_box = QgsCollapsibleGroupBox("Daemon and backends", submit_page)
+        daemon_box.setObjectName("eodispatch_daemon_box")
+        self.daemon_box = daemon_box
+        dl = QVBoxLayout(daemon_box)
+        dl.setContentsMargins(4, 2, 4, 2)
+        dl.setSpacing(2)
+        row = QHBoxLayout()
         self.daemon_label = plain_label(QLabel("…", daemon_box))
         self.daemon_label.setObjectName("daemon_state")
         self.daemon_label.setWordWrap(True)
@@ -115,11 +132,8 @@ class EoDispatchDock(QgsDockWidget):
         self.start_button.hide()
         row.addWidget(self.daemon_label, 1)
         row.addWidget(self.start_button)
-        page.addWidget(daemon_box)
-
-        backend_box = QGroupBox("Backends", submit_page)
-        bl = QVBoxLayout(backend_box)
-        self.backend_table = QTableWidget(0, 3, backend_box)
+        dl.addLayout(row)
+        self.backend_table = QTableWidget(0, 3, daemon_box)
         self.backend_table.setObjectName("backends")
         self.backend_table.setHorizontalHeaderLabels(["Backend", "State", ""])
         header = self.backend_table.horizontalHeader()
@@ -131,58 +145,72 @@ class EoDispatchDock(QgsDockWidget):
         self.backend_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.backend_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.backend_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.backend_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.backend_table.hide()
-        self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", backend_box)
+        self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", daemon_box)
         self.no_backends.setWordWrap(True)
-        bl.addWidget(self.no_backends)
-        bl.addWidget(self.backend_table)
-        page.addWidget(backend_box)
+        dl.addWidget(self.no_backends)
+        dl.addWidget(self.backend_table)
+        page.addWidget(daemon_box)
 
         service_box = QGroupBox("Service", submit_page)
-        sf = QFormLayout(service_box)
-        sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        sl = QVBoxLayout(service_box)
+        sl.setContentsMargins(4, 2, 4, 2)
+        sl.setSpacing(2)
         self.service_combo = QComboBox(service_box)
         self.service_combo.setObjectName("service")
+        self.service_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.service_combo.setMinimumContentsLength(12)
         self.service_combo.currentIndexChanged.connect(self._service_index_changed)
         self.service_combo.activated.connect(self._service_chosen)
-        sf.addRow("Service", self.service_combo)
-        # The kind of service: fixed by a catalogue entry, chosen for "Other".
-        self.kind_combo = QComboBox(service_box)
+        sl.addWidget(self.service_combo)
+        # Service descriptions come from catalogues and remote UDPs: plain text.
+        self.description = plain_label(QLabel(service_box))
+        self.description.setObjectName("service_description")
+        self.description.setWordWrap(True)
+        sl.addWidget(self.description)
+        # Where the service runs: fixed by a catalogue entry (folded away), typed for "Other".
+        self.address_box = QgsCollapsibleGroupBoxBasic("Address", service_box)
+        self.address_box.setObjectName("service_address")
+        sf = QFormLayout(self.address_box)
+        sf.setContentsMargins(4, 2, 4, 2)
+        sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.kind_combo = QComboBox(self.address_box)
         self.kind_combo.setObjectName("kind")
         for code, text in P.KINDS:
             self.kind_combo.addItem(text, code)
         self.kind_combo.currentIndexChanged.connect(self._kind_changed)
         sf.addRow("Kind", self.kind_combo)
-        self.endpoint_edit = QLineEdit(service_box)
+        self.endpoint_edit = QLineEdit(self.address_box)
         self.endpoint_edit.setObjectName("endpoint")
-        self.application_edit = QLineEdit(service_box)
+        self.application_edit = QLineEdit(self.address_box)
         self.application_edit.setObjectName("application")
-        self.namespace_edit = QLineEdit(service_box)
+        self.namespace_edit = QLineEdit(self.address_box)
         self.namespace_edit.setObjectName("namespace")
         self.namespace_edit.setPlaceholderText("optional: the path before /processes")
         for edit in (self.endpoint_edit, self.application_edit, self.namespace_edit):
             edit.editingFinished.connect(self.load_params)
-        self.endpoint_error = self._error_label(service_box)
-        self.application_error = self._error_label(service_box)
-        self.namespace_error = self._error_label(service_box)
-        self.endpoint_label = QLabel("Backend", service_box)
-        self.application_label = QLabel("Application", service_box)
-        self.namespace_label = QLabel("Namespace", service_box)
+        self.endpoint_error = self._error_label(self.address_box)
+        self.application_error = self._error_label(self.address_box)
+        self.namespace_error = self._error_label(self.address_box)
+        self.endpoint_label = QLabel("Backend", self.address_box)
+        self.application_label = QLabel("Application", self.address_box)
+        self.namespace_label = QLabel("Namespace", self.address_box)
         self.namespace_box = self._with_error(self.namespace_edit, self.namespace_error)
         sf.addRow(self.endpoint_label, self._with_error(self.endpoint_edit, self.endpoint_error))
         sf.addRow(self.application_label, self._with_error(self.application_edit, self.application_error))
         sf.addRow(self.namespace_label, self.namespace_box)
-        # Service descriptions come from catalogues and remote UDPs: plain text.
-        self.description = plain_label(QLabel(service_box))
-        self.description.setWordWrap(True)
-        sf.addRow(self.description)
+        sl.addWidget(self.address_box)
         page.addWidget(service_box)
 
         params_box = QGroupBox("Parameters", submit_page)
         pl = QVBoxLayout(params_box)
+        pl.setContentsMargins(4, 2, 4, 2)
+        pl.setSpacing(2)
         self.form = ParameterForm(self.canvas, params_box)
         pl.addWidget(self.form)
         jf = QFormLayout()
+        jf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.title_edit = QLineEdit(params_box)
         self.title_edit.setObjectName("title")
         # A title the user typed is kept when the service changes (filled ones are "auto").
@@ -198,20 +226,29 @@ class EoDispatchDock(QgsDockWidget):
         pl.addLayout(jf)
         self._kind_changed(reload=False)
         page.addWidget(params_box)
-
-        self.submit_button = QPushButton("Submit", submit_page)
-        self.submit_button.setObjectName("submit")
-        self.submit_button.clicked.connect(self.submit)
-        self.general_error = self._error_label(submit_page)
-        page.addWidget(self.submit_button)
-        page.addWidget(self.general_error)
         page.addStretch(1)
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(submit_page)
-        self.tabs.addTab(scroll, "Submit")
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("submit_scroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(submit_page)
+        outer.addWidget(self.scroll, 1)
+        # Below the scrolling part: always in sight, whatever the form's length.
+        self.general_error = self._error_label(submit_tab)
+        self.general_error.setMaximumHeight(120)
+        outer.addWidget(self.general_error)
+        self.submit_button = QPushButton("Submit", submit_tab)
+        self.submit_button.setObjectName("submit")
+        self.submit_button.setDefault(True)
+        self.submit_button.clicked.connect(self.submit)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 0, 4, 4)
+        bottom.addWidget(self.submit_button)
+        outer.addLayout(bottom)
+        self.tabs.addTab(submit_tab, "Submit")
+        self.submit_tab = submit_tab
         self.job_list = JobList(self.jobs)
         self.job_list.action_requested.connect(self.job_action)
         self.tabs.addTab(self.job_list, "Jobs")
@@ -323,7 +360,10 @@ class EoDispatchDock(QgsDockWidget):
                 t.removeCellWidget(row, 2)
                 t.setItem(row, 2, QTableWidgetItem(""))
             else:
-                button = QPushButton("Log out" if view.button == LOGOUT else "Log in")
+                # A tool button: as wide as its text, leaving the backend's name the room.
+                button = QToolButton()
+                button.setText("Log out" if view.button == LOGOUT else "Log in")
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
                 button.setObjectName("backend_logout" if view.button == LOGOUT else "backend_login")
                 button.clicked.connect(lambda _c=False, entry=b, a=view.button: self._login_clicked(entry, a))
                 t.setCellWidget(row, 2, button)
@@ -425,7 +465,7 @@ class EoDispatchDock(QgsDockWidget):
             self._session_choice = key
             QgsSettings().setValue(SERVICE_CHOICE_KEY, key)
 
-    def _set_description(self, text: str, limit: int = 400) -> None:
+    def _set_description(self, text: str, limit: int = 200) -> None:
         """The service's description, cut after ``limit`` characters (whole text in the
         tooltip): long catalogue descriptions would push the form out of sight."""
         short = text
@@ -467,6 +507,8 @@ class EoDispatchDock(QgsDockWidget):
         s = self.service_combo.currentData()
         custom = not isinstance(s, dict)
         self.kind_combo.setEnabled(custom)
+        # A catalogue service's address is fixed: folded away (open to look or change).
+        self.address_box.setCollapsed(not custom)
         if not custom:
             self._set_kind(str(s.get("label") or P.OPENEO))
             self.endpoint_edit.setText(str(s.get("endpoint") or ""))
@@ -610,6 +652,8 @@ class EoDispatchDock(QgsDockWidget):
             if label is not None:
                 label.setText(str(e.get("reason")))
                 label.show()
+                if str(e.get("name")).startswith("service."):
+                    self.address_box.setCollapsed(False)
             else:
                 unplaced.append(e)
         if unplaced or not errors:

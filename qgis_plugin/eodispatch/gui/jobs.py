@@ -11,7 +11,7 @@ from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QMenu,
-    QPushButton,
+    QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -96,14 +96,18 @@ class JobList(QWidget):
         self.tree.setColumnWidth(0, 200)
         layout.addWidget(self.tree)
         row = QHBoxLayout()
-        self.buttons: Dict[str, QPushButton] = {}
+        self.buttons: Dict[str, QToolButton] = {}
         for key, text in ACTIONS:
-            b = QPushButton(text, self)
+            # Tool buttons, as wide as their text: all five fit a dock on a 1366 px screen.
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             b.setObjectName(f"job_{key}")
             b.setEnabled(False)
             b.clicked.connect(lambda _c=False, k=key: self._trigger(k))
             self.buttons[key] = b
             row.addWidget(b)
+        row.addStretch(1)
         layout.addLayout(row)
         model.job_changed.connect(self.update_job)
         model.job_removed.connect(self.remove_job)
