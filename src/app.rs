@@ -611,6 +611,17 @@ impl App {
         Ok(self.task_with_waiting(task))
     }
 
+    /// One task with its jobs (and why they wait).
+    pub async fn task(&self, id: i64) -> Result<Task, AppError> {
+        let task = self
+            .parts()
+            .store
+            .task(id)
+            .await?
+            .ok_or(AppError::TaskNotFound(id))?;
+        Ok(self.task_with_waiting(task))
+    }
+
     /// Forgets a task and its jobs (active ones are canceled on their platform first).
     pub async fn delete_task(&self, id: i64) -> Result<(), AppError> {
         let task = self

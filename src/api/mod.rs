@@ -22,6 +22,7 @@ pub mod system;
 pub mod tiles;
 pub mod unit_jobs;
 pub mod upscale_tasks;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +112,8 @@ fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenA
         .split_for_parts();
     let (streams, streams_doc) = OpenApiRouter::new()
         .routes(routes!(system::events))
+        .routes(routes!(ws::jobs_status))
+        .routes(routes!(ws::task))
         .routes(routes!(files::file))
         .split_for_parts();
     doc.merge(streams_doc);
