@@ -69,11 +69,7 @@ pub async fn list(State(d): State<App>) -> Result<Json<Vec<TaskSummary>>, Proble
         (status = 404, description = "No such task", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_one(State(d): State<App>, Id(id): Id) -> Result<Json<Task>, Problem> {
-    d.store()
-        .task(id)
-        .await?
-        .map(|t| Json(d.task_with_waiting(t)))
-        .ok_or_else(|| Problem::task_not_found(id))
+    Ok(Json(d.task(id).await?))
 }
 
 /// Forget an upscale task and its jobs (active ones are canceled on the backend first).

@@ -179,7 +179,7 @@ impl Content {
 }
 
 /// Deterministic bytes: byte `pos` of the stream keyed by `seed` (8 bytes per hash).
-fn fill_generated(seed: u64, pos: u64, buf: &mut [u8]) {
+pub(crate) fn fill_generated(seed: u64, pos: u64, buf: &mut [u8]) {
     let mut i = 0;
     while i < buf.len() {
         let p = pos + i as u64;
