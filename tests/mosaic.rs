@@ -32,13 +32,14 @@ const AOI_ONE_ZONE: [[f64; 2]; 5] = [
     [9.2, 48.0],
 ];
 
-/// An area across 12° E, the boundary of zones 32 and 33.
+/// An area across 12° E, the boundary of zones 32 and 33 (gridded in zone 33, where its
+/// centre is; the cells west of 12° E have their centre in zone 32).
 const AOI_TWO_ZONES: [[f64; 2]; 5] = [
-    [11.8, 48.0],
-    [12.2, 48.0],
-    [12.2, 48.15],
-    [11.8, 48.15],
-    [11.8, 48.0],
+    [11.75, 47.95],
+    [12.3, 47.95],
+    [12.3, 48.2],
+    [11.75, 48.2],
+    [11.75, 47.95],
 ];
 
 async fn start_fake_with(cfg: FakeConfig) -> FakeHandle {
@@ -164,20 +165,86 @@ fn epsg(info: &Value) -> String {
     wkt[i + 10..].trim_end_matches([']', ' ', '\n']).to_string()
 }
 
-/// The value of band 1 at `(x, y)` (the raster's CRS, or WGS84 lon/lat when `wgs84`);
-/// `None` outside or at nodata.
-fn value_at(path: &Path, x: f64, y: f64, wgs84: bool) -> Option<f64> {
-    let mut cmd = Command::new("gdallocationinfo");
-    cmd.arg("-valonly");
-    cmd.arg(if wgs84 { "-wgs84" } else { "-geoloc" });
-    let out = cmd
-        .arg(path)
-        .arg(x.to_string())
-        .arg(y.to_string())
-        .output()
-        .expect("gdallocationinfo runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().parse::<f64>().ok().filter(|v| *v != 0.0)
+/// Band 1 of a raster, read whole through GDAL (`gdal_translate -of AAIGrid`: every
+/// pixel as GDAL reads it for a display, in the raster's own data type).
+struct Raster {
+    gt: Vec<f64>,
+    width: i64,
+    height: i64,
+    data: Vec<f64>,
+}
+
+impl Raster {
+    fn load(path: &Path) -> Raster {
+        let info = gdalinfo(path);
+        let gt: Vec<f64> = info["geoTransform"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let width = info["size"][0].as_i64().unwrap();
+        let height = info["size"][1].as_i64().unwrap();
+        let out = Command::new("gdal_translate")
+            .args(["-q", "-b", "1", "-of", "AAIGrid"])
+            .arg(path)
+            .arg("/vsistdout/")
+            .output()
+            .expect("gdal_translate runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let data: Vec<f64> = text
+            .lines()
+            .filter(|l| !l.starts_with(|c: char| c.is_ascii_alphabetic()))
+            .flat_map(|l| l.split_whitespace().map(|v| v.parse::<f64>().unwrap()))
+            .collect();
+        assert_eq!(data.len() as i64, width * height, "{}", path.display());
+        Raster {
+            gt,
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// The value at `(x, y)` in the raster's CRS; `None` outside or at nodata (0).
+    fn at(&self, x: f64, y: f64) -> Option<f64> {
+        let px = ((x - self.gt[0]) / self.gt[1]).floor() as i64;
+        let py = ((y - self.gt[3]) / self.gt[5]).floor() as i64;
+        if px < 0 || py < 0 || px >= self.width || py >= self.height {
+            return None;
+        }
+        Some(self.data[(py * self.width + px) as usize]).filter(|v| *v != 0.0)
+    }
+}
+
+/// Points transformed from one CRS to another (`gdaltransform`, x/y order).
+fn transform(from: &str, to: &str, points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    use std::io::Write;
+    let mut child = Command::new("gdaltransform")
+        .args(["-s_srs", from, "-t_srs", to, "-output_xy"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gdaltransform runs");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for (x, y) in points {
+            writeln!(stdin, "{x} {y}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut it = l.split_whitespace().map(|v| v.parse::<f64>().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        })
+        .collect()
 }
 
 /// The published tile rasters of a task, from `task.json`.
@@ -217,12 +284,14 @@ fn assert_no_temporaries(folder: &Path) {
 fn assert_mosaic_equals_tiles(mosaic: &Path, tiles: &[PathBuf]) {
     let info = gdalinfo(mosaic);
     let ([mx0, my0, mx1, my1], px) = extent(&info);
+    let m = Raster::load(mosaic);
     let mut union = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
     let mut samples = 0;
     for tile in tiles {
         let t = gdalinfo(tile);
         assert_eq!(epsg(&t), epsg(&info), "one CRS: {}", tile.display());
         let ([x0, y0, x1, y1], _) = extent(&t);
+        let tr = Raster::load(tile);
         union = [
             union[0].min(x0),
             union[1].min(y0),
@@ -238,10 +307,10 @@ fn assert_mosaic_equals_tiles(mosaic: &Path, tiles: &[PathBuf]) {
         ] {
             let x = x0 + (x1 - x0) * fx;
             let y = y0 + (y1 - y0) * fy;
-            let want = value_at(tile, x, y, false);
+            let want = tr.at(x, y);
             assert!(want.is_some(), "the tile has data at ({x}, {y})");
             assert_eq!(
-                value_at(mosaic, x, y, false),
+                m.at(x, y),
                 want,
                 "mosaic pixel at ({x}, {y}) of {}",
                 tile.display()
@@ -429,39 +498,70 @@ async fn an_area_across_two_utm_zones_makes_one_mosaic_in_one_crs() {
         assert_eq!(s["used"], true, "{s}");
         assert_eq!(s["warped"].is_string(), t["crs"] != crs, "{s}");
     }
-    // Every tile's ground is in the mosaic: at the tile's centre (WGS84) and near its
-    // corners, the mosaic has the tile's value (warped tiles: the value of one of the
-    // tile's pixels around that point, nearest-neighbour resampling).
+    // Every tile's ground is in the mosaic: at the tile's centre and near its corners,
+    // the mosaic has the value of a native tile (in the mosaic's CRS) covering the point
+    // (they are drawn on top, and agree where they overlap), else the value of one of the
+    // warped tile's pixels around the point (nearest-neighbour resampling).
+    let native: Vec<PathBuf> = tiles
+        .iter()
+        .filter(|t| t["crs"] == crs)
+        .map(|t| {
+            folder
+                .join(t["folder"].as_str().unwrap())
+                .join("openEO.tif")
+        })
+        .collect();
+    let natives: Vec<Raster> = native.iter().map(|n| Raster::load(n)).collect();
+    let m = Raster::load(&mosaic);
     let mut checked = 0;
+    let mut warped_checked = 0;
     for t in tiles {
         let tile = folder
             .join(t["folder"].as_str().unwrap())
             .join("openEO.tif");
-        let ti = gdalinfo(&tile);
-        let ([x0, y0, x1, y1], px) = extent(&ti);
-        for (fx, fy) in [(0.5, 0.5), (0.1, 0.1), (0.9, 0.9), (0.1, 0.9), (0.9, 0.1)] {
-            let (x, y) = (x0 + (x1 - x0) * fx, y0 + (y1 - y0) * fy);
-            let want = value_at(&tile, x, y, false).expect("tile data");
-            let (lon, lat) = to_wgs84(&tile, x, y);
-            let got = value_at(&mosaic, lon, lat, true);
-            if t["crs"] == crs {
-                assert_eq!(got, Some(want), "{} at {lon},{lat}", tile.display());
+        let tr = Raster::load(&tile);
+        let ([x0, y0, x1, y1], px) = extent(&gdalinfo(&tile));
+        let points: Vec<(f64, f64)> = [
+            (0.5, 0.5),
+            (0.3, 0.5),
+            (0.7, 0.5),
+            (0.1, 0.1),
+            (0.9, 0.9),
+            (0.1, 0.9),
+            (0.9, 0.1),
+        ]
+        .iter()
+        .map(|(fx, fy)| (x0 + (x1 - x0) * fx, y0 + (y1 - y0) * fy))
+        .collect();
+        let tile_crs = t["crs"].as_str().unwrap();
+        let in_mosaic = transform(tile_crs, &crs, &points);
+        for (&(x, y), &(mx, my)) in points.iter().zip(&in_mosaic) {
+            let got = m.at(mx, my);
+            let on_top = natives.iter().find_map(|n| n.at(mx, my));
+            if let Some(want) = on_top {
+                assert_eq!(got, Some(want), "{} at {x},{y}", tile.display());
             } else {
                 let around: Vec<f64> = [-1.0, 0.0, 1.0]
                     .iter()
                     .flat_map(|dx| [-1.0, 0.0, 1.0].map(|dy| (*dx, dy)))
-                    .filter_map(|(dx, dy)| value_at(&tile, x + dx * px, y + dy * px, false))
+                    .filter_map(|(dx, dy)| tr.at(x + dx * px, y + dy * px))
                     .collect();
                 assert!(
                     got.is_some_and(|g| around.contains(&g)),
-                    "{} at {lon},{lat}: mosaic {got:?}, tile around {around:?}",
+                    "{} at {x},{y}: mosaic {got:?}, tile around {around:?}",
                     tile.display()
                 );
+                warped_checked += 1;
             }
             checked += 1;
         }
     }
-    assert_eq!(checked, 5 * tiles.len());
+    let warped_tiles = tiles.iter().filter(|t| t["crs"] != crs).count();
+    assert!(
+        warped_checked >= 2 * warped_tiles,
+        "points only a warped tile covers: {warped_checked}"
+    );
+    assert_eq!(checked, 7 * tiles.len());
     // The union of the tiles' WGS84 bounds lies inside the mosaic's.
     let wgs = &info["wgs84Extent"]["coordinates"][0];
     let lons: Vec<f64> = wgs
@@ -477,31 +577,6 @@ async fn an_area_across_two_utm_zones_makes_one_mosaic_in_one_crs() {
     assert!(mw < 12.0 && me > 12.0, "the mosaic spans 12° E: {mw}..{me}");
     assert_no_temporaries(&folder);
     d.stop().await;
-}
-
-/// `(lon, lat)` of a point in a raster's CRS (`gdaltransform`).
-fn to_wgs84(raster: &Path, x: f64, y: f64) -> (f64, f64) {
-    use std::io::Write;
-    let info = gdalinfo(raster);
-    let mut child = Command::new("gdaltransform")
-        .args([
-            "-s_srs",
-            &format!("EPSG:{}", epsg(&info)),
-            "-t_srs",
-            "EPSG:4326",
-            "-output_xy",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("gdaltransform runs");
-    writeln!(child.stdin.take().unwrap(), "{x} {y}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().unwrap());
-    // EPSG:4326 with -output_xy: longitude first.
-    let (a, b) = (it.next().unwrap(), it.next().unwrap());
-    (a, b)
 }
 
 /// `"mosaic": "cog"` in the request: one Cloud-Optimised GeoTIFF with the tiles' pixels.
@@ -593,7 +668,18 @@ fn feature_counts(path: &Path) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
     let root = tempfile::tempdir().unwrap();
-    let fake = start_fake_with(FakeConfig::default()).await;
+    // Tiles finish one after the other (job n runs 1.5·n s), so that the kills fall
+    // while tiles arrive and mosaics are built.
+    let mut cfg = FakeConfig::default();
+    cfg.plan_rules = (1..=9)
+        .map(|n| {
+            PlanRule::new(
+                format!("Killed - Processing Job {n}"),
+                JobPlan::finishing(0.1, 1.5 * n as f64),
+            )
+        })
+        .collect();
+    let fake = start_fake_with(cfg).await;
     let geo = geo_bin();
     let env = [
         ("EODISPATCH_GEO_BIN", geo.to_str().unwrap()),
@@ -618,15 +704,21 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
     let id = task["id"].as_i64().unwrap();
     let results = root.path().join("results");
     let mut kills = 0;
+    let mut seen_progress = 0;
+    let mut seen: Vec<(usize, Value)> = Vec::new();
     for round in 0..8u64 {
         // Kill at different moments: while tiles arrive, while the mosaic is built.
-        tokio::time::sleep(Duration::from_millis(300 + round * 170)).await;
+        tokio::time::sleep(Duration::from_millis(900 + round * 230)).await;
         child.kill9();
         kills += 1;
         if let Some(folder) = task_folder(&results, id) {
             if let Ok(text) = std::fs::read(folder.join("task.json")) {
-                let _: Value =
+                let m: Value =
                     serde_json::from_slice(&text).expect("task.json whole after kill -9");
+                if m["final"] == json!(false) && !m["tiles"].as_array().unwrap().is_empty() {
+                    seen_progress += 1;
+                }
+                seen.push((m["tiles"].as_array().unwrap().len(), m["final"].clone()));
             }
             for f in ["openEO.tif", "openEO.vrt"] {
                 if folder.join(f).exists() {
@@ -637,6 +729,11 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
         child = ChildDaemon::start(root.path(), &fake.base_url(), 8, &env).await;
     }
     let (folder, m) = wait_task_json(&results, id, LONG, is_final).await;
+    assert!(
+        seen_progress >= 2,
+        "killed while the mosaic was partial only {seen_progress} times: {seen:?} ({})",
+        root.path().display()
+    );
     assert_eq!(m["tiles"].as_array().unwrap().len(), cells.len(), "{m:#}");
     assert_eq!(m["layers"][0]["tiles"], cells.len());
     assert_eq!(m["layers"][0]["path"], "openEO.tif");
@@ -645,6 +742,7 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
     let info = gdalinfo(&folder.join("openEO.tif"));
     assert_eq!(info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"], "COG");
     let crs = epsg(&info);
+    let cog = Raster::load(&folder.join("openEO.tif"));
     let native: Vec<PathBuf> = m["tiles"]
         .as_array()
         .unwrap()
@@ -661,10 +759,7 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
         let ti = gdalinfo(tile);
         let ([x0, y0, x1, y1], _) = extent(&ti);
         let (x, y) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
-        assert_eq!(
-            value_at(&folder.join("openEO.tif"), x, y, false),
-            value_at(tile, x, y, false)
-        );
+        assert_eq!(cog.at(x, y), Raster::load(tile).at(x, y));
     }
     // Each tile's folder once, no `-2` copies.
     let tile_dirs: Vec<String> = std::fs::read_dir(&folder)
@@ -690,8 +785,10 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
         cells.len(),
         stats.requests
     );
-    // The task's jobs are all finished and delivered.
-    let (_, list) = child.get_json("/unit_jobs?limit=1000").await;
-    let _ = list;
+    assert!(
+        !child.log_text().contains("panicked"),
+        "{}",
+        child.log_text()
+    );
     child.kill9();
 }
