@@ -398,11 +398,13 @@ async fn a_polygon_becomes_one_mosaic_of_its_tiles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mosaic_grows_as_tiles_finish() {
     let root = tempfile::tempdir().unwrap();
-    let mut cfg = FakeConfig::default();
-    cfg.plan_rules = vec![PlanRule::new(
-        "Progressive - Processing Job 1",
-        JobPlan::finishing(0.1, 8.0),
-    )];
+    let cfg = FakeConfig {
+        plan_rules: vec![PlanRule::new(
+            "Progressive - Processing Job 1",
+            JobPlan::finishing(0.1, 8.0),
+        )],
+        ..FakeConfig::default()
+    };
     let fake = start_fake_with(cfg).await;
     let d = daemon(root.path(), &fake).await;
     let cells = cells(&d, &AOI_ONE_ZONE).await;
@@ -432,11 +434,13 @@ async fn the_mosaic_grows_as_tiles_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tile_is_named_and_the_others_make_the_mosaic() {
     let root = tempfile::tempdir().unwrap();
-    let mut cfg = FakeConfig::default();
-    cfg.plan_rules = vec![PlanRule::new(
-        "Holes - Processing Job 2",
-        JobPlan::failing(0.1, 0.3, "out of memory on the worker"),
-    )];
+    let cfg = FakeConfig {
+        plan_rules: vec![PlanRule::new(
+            "Holes - Processing Job 2",
+            JobPlan::failing(0.1, 0.3, "out of memory on the worker"),
+        )],
+        ..FakeConfig::default()
+    };
     let fake = start_fake_with(cfg).await;
     let d = daemon(root.path(), &fake).await;
     let cells = cells(&d, &AOI_ONE_ZONE).await;
@@ -670,15 +674,17 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
     let root = tempfile::tempdir().unwrap();
     // Tiles finish one after the other (job n runs 1.5·n s), so that the kills fall
     // while tiles arrive and mosaics are built.
-    let mut cfg = FakeConfig::default();
-    cfg.plan_rules = (1..=9)
-        .map(|n| {
-            PlanRule::new(
-                format!("Killed - Processing Job {n}"),
-                JobPlan::finishing(0.1, 1.5 * n as f64),
-            )
-        })
-        .collect();
+    let cfg = FakeConfig {
+        plan_rules: (1..=9)
+            .map(|n| {
+                PlanRule::new(
+                    format!("Killed - Processing Job {n}"),
+                    JobPlan::finishing(0.1, 1.5 * n as f64),
+                )
+            })
+            .collect(),
+        ..FakeConfig::default()
+    };
     let fake = start_fake_with(cfg).await;
     let geo = geo_bin();
     let env = [
