@@ -754,9 +754,19 @@ impl App {
         }
     }
 
-    /// Forgets a task and its jobs (active ones are canceled on their platform first).
+    /// Forgets a task and its jobs. Its tiles not sent yet are canceled first (in one
+    /// write, so that the scheduler sends none of them into a slot that a canceled
+    /// tile frees), then the active ones on their platform, then the records go.
     pub async fn delete_task(&self, id: i64) -> Result<(), AppError> {
         let task = self.stored_task(id).await?;
+        for job in self
+            .parts()
+            .store
+            .update_unsent_of_task(id, canceled_patch())
+            .await?
+        {
+            self.parts().events.job_changed(&job);
+        }
         let jobs = self.parts().store.jobs_of_task(id).await?;
         for job in jobs.iter().filter(|j| !j.status.is_terminal()) {
             self.cancel_on_backend(job).await?;
