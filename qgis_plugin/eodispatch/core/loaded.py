@@ -12,6 +12,13 @@ seconds, for file systems without notifications):
 - folders that arrived while QGIS was closed are found by the first scan and offered
   (``missed_found``), not loaded without asking; ``load_missed()`` loads them.
 
+An upscale task's folder (``task.json``; its tiles' job folders are inside it and are
+not loaded one by one) is loaded as ONE group holding its mosaic layers, once
+``task.json`` has a layer. While the task is not ``final`` the folder is watched: each
+time the daemon republishes ``task.json`` (a new inode or time), the mosaic layers are
+reopened in place — same layers, same place in the tree, same style — and outputs new to
+the manifest are added (``task_refreshed``); ``final`` ends the watch (``task_final``).
+
 No Qt widgets here.
 """
 
@@ -27,13 +34,19 @@ from qgis.PyQt.QtCore import QFileSystemWatcher, QObject, QTimer, pyqtSignal
 from .client import log
 from .runner import is_claimed
 from .manifest import (
+    TASK_MANIFEST,
     LoadedJob,
+    Manifest,
     ManifestError,
     add_to_project,
     create_layers,
     find_group,
     is_job_folder,
+    is_task_folder,
+    read_any_manifest,
     read_manifest,
+    read_task_manifest,
+    refresh_task_group,
 )
 
 
@@ -89,10 +102,30 @@ def _uuid_of(folder: Path) -> Optional[str]:
         return None
 
 
+def _stamp(folder: Path) -> Optional[tuple]:
+    """What tells a republished ``task.json`` (written through a rename) from the last."""
+    try:
+        st = (Path(folder) / TASK_MANIFEST).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def has_map_layers(m: Manifest) -> bool:
+    return any(e.get("kind") in ("raster", "vector") for e in m.layers)
+
+
+def task_claim(task_id) -> str:
+    """The claim (``runner.claim``) of a task a Processing algorithm loads itself."""
+    return f"task:{task_id}"
+
+
 class AutoLoader(QObject):
     """Loads job folders that appear in ``results_dir`` (GUI thread)."""
 
-    job_loaded = pyqtSignal(object)  # LoadedJob
+    job_loaded = pyqtSignal(object)  # LoadedJob (a task's: its first mosaic layers)
+    task_refreshed = pyqtSignal(object)  # LoadedJob: a task's layers reopened or added
+    task_final = pyqtSignal(object)  # Manifest: a task's mosaic will not change any more
     missed_found = pyqtSignal(list)  # [folder path str] that arrived while QGIS was closed
     load_failed = pyqtSignal(str, str)  # folder, message
 
@@ -112,6 +145,10 @@ class AutoLoader(QObject):
         self.missed: List[Path] = []
         self._broken: set = set()
         self._uuids: Dict[str, str] = {}
+        # Task folders: the last task.json read (stamp, manifest), and those whose group
+        # is followed as the mosaic grows (folder -> stamp of the last refresh).
+        self._task_seen: Dict[str, tuple] = {}
+        self.tracked: Dict[str, Optional[tuple]] = {}
         self._started = False
         self._watcher = QFileSystemWatcher(self)
         self._watcher.directoryChanged.connect(lambda _p: self.scan())
@@ -147,8 +184,81 @@ class AutoLoader(QObject):
             self._watcher.removePath(p)
 
     def _watch(self) -> None:
-        if self.results_dir.is_dir() and str(self.results_dir) not in self._watcher.directories():
+        watched = self._watcher.directories()
+        if self.results_dir.is_dir() and str(self.results_dir) not in watched:
             self._watcher.addPath(str(self.results_dir))
+        for folder in self.tracked:
+            if folder not in watched and Path(folder).is_dir():
+                self._watcher.addPath(folder)
+
+    def _track(self, folder: Path, stamp: Optional[tuple]) -> None:
+        self.tracked[str(folder)] = stamp
+        if self._started and str(folder) not in self._watcher.directories():
+            self._watcher.addPath(str(folder))
+
+    def _untrack(self, folder: str) -> None:
+        self.tracked.pop(folder, None)
+        if folder in self._watcher.directories():
+            self._watcher.removePath(folder)
+
+    def _task_manifest(self, folder: Path) -> Optional[Manifest]:
+        """``task.json`` of a task folder, read again only when it was republished."""
+        stamp = _stamp(folder)
+        seen = self._task_seen.get(str(folder))
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        try:
+            m = read_task_manifest(folder)
+        except ManifestError:
+            return None  # being replaced, or not ours: looked at again at the next scan
+        self._task_seen[str(folder)] = (stamp, m)
+        return m
+
+    def _new_task(self, folder: Path) -> bool:
+        """Whether a task folder is to be loaded (or offered); follows one whose group
+        is in the project already."""
+        m = self._task_manifest(folder)
+        if m is None:
+            return False
+        uuid = m.uuid
+        in_project = find_group(self.project, uuid) is not None
+        if in_project and not m.final and str(folder) not in self.tracked:
+            self._track(folder, None)
+        if self.registry.is_loaded(uuid):
+            return False
+        if is_claimed(uuid) or is_claimed(task_claim(m.job_id)):
+            self.registry.add(uuid, folder)
+            return False
+        if in_project:
+            self.registry.add(uuid, folder)
+            return False
+        # Loaded once the mosaic has a layer (the first task.json may have none yet).
+        return has_map_layers(m)
+
+    def refresh_tasks(self) -> None:
+        """Brings the groups of followed task folders up to their ``task.json``."""
+        for folder in list(self.tracked):
+            stamp = _stamp(Path(folder))
+            if stamp is None:
+                if not Path(folder).exists():
+                    self._untrack(folder)
+                continue
+            if stamp == self.tracked.get(folder):
+                continue
+            m = self._task_manifest(Path(folder))
+            if m is None:
+                continue
+            refreshed = refresh_task_group(self.project, m)
+            if refreshed is None:
+                self._untrack(folder)  # the group was removed: not added back
+                continue
+            self.tracked[folder] = stamp
+            for s in refreshed.skipped:
+                log(f"{m.group_name}: {s}", Qgis.MessageLevel.Warning)
+            self.task_refreshed.emit(refreshed)
+            if m.final:
+                self._untrack(folder)
+                self.task_final.emit(m)
 
     def _new_folders(self) -> List[Path]:
         try:
@@ -158,7 +268,13 @@ class AutoLoader(QObject):
         out = []
         missed = {str(p) for p in self.missed}
         for folder in entries:
-            if str(folder) in missed or str(folder) in self._broken or not is_job_folder(folder):
+            if str(folder) in missed or str(folder) in self._broken:
+                continue
+            if is_task_folder(folder):
+                if self._new_task(folder):
+                    out.append(folder)
+                continue
+            if not is_job_folder(folder):
                 continue
             # Published folders never change (one rename): read each manifest once.
             uuid = self._uuids.get(str(folder)) or _uuid_of(folder)
@@ -186,6 +302,7 @@ class AutoLoader(QObject):
             return
         self._watch()
         new = self._new_folders()
+        self.refresh_tasks()
         if not new:
             return
         if initial:
@@ -205,12 +322,15 @@ class AutoLoader(QObject):
         self.missed = []
 
     def load_folder(self, folder, replace: bool = False) -> Optional[LoadedJob]:
-        """Loads one job folder as a layer group (``replace``: load again)."""
+        """Loads one job folder, or a task folder's mosaics, as a layer group
+        (``replace``: load again)."""
         folder = Path(folder)
+        stamp = _stamp(folder)  # before reading: a task.json republished meanwhile is read again
         try:
-            manifest = read_manifest(folder)
+            manifest = read_any_manifest(folder)
         except ManifestError as e:
-            self._broken.add(str(folder))
+            if not is_task_folder(folder):  # a task.json being replaced is read again later
+                self._broken.add(str(folder))
             self.load_failed.emit(str(folder), str(e))
             return None
         if not replace and find_group(self.project, manifest.uuid) is not None:
@@ -219,6 +339,11 @@ class AutoLoader(QObject):
         loaded = create_layers(manifest)
         add_to_project(loaded, self.project, replace=replace)
         self.registry.add(manifest.uuid, folder)
+        if manifest.is_task:
+            if manifest.final:
+                self._untrack(str(folder))
+            else:
+                self._track(folder, stamp)
         for s in loaded.skipped:
             log(f"{manifest.group_name}: not loaded: {s}", Qgis.MessageLevel.Warning)
         self.job_loaded.emit(loaded)

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 from qgis.core import (
     QgsContrastEnhancement,
     QgsCoordinateTransformContext,
+    QgsDataProvider,
     QgsLayerTreeGroup,
     QgsMapLayer,
     QgsMultiBandColorRenderer,
@@ -47,9 +48,18 @@ from qgis.PyQt.QtGui import QColor
 
 MANIFEST = "job.json"
 MANIFEST_VERSION = 1
+#: An upscale task's folder: its manifest (the tiles' job folders are inside the folder).
+TASK_MANIFEST = "task.json"
+TASK_MANIFEST_VERSION = 1
 PROP_JOB_UUID = "eodispatch/job_uuid"
 PROP_JOB_ID = "eodispatch/job_id"
 PROP_FOLDER = "eodispatch/folder"
+#: On a task's group and layers: the task id; on a mosaic layer: its output name.
+PROP_TASK_ID = "eodispatch/task_id"
+PROP_OUTPUT = "eodispatch/output"
+#: On a task's group: the outputs of task.json seen so far (JSON list): one the user
+#: removed from the group is not added again when the mosaic grows.
+PROP_SEEN_OUTPUTS = "eodispatch/seen_outputs"
 
 #: ``error_code`` of a layer the daemon's GDAL helper could not look at.
 HELPER_MISSING = "GeoHelperMissing"
@@ -71,12 +81,24 @@ class ManifestError(Exception):
 
 @dataclass
 class Manifest:
+    """A job folder's ``job.json``, or an upscale task folder's ``task.json`` (``is_task``:
+    its ``task`` stands where a job's ``job`` is; its ``layers`` are the mosaics)."""
+
     folder: Path
     data: Dict[str, Any]
 
     @property
+    def is_task(self) -> bool:
+        return "eodispatch_task_manifest" in self.data
+
+    @property
     def job(self) -> Dict[str, Any]:
-        return self.data.get("job") or {}
+        return (self.data.get("task") if self.is_task else self.data.get("job")) or {}
+
+    @property
+    def final(self) -> bool:
+        """A task folder whose mosaic will not change any more (a job folder: always)."""
+        return bool(self.data.get("final")) if self.is_task else True
 
     @property
     def uuid(self) -> str:
@@ -95,6 +117,8 @@ class Manifest:
     def group_name(self) -> str:
         """The layer group's name: the job's title and its id."""
         jid = self.job_id
+        if self.is_task:
+            return f"{self.title} (task #{jid})" if jid is not None else self.title
         return f"{self.title} (#{jid})" if jid is not None else self.title
 
     @property
@@ -104,6 +128,33 @@ class Manifest:
 
 def is_job_folder(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(".") and (path / MANIFEST).is_file()
+
+
+def is_task_folder(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".") and (path / TASK_MANIFEST).is_file()
+
+
+def read_task_manifest(folder) -> Manifest:
+    folder = Path(folder)
+    try:
+        data = json.loads((folder / TASK_MANIFEST).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ManifestError(f"{folder}: cannot read {TASK_MANIFEST}: {e}") from e
+    except ValueError as e:
+        raise ManifestError(f"{folder}: {TASK_MANIFEST} is not JSON: {e}") from e
+    if not isinstance(data, dict) or data.get("eodispatch_task_manifest") != TASK_MANIFEST_VERSION:
+        raise ManifestError(
+            f"{folder}: {TASK_MANIFEST} is not an eodispatch task manifest (version {TASK_MANIFEST_VERSION})"
+        )
+    return Manifest(folder, data)
+
+
+def read_any_manifest(folder) -> Manifest:
+    """A task folder's ``task.json``, else a job folder's ``job.json``."""
+    folder = Path(folder)
+    if (folder / TASK_MANIFEST).is_file():
+        return read_task_manifest(folder)
+    return read_manifest(folder)
 
 
 def read_manifest(folder) -> Manifest:
@@ -214,18 +265,31 @@ class LoadedJob:
     skipped: List[str] = field(default_factory=list)  # "name: why"
     files: List[str] = field(default_factory=list)  # file name of each layer
     unchecked: List[str] = field(default_factory=list)  # layers opened without the GDAL helper
+    outputs: List[str] = field(default_factory=list)  # each layer's output key (PROP_OUTPUT)
 
 
 def _tag(layer: QgsMapLayer, m: Manifest) -> None:
     layer.setCustomProperty(PROP_JOB_UUID, m.uuid)
     if m.job_id is not None:
-        layer.setCustomProperty(PROP_JOB_ID, m.job_id)
+        layer.setCustomProperty(PROP_TASK_ID if m.is_task else PROP_JOB_ID, m.job_id)
     layer.setCustomProperty(PROP_FOLDER, str(m.folder))
+
+
+def raster_source(path) -> str:
+    """What a raster file is opened as. A VRT is opened through GDAL's ``vrt://``
+    connection: GDAL writes a VRT opened by name back to its file when QGIS computes
+    statistics on it (it keeps them in the XML), even read-only, and does so when the
+    layer closes; a mosaic the daemon republished meanwhile would be overwritten with the
+    old one. Through ``vrt://`` the file is only read."""
+    path = str(path)
+    if path.lower().endswith(".vrt") and not path.startswith("vrt://"):
+        return "vrt://" + path
+    return path
 
 
 def _raster(src: str, name: str) -> QgsRasterLayer:
     """A raster layer without the default style (a ``.qml`` next to it is not read)."""
-    return QgsRasterLayer(src, name, "gdal", QgsRasterLayer.LayerOptions(False))
+    return QgsRasterLayer(raster_source(src), name, "gdal", QgsRasterLayer.LayerOptions(False))
 
 
 def _vector(src: str, name: str) -> QgsVectorLayer:
@@ -342,64 +406,75 @@ def create_layers(m: Manifest) -> LoadedJob:
     """The manifest's layers, created and styled (not added to any project)."""
     out = LoadedJob(m)
     for entry in m.layers:
-        name = str(entry.get("name") or entry.get("path") or "layer")
-        kind = entry.get("kind")
-        if entry.get("readable") is False:
-            if helper_missing(entry):
-                _open_unchecked(m, entry, name, out)
-            else:
-                out.skipped.append(f"{name}: {entry.get('error') or 'not readable'}")
-            continue
-        path = _inside(m.folder, str(entry.get("path") or ""))
-        if path is None or not path.exists():
-            out.skipped.append(f"{name}: file {entry.get('path')!r} missing")
-            continue
-        style = entry.get("style")
-        if kind == "raster":
-            subdatasets = [s for s in entry.get("subdatasets") or [] if isinstance(s, dict)]
-            sources = []
-            if subdatasets:
-                for s in subdatasets:
-                    uri = str(s.get("uri") or "")
-                    # NETCDF:"file.nc":var with a file name relative to the folder.
-                    if uri.count('"') >= 2:
-                        pre, rel, post = uri.split('"', 2)
-                        if _inside(m.folder, rel) is None:
-                            continue
-                        uri = f'{pre}"{m.folder / rel}"{post}'
-                    sources.append((f"{name} {s.get('description') or uri.rsplit(':', 1)[-1]}", uri))
-            else:
-                sources.append((name, str(path)))
-            for layer_name, src in sources:
-                layer = _raster(src, layer_name)
-                if not layer.isValid():
-                    out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
-                    continue
-                apply_raster_style(layer, style)
-                _tag(layer, m)
-                out.layers.append(layer)
-                out.files.append(path.name)
-        elif kind == "vector":
-            sublayers = [s for s in entry.get("layers") or [] if isinstance(s, dict)]
-            sources = []
-            if len(sublayers) > 1:
-                for s in sublayers:
-                    sources.append((f"{name} {s.get('name')}", f"{path}|layername={s.get('name')}"))
-            else:
-                sources.append((name, str(path)))
-            for layer_name, src in sources:
-                layer = _vector(src, layer_name)
-                if not layer.isValid():
-                    out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
-                    continue
-                apply_vector_style(layer, style)
-                _tag(layer, m)
-                out.layers.append(layer)
-                out.files.append(path.name)
-        else:
-            out.skipped.append(f"{name}: not a map layer")
+        first = len(out.layers)
+        _add_entry(m, entry, out)
+        key = str(entry.get("output") or entry.get("path") or entry.get("name") or "")
+        added = out.layers[first:]
+        for layer in added:
+            layer.setCustomProperty(PROP_OUTPUT, key if len(added) == 1 else f"{key}|{layer.name()}")
+            out.outputs.append(layer.customProperty(PROP_OUTPUT))
     _distinct_names(out)
     return out
+
+
+def _add_entry(m: Manifest, entry: Dict[str, Any], out: LoadedJob) -> None:
+    """The layers of one manifest entry (none, one, or one per subdataset or table)."""
+    name = str(entry.get("name") or entry.get("path") or "layer")
+    kind = entry.get("kind")
+    if entry.get("readable") is False:
+        if helper_missing(entry):
+            _open_unchecked(m, entry, name, out)
+        else:
+            out.skipped.append(f"{name}: {entry.get('error') or 'not readable'}")
+        return
+    path = _inside(m.folder, str(entry.get("path") or ""))
+    if path is None or not path.exists():
+        out.skipped.append(f"{name}: file {entry.get('path')!r} missing")
+        return
+    style = entry.get("style")
+    if kind == "raster":
+        subdatasets = [s for s in entry.get("subdatasets") or [] if isinstance(s, dict)]
+        sources = []
+        if subdatasets:
+            for s in subdatasets:
+                uri = str(s.get("uri") or "")
+                # NETCDF:"file.nc":var with a file name relative to the folder.
+                if uri.count('"') >= 2:
+                    pre, rel, post = uri.split('"', 2)
+                    if _inside(m.folder, rel) is None:
+                        continue
+                    uri = f'{pre}"{m.folder / rel}"{post}'
+                sources.append((f"{name} {s.get('description') or uri.rsplit(':', 1)[-1]}", uri))
+        else:
+            sources.append((name, str(path)))
+        for layer_name, src in sources:
+            layer = _raster(src, layer_name)
+            if not layer.isValid():
+                out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
+                continue
+            apply_raster_style(layer, style)
+            _tag(layer, m)
+            out.layers.append(layer)
+            out.files.append(path.name)
+    elif kind == "vector":
+        sublayers = [s for s in entry.get("layers") or [] if isinstance(s, dict)]
+        sources = []
+        if len(sublayers) > 1:
+            for s in sublayers:
+                sources.append((f"{name} {s.get('name')}", f"{path}|layername={s.get('name')}"))
+        else:
+            sources.append((name, str(path)))
+        for layer_name, src in sources:
+            layer = _vector(src, layer_name)
+            if not layer.isValid():
+                out.skipped.append(f"{layer_name}: QGIS cannot open {src}")
+                continue
+            apply_vector_style(layer, style)
+            _tag(layer, m)
+            out.layers.append(layer)
+            out.files.append(path.name)
+    else:
+        out.skipped.append(f"{name}: not a map layer")
 
 
 def find_group(project: QgsProject, uuid: str) -> Optional[QgsLayerTreeGroup]:
@@ -435,6 +510,9 @@ def add_to_project(loaded: LoadedJob, project: Optional[QgsProject] = None, repl
     group = root.insertGroup(0, m.group_name)
     group.setCustomProperty(PROP_JOB_UUID, m.uuid)
     group.setCustomProperty(PROP_FOLDER, str(m.folder))
+    if m.is_task:
+        group.setCustomProperty(PROP_TASK_ID, m.job_id)
+        group.setCustomProperty(PROP_SEEN_OUTPUTS, json.dumps(_entry_keys(m)))
     for layer in loaded.layers:
         project.addMapLayer(layer, False)
         group.addLayer(layer)
@@ -442,3 +520,75 @@ def add_to_project(loaded: LoadedJob, project: Optional[QgsProject] = None, repl
     group.setExpanded(False)
     group.setExpanded(True)
     return group
+
+
+def _entry_key(entry: Dict[str, Any]) -> str:
+    return str(entry.get("output") or entry.get("path") or entry.get("name") or "")
+
+
+def _entry_keys(m: Manifest) -> List[str]:
+    return [_entry_key(e) for e in m.layers]
+
+
+def reload_layer(layer: QgsMapLayer, project: Optional[QgsProject] = None) -> bool:
+    """Opens a layer's file again, in place: the same layer object (its id, its place in
+    the layer tree and its style are kept), the file's new content and extent. For a
+    file the daemon replaced (a growing mosaic)."""
+    project = project or QgsProject.instance()
+    options = QgsDataProvider.ProviderOptions()
+    options.transformContext = project.transformContext()
+    renderer = layer.renderer().clone() if isinstance(layer, QgsRasterLayer) and layer.renderer() else None
+    provider = layer.dataProvider()
+    if provider is not None and not isinstance(layer, QgsRasterLayer):
+        # OGR keeps connections to a file by name: drop them, or the old file is read.
+        provider.invalidateConnections(layer.source())
+    layer.setDataSource(layer.source(), layer.name(), layer.providerType(), options, False)
+    if renderer is not None and layer.isValid():
+        layer.setRenderer(renderer)
+    layer.triggerRepaint()
+    return layer.isValid()
+
+
+def refresh_task_group(project: QgsProject, m: Manifest) -> Optional[LoadedJob]:
+    """A task's group brought up to ``task.json`` ``m``: each mosaic layer already in the
+    group is reopened in place (``reload_layer``), outputs new to the manifest are added
+    to the group; a layer the user removed stays removed. ``None`` when the task has no
+    group in the project (removed by the user: nothing is added back). The result lists
+    the layers reloaded and added."""
+    group = find_group(project, m.uuid)
+    if group is None:
+        return None
+    try:
+        seen = set(json.loads(group.customProperty(PROP_SEEN_OUTPUTS) or "[]"))
+    except ValueError:
+        seen = set()
+    existing: Dict[str, QgsMapLayer] = {}
+    for node in group.findLayers():
+        layer = node.layer()
+        if layer is not None and layer.customProperty(PROP_OUTPUT):
+            existing[str(layer.customProperty(PROP_OUTPUT))] = layer
+    out = LoadedJob(m)
+    for entry in m.layers:
+        key = _entry_key(entry)
+        mine = {k: v for k, v in existing.items() if k == key or k.startswith(key + "|")}
+        if mine:
+            for layer in mine.values():
+                if reload_layer(layer, project):
+                    out.layers.append(layer)
+                else:
+                    out.skipped.append(f"{layer.name()}: QGIS cannot open {layer.source()} again")
+            continue
+        if key in seen:
+            continue  # removed by the user
+        single = LoadedJob(m)
+        first = 0
+        _add_entry(m, entry, single)
+        for layer in single.layers[first:]:
+            layer.setCustomProperty(PROP_OUTPUT, key if len(single.layers) == 1 else f"{key}|{layer.name()}")
+            project.addMapLayer(layer, False)
+            group.addLayer(layer)
+            out.layers.append(layer)
+        out.skipped.extend(single.skipped)
+    group.setCustomProperty(PROP_SEEN_OUTPUTS, json.dumps(sorted(seen | set(_entry_keys(m)))))
+    group.setCustomProperty(PROP_FOLDER, str(m.folder))
+    return out
