@@ -24,6 +24,7 @@ from .core.jobs import JobModel
 from .core.loaded import AutoLoader, LoadedRegistry
 from .core.services import ServiceCatalog
 from .core.sse import EventStream
+from .core.tasks import TaskModel
 
 MENU = "&EO Dispatch"
 ICON = os.path.join(os.path.dirname(__file__), "icon.svg")
@@ -41,6 +42,7 @@ class EoDispatchPlugin:
         self.client = None
         self.stream = None
         self.jobs = None
+        self.tasks = None
         self.catalog = None
         self.footprints = None
         self.autoloader = None
@@ -76,6 +78,7 @@ class EoDispatchPlugin:
             canvas=self.iface.mapCanvas(),
             notify=self.notify,
             parent=self.iface.mainWindow(),
+            tasks=self.tasks,
         )
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.action = QAction(QIcon(ICON), "EO Dispatch", self.iface.mainWindow())
@@ -139,10 +142,10 @@ class EoDispatchPlugin:
             except RuntimeError:
                 pass
         self._missed_bar = self._osm_bar = None
-        for obj in (self.jobs, self.stream, self.catalog, self.autoloader, self.client):
+        for obj in (self.tasks, self.jobs, self.stream, self.catalog, self.autoloader, self.client):
             if obj is not None:
                 obj.deleteLater()
-        self.jobs = self.stream = self.catalog = self.autoloader = self.client = None
+        self.tasks = self.jobs = self.stream = self.catalog = self.autoloader = self.client = None
 
     # --- wiring ----------------------------------------------------------------------
 
@@ -153,6 +156,7 @@ class EoDispatchPlugin:
         self.client = DaemonClient(self.info)
         self.stream = EventStream(self.client)
         self.jobs = JobModel(self.client, self.stream)
+        self.tasks = TaskModel(self.client, self.stream, self.jobs)
         self.catalog = ServiceCatalog(self.client)
         self.catalog.changed.connect(self._services_changed)
         self.footprints = Footprints()
@@ -161,6 +165,9 @@ class EoDispatchPlugin:
         self.autoloader = AutoLoader(self.info.results_dir, LoadedRegistry())
         self.autoloader.job_loaded.connect(self._job_loaded)
         self.autoloader.missed_found.connect(self._missed_found)
+        self.autoloader.task_final.connect(
+            lambda m: self.notify(f"The mosaic of “{m.group_name}” is complete", Qgis.MessageLevel.Success, 6)
+        )
         self.autoloader.load_failed.connect(
             lambda folder, message: self.notify(f"Cannot load {folder}: {message}", Qgis.MessageLevel.Warning, 8)
         )

@@ -1,6 +1,10 @@
 """The jobs as the plugin knows them: a full read of ``GET /unit_jobs`` on every
 (re)connection of the event stream, then live ``job`` and ``result`` events.
 
+The tiles of upscale tasks (``upscale_task_id`` set) are jobs too: ``GET /unit_jobs``
+does not list them; they come from their ``job`` events and from the task model
+(``merge_summary``), and go when their task goes.
+
 No Qt widgets here.
 """
 
@@ -44,10 +48,29 @@ class JobModel(QObject):
             if isinstance(job, dict) and isinstance(job.get("id"), int):
                 seen.add(job["id"])
                 self._set(job)
-        for jid in [j for j in self.jobs if j not in seen]:
-            self.jobs.pop(jid, None)
-            self.job_removed.emit(jid)
+        for jid in [j for j, job in self.jobs.items() if j not in seen and not job.get("upscale_task_id")]:
+            self.forget(jid)
         self.reloaded.emit()
+
+    def forget(self, jid: int) -> None:
+        if self.jobs.pop(jid, None) is not None:
+            self.downloads.pop(jid, None)
+            self.job_removed.emit(jid)
+
+    def merge_summary(self, summary: Dict[str, Any], task_id: int) -> None:
+        """A tile as a task lists it (id, title, status, parameters, waiting: no
+        progress nor results), merged into what the job events told."""
+        jid = summary["id"]
+        old = self.jobs.get(jid) or {}
+        if old and old.get("status") == summary.get("status") and old.get("waiting") == summary.get("waiting"):
+            return
+        job = dict(old)
+        job.update(summary)
+        job["upscale_task_id"] = task_id
+        if old and old.get("status") != summary.get("status"):
+            job.pop("progress", None)
+        self.jobs[jid] = job
+        self.job_changed.emit(job)
 
     def _set(self, job: Dict[str, Any]) -> None:
         jid = job["id"]

@@ -125,3 +125,63 @@ def submit_and_wait(
         except ApiError as e:
             if e.code != "Canceled":
                 raise
+
+
+def submit_task_and_wait(
+    info: DaemonInfo,
+    body: Dict[str, Any],
+    feedback: Optional[QgsFeedback] = None,
+    on_info: Callable[[str], None] = lambda _m: None,
+    poll_s: float = 1.0,
+    final_timeout_s: float = 120.0,
+) -> Dict[str, Any]:
+    """Submits ``body`` (a ``POST /upscale_tasks`` body) and waits until every tile has
+    ended, every delivery too, and the task folder's ``task.json`` is ``final``. Returns
+    ``{"task": ..., "folder": Path}``. Progress is the task's. Cancelling ``feedback``
+    cancels the task on the daemon. Raises ``ApiError`` / ``JobFailed`` (no tile
+    finished, or no final mosaic)."""
+    from .loaded import task_claim
+    from .upscale import find_task_folder, read_task_json
+
+    task = blocking_request(info, "POST", "/upscale_tasks", body, feedback)
+    tid = task["id"]
+    claim(task_claim(tid))
+    on_info(f"upscale task #{tid} submitted: {len(task.get('jobs') or [])} tiles")
+    last = None
+    final_since = None
+    while True:
+        if feedback is not None and feedback.isCanceled():
+            try:
+                blocking_request(info, "POST", f"/upscale_tasks/{tid}/cancel", {}, None, 10)
+                on_info(f"upscale task #{tid} canceled")
+            except ApiError as e:
+                on_info(f"upscale task #{tid}: cancel failed: {e.message}")
+            raise JobFailed("canceled")
+        counts = task.get("counts") or {}
+        summary = (task.get("status"), tuple(sorted(counts.items())))
+        if summary != last:
+            on_info(f"task #{tid}: {task.get('status')}, " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+            last = summary
+        if feedback is not None and isinstance(task.get("progress"), (int, float)):
+            feedback.setProgress(min(95.0, float(task["progress"]) * 0.95))
+        results = task.get("results") or {}
+        if task.get("status") in ("finished", "failed", "canceled") and not results.get("pending"):
+            if not counts.get("finished"):
+                raise JobFailed(f"upscale task #{tid} {task.get('status')}: no tile finished")
+            folder = find_task_folder(info.results_dir, tid, None, task.get("title"))
+            data = read_task_json(folder) if folder is not None else None
+            if data is not None and data.get("final"):
+                if feedback is not None:
+                    feedback.setProgress(100.0)
+                return {"task": task, "folder": folder}
+            final_since = final_since or time.monotonic()
+            if time.monotonic() - final_since > final_timeout_s:
+                raise JobFailed(f"upscale task #{tid}: its folder has no final task.json in {info.results_dir}")
+        _sleep(poll_s, feedback)
+        if feedback is not None and feedback.isCanceled():
+            continue
+        try:
+            task = blocking_request(info, "GET", f"/upscale_tasks/{tid}", None, feedback)
+        except ApiError as e:
+            if e.code != "Canceled":
+                raise

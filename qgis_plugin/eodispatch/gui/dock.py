@@ -1,5 +1,9 @@
 """The EO Dispatch dock: daemon state, backends and log-in, service picker, generated
-parameter form, Submit; and the live job list."""
+parameter form, Submit; and the live job list.
+
+"Upscale over a grid" (a check box above the form) turns the service's extent parameter
+into an area and a grid: the cells are shown on the map with their count, and Submit
+sends one upscale task (one job per cell) instead of one job."""
 
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -10,6 +14,7 @@ from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -38,11 +43,14 @@ from ..core.jobs import JobModel
 from ..core.loaded import AutoLoader
 from ..core.runner import find_published_folder
 from ..core.safe import plain_label, plain_tip
+from ..core import upscale as U
 from ..core.services import ServiceCatalog
 from ..core.sse import EventStream
+from ..core.tasks import TaskModel
 from .form import ERROR_STYLE, ParameterForm
 from .jobs import JobList
 from .login import LoginDialog
+from .upscale import UpscalePanel
 
 CUSTOM = "__custom__"
 # The service the user last picked in the list (a catalogue id, or CUSTOM for "Other").
@@ -60,12 +68,15 @@ class EoDispatchDock(QgsDockWidget):
         canvas=None,
         notify: Optional[Callable[[str, Any, int], None]] = None,
         parent=None,
+        tasks: Optional[TaskModel] = None,
     ):
         super().__init__("EO Dispatch", parent)
         self.setObjectName("EoDispatchDock")
         self.client = client
         self.stream = stream
         self.jobs = jobs
+        self.tasks = tasks
+        self.last_task: Optional[Dict[str, Any]] = None
         self.catalog = catalog
         self.autoloader = autoloader
         self.canvas = canvas
@@ -207,6 +218,19 @@ class EoDispatchDock(QgsDockWidget):
         pl = QVBoxLayout(params_box)
         pl.setContentsMargins(4, 2, 4, 2)
         pl.setSpacing(2)
+        self.upscale_check = QCheckBox("Upscale over a grid", params_box)
+        self.upscale_check.setObjectName("upscale_mode")
+        self.upscale_check.setToolTip(
+            "Split an area into 20 km or 250 km cells and run the service on each cell: "
+            "one upscale task, one mosaic")
+        self.upscale_check.toggled.connect(self.set_upscale)
+        self.upscale_check.setEnabled(False)  # until a service with an extent parameter
+        pl.addWidget(self.upscale_check)
+        self.upscale = UpscalePanel(self.client, self.canvas, params_box)
+        self.upscale.setObjectName("upscale_panel")
+        self.upscale.cells_changed.connect(self._update_submit_text)
+        self.upscale.hide()
+        pl.addWidget(self.upscale)
         self.form = ParameterForm(self.canvas, params_box)
         pl.addWidget(self.form)
         jf = QFormLayout()
@@ -249,8 +273,9 @@ class EoDispatchDock(QgsDockWidget):
         outer.addLayout(bottom)
         self.tabs.addTab(submit_tab, "Submit")
         self.submit_tab = submit_tab
-        self.job_list = JobList(self.jobs)
+        self.job_list = JobList(self.jobs, self.tasks)
         self.job_list.action_requested.connect(self.job_action)
+        self.job_list.task_action_requested.connect(self.task_action)
         self.tabs.addTab(self.job_list, "Jobs")
         self.setWidget(self.tabs)
 
@@ -551,6 +576,7 @@ class EoDispatchDock(QgsDockWidget):
         if not endpoint or not application:
             self.form.clear()
             self._form_key = None
+            self._upscale_available()
             return
         namespace = self.service_namespace()
         key = (self.service_label(), endpoint, application, namespace)
@@ -573,6 +599,7 @@ class EoDispatchDock(QgsDockWidget):
         if not result.ok:
             self.form.clear()
             self._form_key = None
+            self._upscale_available()
             self._show_errors(result.error.errors, result.error.message)
             return
         data = result.data
@@ -597,6 +624,62 @@ class EoDispatchDock(QgsDockWidget):
         self._form_key = key
         self._form_descriptors = descriptors
         self.general_error.hide()
+        self._upscale_available()
+
+    # --- upscale mode ----------------------------------------------------------------
+
+    def upscale_field(self) -> Optional[P.FieldSpec]:
+        """The parameter the cells go to: the service's extent parameter."""
+        return P.extent_field(self.form.specs)
+
+    def _upscale_available(self) -> None:
+        field = self.upscale_field()
+        self.upscale_check.setEnabled(field is not None)
+        self.upscale_check.setToolTip(
+            "Split an area into 20 km or 250 km cells and run the service on each cell: one upscale task, "
+            "one mosaic" if field is not None else "This service takes no extent: it cannot be upscaled")
+        if field is None and self.upscale_check.isChecked():
+            self.upscale_check.setChecked(False)
+        elif field is not None:
+            self.form.set_field_visible(field.name, not self.upscale_check.isChecked())
+        self._update_submit_text()
+
+    def set_upscale(self, on: bool) -> None:
+        """Upscale mode: the area and grid replace the extent parameter."""
+        if on and self.upscale_field() is None:
+            self.upscale_check.setChecked(False)
+            return
+        if self.upscale_check.isChecked() != on:
+            self.upscale_check.setChecked(on)  # comes back here
+            return
+        self.upscale.setVisible(on)
+        field = self.upscale_field()
+        if field is not None:
+            self.form.set_field_visible(field.name, not on)
+        if on and self.upscale.area is None:
+            # Start from the form's extent (the map canvas, when there is one).
+            extent = self.form.extent_widget()
+            bbox = extent.value() if extent is not None else None
+            if bbox:
+                self.upscale.area_from_bbox(bbox, "the extent of the form")
+        elif not on:
+            self.upscale.stop_drawing()
+            self.upscale.preview.clear()
+            self.upscale.area = None
+            self.upscale.cells = []
+        self._update_submit_text()
+
+    @property
+    def upscaling(self) -> bool:
+        return self.upscale_check.isChecked() and self.upscale_field() is not None
+
+    def _update_submit_text(self) -> None:
+        if self.upscaling:
+            n = len(self.upscale.cells)
+            self.submit_button.setText(f"Submit upscale task ({n} tile{'s' if n != 1 else ''})" if n else
+                                       "Submit upscale task")
+        else:
+            self.submit_button.setText("Submit")
 
     # --- submit ----------------------------------------------------------------------
 
@@ -615,13 +698,65 @@ class EoDispatchDock(QgsDockWidget):
             self.service_namespace(),
         )
 
+    def task_body(self) -> Optional[Dict[str, Any]]:
+        """The ``POST /upscale_tasks`` body: the form's parameters, the extent parameter
+        as the dimension, one value per cell."""
+        field = self.upscale_field()
+        if field is None:
+            return None
+        if not self.upscale.cells:
+            self.general_error.setText(self.upscale.error or "Pick an area first: it has no cells yet.")
+            self.general_error.show()
+            return None
+        values, errors = self.form.values()
+        errors = [e for e in errors if e["name"] != field.name]
+        if errors:
+            self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors],
+                              "Check the highlighted fields.")
+            return None
+        return U.task_body(
+            self.title_edit.text().strip() or "EO Dispatch upscale task",
+            self.service_label(),
+            self.endpoint_edit.text().strip(),
+            self.application_edit.text().strip(),
+            values,
+            self.format_combo.currentData(),
+            field.name,
+            U.dimension_values(field, self.upscale.cells),
+            self.service_namespace(),
+        )
+
     def submit(self) -> None:
         self._clear_errors()
+        if self.upscaling:
+            body = self.task_body()
+            if body is None:
+                return
+            self.submit_button.setEnabled(False)
+            self.client.post("/upscale_tasks", body, self._task_submitted)
+            return
         body = self.job_body()
         if body is None:
             return
         self.submit_button.setEnabled(False)
         self.client.post("/unit_jobs", body, self._submitted)
+
+    def _task_submitted(self, result: ApiResult) -> None:
+        self.submit_button.setEnabled(True)
+        if not result.ok:
+            self._show_errors(result.error.errors, result.error.message)
+            self.notify(f"Not submitted: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+            return
+        task = result.data
+        self.last_task = task
+        if self.tasks is not None:
+            self.tasks.on_task(task)
+        n = len(task.get("jobs") or [])
+        # The tiles' footprints take the cells' place on the map.
+        self.upscale.preview.clear()
+        self.notify(f"Upscale task #{task.get('id')} “{task.get('title')}” submitted: {n} tiles",
+                    Qgis.MessageLevel.Success, 4)
+        self.tabs.setCurrentWidget(self.job_list)
 
     def _submitted(self, result: ApiResult) -> None:
         self.submit_button.setEnabled(True)
@@ -706,6 +841,41 @@ class EoDispatchDock(QgsDockWidget):
             elif self.autoloader is not None:
                 self.autoloader.load_folder(folder, replace=True)
 
+    def task_folder(self, tid: int) -> Optional[Path]:
+        task = self.tasks.task(tid) if self.tasks is not None else None
+        tiles = self.tasks.tiles(tid) if self.tasks is not None else []
+        return U.find_task_folder(self.client.info.results_dir, tid, tiles, (task or {}).get("title"))
+
+    def task_action(self, action: str, tid: int) -> None:
+        """Cancel all, retry failed, open folder, zoom to, load the mosaic again."""
+        if action == "cancel":
+            self.client.post(f"/upscale_tasks/{tid}/cancel", {}, lambda r: self._after_task("Cancel", r))
+        elif action == "retry":
+            self.client.post(f"/upscale_tasks/{tid}/retry", {}, lambda r: self._after_task("Retry", r))
+        elif action in ("folder", "reload"):
+            folder = self.task_folder(tid)
+            if folder is None:
+                self.notify(f"Upscale task #{tid}: no task folder (yet) in {self.client.info.results_dir}",
+                            Qgis.MessageLevel.Warning, 6)
+            elif action == "folder":
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+            elif self.autoloader is not None:
+                self.autoloader.load_folder(folder, replace=True)
+        elif action == "zoom":
+            bbox = U.task_bbox(self.tasks.tiles(tid)) if self.tasks is not None else None
+            if bbox is None or self.canvas is None:
+                return
+            rect = P.wgs84_to_crs(bbox, self.canvas.mapSettings().destinationCrs())
+            rect.scale(1.1)
+            self.canvas.setExtent(rect)
+            self.canvas.refresh()
+
+    def _after_task(self, what: str, result: ApiResult) -> None:
+        if not result.ok:
+            self.notify(f"{what} failed: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+        elif isinstance(result.data, dict) and isinstance(result.data.get("id"), int) and self.tasks is not None:
+            self.tasks.on_task(result.data)
+
     def _after(self, what: str, result: ApiResult) -> None:
         if not result.ok:
             self.notify(f"{what} failed: {result.error.message}", Qgis.MessageLevel.Warning, 8)
@@ -733,6 +903,7 @@ class EoDispatchDock(QgsDockWidget):
     def cleanup(self) -> None:
         self._health_timer.stop()
         self._backends_timer.stop()
+        self.upscale.cleanup()
         self.form.clear()
         if self.login_dialog is not None:
             self.login_dialog.close()

@@ -318,6 +318,17 @@ class ParameterForm(QWidget):
             w.setPlaceholderText("comma-separated values")
         return w
 
+    def set_field_visible(self, name: str, visible: bool) -> None:
+        """Shows or hides a parameter's row (its label too)."""
+        editor = self.editors.get(name)
+        if editor is None:
+            return
+        box = editor.parentWidget()
+        label = self.layout_.labelForField(box)
+        for w in (box, label):
+            if w is not None:
+                w.setVisible(visible)
+
     def extent_widget(self) -> Optional[ExtentWidget]:
         spec = P.extent_field(self.specs)
         return self.editors.get(spec.name) if spec else None  # type: ignore[return-value]

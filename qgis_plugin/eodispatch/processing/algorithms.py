@@ -4,6 +4,11 @@ namespace, parameters as JSON). Each submits a job to the
 daemon, waits with progress and cancellation through the ``QgsFeedback``, and returns
 the result layers (loaded into the project on completion), the result folder and the
 job id — so they work in the toolbox, the graphical modeler and batch mode.
+
+"Upscale a service over a grid" splits an area (an extent, or the polygons of a layer)
+into the daemon's 20 or 250 km cells and runs a service on each as one upscale task; it
+follows the task's progress, cancels it when you cancel, and returns the mosaic layers,
+the task folder and the task id.
 """
 
 import json
@@ -23,15 +28,18 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsGeometry,
 )
 
 from ..core import params as P
+from ..core import upscale as U
 from ..core.client import ApiError, blocking_request
 from ..core.daemon import DaemonInfo
-from ..core.manifest import create_layers, read_manifest
-from ..core.runner import JobFailed, submit_and_wait
+from ..core.manifest import create_layers, read_manifest, read_task_manifest
+from ..core.runner import JobFailed, submit_and_wait, submit_task_and_wait
 
 TITLE = "TITLE"
 FORMAT = "FORMAT"
@@ -44,6 +52,10 @@ PARAMETERS = "PARAMETERS"
 OUTPUT_LAYERS = "OUTPUT_LAYERS"
 OUTPUT_FOLDER = "OUTPUT_FOLDER"
 JOB_ID = "JOB_ID"
+SERVICE = "SERVICE"
+AREA = "AREA"
+GRID = "GRID"
+TASK_ID = "TASK_ID"
 
 FORMAT_CODES = [code for code, _ in P.FORMATS]
 KIND_CODES = [code for code, _ in P.KINDS]
@@ -333,3 +345,171 @@ class GenericAlgorithm(_Base):
             namespace,
         )
         return self._run(body, context, feedback)
+
+
+def _source_area(alg: QgsProcessingAlgorithm, parameters, context) -> Tuple[QgsGeometry, Any]:
+    """The union of a feature source's polygons (the selected ones when the source is
+    "selected features only"), and its CRS."""
+    source = alg.parameterAsSource(parameters, AREA, context)
+    geoms = [f.geometry() for f in source.getFeatures() if f.hasGeometry() and not f.geometry().isEmpty()]
+    if not geoms:
+        raise QgsProcessingException("Area: the layer has no polygon")
+    return QgsGeometry.unaryUnion(geoms), source.sourceCrs()
+
+
+class UpscaleAlgorithm(QgsProcessingAlgorithm):
+    """A service of the catalogue (or one given by address) run over the daemon's grid
+    cells of an area: one upscale task, one mosaic."""
+
+    def __init__(self, services: Optional[List[Dict[str, Any]]] = None):
+        super().__init__()
+        self.services = [s for s in services or [] if isinstance(s, dict)]
+
+    def createInstance(self):  # noqa: N802
+        return UpscaleAlgorithm(self.services)
+
+    def name(self) -> str:
+        return "upscale"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Upscale a service over a grid"
+
+    def group(self) -> str:
+        return "Generic"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "generic"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Splits an area — an extent, or the polygons of a layer — into the daemon's grid cells "
+            "(20 km or 250 km squares in the UTM zone of the area), runs the service on each cell as one "
+            "upscale task of the eodispatch daemon (the cell goes to the service's extent parameter), follows "
+            "the task's progress (cancel cancels the task), and returns the mosaic of the tiles as layers, the "
+            "task folder and the task id. Other parameters as a JSON object. A service not in the list: pick "
+            "the last entry and give its kind, backend or server URL and application."
+        )
+
+    def _service_options(self) -> List[str]:
+        return [str(s.get("title") or s.get("id") or s.get("application")) for s in self.services] + [
+            "Another service, by address (below)"]
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterEnum(SERVICE, "Service", options=self._service_options(),
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterExtent(EXTENT, "Area (an extent)", optional=True))
+        area = QgsProcessingParameterFeatureSource(AREA, "Area (the polygons of a layer; instead of the extent)",
+                                                   types=[_polygon_type()], optional=True)
+        self.addParameter(area)
+        self.addParameter(QgsProcessingParameterEnum(GRID, "Grid", options=[label for _, label in U.GRIDS],
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(PARAMETERS, "Other parameters (JSON object)", defaultValue="{}",
+                                                       multiLine=True, optional=True))
+        self.addParameter(QgsProcessingParameterString(TITLE, "Task title", defaultValue="Upscale task"))
+        self.addParameter(QgsProcessingParameterEnum(FORMAT, "Output format", options=[label for _, label in P.FORMATS],
+                                                     defaultValue=0))
+        advanced = [
+            QgsProcessingParameterString(ENDPOINT, "Backend or server URL (another one than the service's)",
+                                         optional=True),
+            QgsProcessingParameterEnum(KIND, "Kind of service (by address)", options=[t for _, t in P.KINDS],
+                                       defaultValue=0, optional=True),
+            QgsProcessingParameterString(APPLICATION, "Application (by address: openEO UDP URL, OGC process id or URL)",
+                                         optional=True),
+            QgsProcessingParameterString(NAMESPACE, "Namespace (by address, OGC API Processes)", optional=True),
+        ]
+        for p in advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(p)
+        self.addOutput(QgsProcessingOutputMultipleLayers(OUTPUT_LAYERS, "Mosaic layers"))
+        self.addOutput(QgsProcessingOutputFolder(OUTPUT_FOLDER, "Task folder"))
+        self.addOutput(QgsProcessingOutputNumber(TASK_ID, "Task id"))
+
+    def _service(self, parameters, context) -> Tuple[str, str, str, Optional[str]]:
+        """label, endpoint, application, namespace."""
+        index = self.parameterAsEnum(parameters, SERVICE, context)
+        endpoint = (self.parameterAsString(parameters, ENDPOINT, context) or "").strip()
+        if index < len(self.services):
+            s = self.services[index]
+            return (str(s.get("label") or P.OPENEO), endpoint or str(s.get("endpoint") or ""),
+                    str(s.get("application") or ""), s.get("namespace"))
+        kind = self.parameterAsEnum(parameters, KIND, context) if parameters.get(KIND) is not None else 0
+        label = KIND_CODES[kind]
+        application = (self.parameterAsString(parameters, APPLICATION, context) or "").strip()
+        if not endpoint or not application:
+            raise QgsProcessingException("A service by address needs its backend or server URL and its application")
+        namespace = None
+        if label == P.OGC:
+            namespace = (self.parameterAsString(parameters, NAMESPACE, context) or "").strip().strip("/") or None
+        return label, endpoint, application, namespace
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        info = DaemonInfo.resolve()
+        label, endpoint, application, namespace = self._service(parameters, context)
+        if parameters.get(AREA):
+            geometry, crs = _source_area(self, parameters, context)
+        elif parameters.get(EXTENT):
+            rect = self.parameterAsExtent(parameters, EXTENT, context)
+            crs = self.parameterAsExtentCrs(parameters, EXTENT, context)
+            if not crs.isValid():
+                crs = context.project().crs() if context.project() else QgsCoordinateReferenceSystem(P.WGS84)
+            geometry = QgsGeometry.fromRect(rect)
+        else:
+            raise QgsProcessingException("Give the area: an extent, or a polygon layer")
+        try:
+            area = U.area_to_wgs84(geometry, crs, context.transformContext())
+        except ValueError as e:
+            raise QgsProcessingException(f"Area: {e}") from e
+        try:
+            values = P.parse_json(self.parameterAsString(parameters, PARAMETERS, context)) or {}
+        except ValueError as e:
+            raise QgsProcessingException(f"Other parameters: not JSON ({e})") from e
+        if not isinstance(values, dict):
+            raise QgsProcessingException("Other parameters: must be a JSON object")
+        grid = U.GRID_CODES[self.parameterAsEnum(parameters, GRID, context)]
+        try:
+            descriptors = blocking_request(info, "POST", "/params",
+                                           P.params_body(label, endpoint, application, namespace), feedback)
+            field = P.extent_field(P.field_specs(descriptors or []))
+            if field is None:
+                raise QgsProcessingException("this service takes no extent: it cannot be upscaled")
+            cells = U.cells_in(U.cells_of(blocking_request(info, "POST", "/tiles", U.tiles_body(area, grid), feedback)),
+                               area)
+            if not cells:
+                raise QgsProcessingException("the area has no grid cell")
+            feedback.pushInfo(f"{len(cells)} cell(s) of {U.grid_label(grid)}: one job each")
+            body = U.task_body(
+                self.parameterAsString(parameters, TITLE, context) or "Upscale task",
+                label, endpoint, application, values,
+                FORMAT_CODES[self.parameterAsEnum(parameters, FORMAT, context)],
+                field.name, U.dimension_values(field, cells), namespace,
+            )
+            done = submit_task_and_wait(info, body, feedback, on_info=feedback.pushInfo)
+        except ApiError as e:
+            lines = [e.message] + [f"{x.get('name')}: {x.get('reason')}" for x in e.errors]
+            raise QgsProcessingException("\n".join(lines)) from e
+        except JobFailed as e:
+            raise QgsProcessingException(str(e)) from e
+        folder = done["folder"]
+        manifest = read_task_manifest(folder)
+        for failed in manifest.data.get("failed") or []:
+            if isinstance(failed, dict):
+                err = failed.get("error") or {}
+                feedback.reportError(f"tile {failed.get('title') or failed.get('job')}: {failed.get('status')} "
+                                     f"{err.get('message') or ''}".strip())
+        loaded = create_layers(manifest)
+        for s in loaded.skipped:
+            feedback.reportError(f"not loaded: {s}")
+        ids: List[str] = []
+        for layer in loaded.layers:
+            context.temporaryLayerStore().addMapLayer(layer)
+            details = QgsProcessingContext.LayerDetails(layer.name(), context.project(), layer.name())
+            context.addLayerToLoadOnCompletion(layer.id(), details)
+            ids.append(layer.id())
+        feedback.pushInfo(f"{len(ids)} mosaic layer(s) from {folder}")
+        return {OUTPUT_LAYERS: ids, OUTPUT_FOLDER: str(folder), TASK_ID: done["task"]["id"]}
+
+
+def _polygon_type():
+    from qgis.core import QgsProcessing
+
+    return QgsProcessing.TypeVectorPolygon

@@ -8,7 +8,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.services import ServiceCatalog, key_of
-from .algorithms import GenericAlgorithm, ServiceAlgorithm
+from .algorithms import GenericAlgorithm, ServiceAlgorithm, UpscaleAlgorithm
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icon.svg")
 
@@ -32,6 +32,7 @@ class EoDispatchProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self):  # noqa: N802
         self.addAlgorithm(GenericAlgorithm())
+        self.addAlgorithm(UpscaleAlgorithm(self.catalog.services))
         seen = set()
         for service in self.catalog.services:
             alg = ServiceAlgorithm(service, self.catalog.params.get(key_of(service)))
