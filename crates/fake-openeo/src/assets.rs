@@ -230,6 +230,17 @@ pub(crate) fn content_of(shared: &Shared, job: &mut Job, file: &str) -> Result<C
         AssetSource::GeoTiff => memory(job, |j, seed| {
             crate::geotiff::write(&Grid::for_bbox(j.info.bbox), seed)
         }),
+        AssetSource::GroundTiff { pixel } => match job.content_cache.get(file) {
+            Some(bytes) => Content::Memory(bytes.clone()),
+            None => {
+                let made = Arc::new(crate::geotiff::write_ground(&Grid::for_bbox_at(
+                    job.info.bbox,
+                    pixel,
+                )));
+                job.content_cache.insert(file.to_string(), made.clone());
+                Content::Memory(made)
+            }
+        },
         AssetSource::NetCdf => memory(job, |j, seed| {
             crate::netcdf::write(&Grid::for_bbox(j.info.bbox), seed, days_since_1990(j))
         }),
