@@ -646,6 +646,32 @@ async fn vector_outputs_merge_into_one_geopackage_layer() {
     d.stop().await;
 }
 
+/// Without the GDAL helper the task folder and `task.json` are published all the same,
+/// with every tile, no layers, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_helper_task_json_says_there_is_no_mosaic() {
+    let root = tempfile::tempdir().unwrap();
+    let fake = start_fake_with(FakeConfig::default()).await;
+    let mut cfg = config_for(root.path(), &fake.base_url(), 8);
+    cfg.geo_bin = Some(root.path().join("no-such-helper"));
+    let d = TestDaemon::start_with(cfg).await;
+    let cells = cells(&d, &AOI_ONE_ZONE).await;
+    let id = create_task(&d, &task_body(&fake, "No helper", &cells, "gtiff")).await;
+    let (folder, m) = wait_task_json(&root.path().join("results"), id, LONG, is_final).await;
+    assert_eq!(m["tiles"].as_array().unwrap().len(), cells.len(), "{m:#}");
+    assert_eq!(m["layers"], json!([]));
+    assert_eq!(m["mosaic"]["available"], false);
+    assert_eq!(m["mosaic"]["error_code"], "GeoHelperMissing");
+    assert!(!folder.join("openEO.vrt").exists());
+    for t in m["tiles"].as_array().unwrap() {
+        assert!(folder
+            .join(t["folder"].as_str().unwrap())
+            .join("openEO.tif")
+            .is_file());
+    }
+    d.stop().await;
+}
+
 /// `ogrinfo -so -al`: the feature count of each layer.
 fn feature_counts(path: &Path) -> Vec<u64> {
     let out = Command::new("ogrinfo")

@@ -34,6 +34,9 @@ pub struct TaskRequestBody {
     format: OutputFormat,
     /// `{name, values}`: sub-job n gets `parameters[name] = values[n]`.
     dimension: Dimension,
+    /// *ext* How the tiles' rasters are mosaicked in the task folder: `vrt` or `cog`
+    /// (default: `mosaic` of `config.toml`).
+    mosaic: Option<crate::job::MosaicKind>,
 }
 
 /// Create an upscale task and its unit jobs.

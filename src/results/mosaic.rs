@@ -353,7 +353,11 @@ impl Mosaics {
         let outputs = outputs(&folder, &tiles);
         let helper = geo::locate(config.geo_bin.as_deref());
         let mut layers = Vec::new();
-        let mut status = MosaicStatus::ok();
+        let mut status = match (&helper, outputs.is_empty()) {
+            (None, _) => MosaicStatus::missing("GDAL helper not found"),
+            (Some(_), true) => MosaicStatus::nothing(),
+            (Some(_), false) => MosaicStatus::ok(),
+        };
         let many = outputs.len() > 1;
         for (name, files) in &outputs {
             let Some(helper) = helper.as_deref() else {
@@ -503,6 +507,13 @@ impl MosaicStatus {
             available: false,
             error: Some("no tile is in yet".into()),
             error_code: Some("Pending"),
+        }
+    }
+    fn nothing() -> Self {
+        Self {
+            available: false,
+            error: Some("no tile has a readable raster or vector output to put together".into()),
+            error_code: Some("NoLayers"),
         }
     }
     fn missing(why: &str) -> Self {

@@ -76,6 +76,31 @@ def test_first_catalogue_service_is_selected_when_services_arrive_after_the_dock
         plugin.unload()
 
 
+def test_a_service_filled_in_by_code_is_kept_when_the_catalogue_arrives_later(
+        qgis_app, qgis_iface, qgis_canvas, qgis_new_project, daemon, fake_backend, fresh_settings):
+    import eodispatch
+    from conftest import pv_job
+    from eodispatch.gui.dock import CUSTOM
+
+    job = pv_job(fake_backend, "by hand")
+    plugin = eodispatch.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        dock = plugin.dock
+        assert dock.service_combo.count() == 1, "built before the daemon answered"
+        # "Submit again" or a test fills the fields before the catalogue is there...
+        dock.select_service(job["service"]["endpoint"], job["service"]["application"])
+        plugin.start()
+        wait_until(lambda: dock.service_combo.count() > 1, message="the catalogue")
+        # ...and the catalogue arriving does not replace them.
+        wait_until(lambda: "spatial_extent" in dock.form.editors, message="the form of the service filled in")
+        assert _selected_id(dock) == CUSTOM
+        assert dock.endpoint_edit.text() == job["service"]["endpoint"]
+        assert dock.application_edit.text() == job["service"]["application"]
+    finally:
+        plugin.unload()
+
+
 def test_the_users_service_choice_is_remembered_across_restarts(qgis_app, qgis_iface, qgis_canvas, qgis_new_project,
                                                                 daemon, fresh_settings):
     import eodispatch

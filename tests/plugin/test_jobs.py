@@ -161,6 +161,35 @@ def test_event_stream_reconnects_after_a_daemon_restart(qgis_app, daemon, fake_b
         stream.stop()
 
 
+def test_a_job_list_answer_does_not_undo_newer_events(qgis_app, daemon, fake_backend):
+    """The list answers what was true when it was asked: a job created (and a waiting
+    reason told) by an event while the reload was on its way stays as the event said."""
+    from eodispatch.core.client import DaemonClient
+    from eodispatch.core.jobs import JobModel
+    from eodispatch.core.sse import EventStream
+
+    client = DaemonClient()
+    model = JobModel(client, EventStream(client))
+    status, known = daemon.api("POST", "/unit_jobs", pv_job(fake_backend, "listed"))
+    assert status == 201, known
+    reloads = []
+    model.reloaded.connect(lambda: reloads.append(1))
+    model.reload()  # the request is on its way; no event loop has run yet
+    newer = dict(known, id=known["id"] + 1000, title="created meanwhile")
+    waiting = {"reason": "backend_limit", "message": "limit", "backend": fake_backend, "since": None,
+               "next_try": None}
+    model.on_event("job", newer)
+    model.on_event("job", dict(known, waiting=waiting))
+    wait_until(lambda: reloads, message="the list answered")
+    assert newer["id"] in model.jobs, "a job the list did not know yet is kept"
+    assert model.job(known["id"])["waiting"] == waiting, "the newer waiting reason is kept"
+    # Once no reload is on its way, the list is the truth again.
+    model.reload()
+    wait_until(lambda: len(reloads) == 2, message="the list answered again")
+    assert newer["id"] not in model.jobs
+    assert known["id"] in model.jobs
+
+
 def test_loopback_bypasses_a_qgis_proxy(qgis_app, daemon):
     from qgis.core import QgsNetworkAccessManager
     from qgis.PyQt.QtNetwork import QNetworkProxy

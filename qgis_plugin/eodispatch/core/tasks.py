@@ -42,6 +42,9 @@ class TaskModel(QObject):
         self.jobs = jobs
         self.tasks: Dict[int, Dict[str, Any]] = {}
         self._details_wanted: set = set()
+        # Tasks that events told about while a list was on its way (see JobModel).
+        self._touched: Optional[set] = None
+        self._reloads = 0
         # A burst of task events (every tile's change) reads a task's tiles once.
         self._details_timer = QTimer(self)
         self._details_timer.setSingleShot(True)
@@ -51,16 +54,24 @@ class TaskModel(QObject):
         stream.event_received.connect(self.on_event)
 
     def reload(self) -> None:
+        if self._touched is None:
+            self._touched = set()
+        self._reloads += 1
         self.client.get("/upscale_tasks", self._listed)
 
     def _listed(self, result: ApiResult) -> None:
+        touched = self._touched or set()
+        self._reloads = max(0, self._reloads - 1)
+        if self._reloads == 0:
+            self._touched = None
         if not result.ok or not isinstance(result.data, list):
             return
-        seen = set()
+        seen = set(touched)
         for task in result.data:
             if isinstance(task, dict) and isinstance(task.get("id"), int):
                 seen.add(task["id"])
-                self._set(task)
+                if task["id"] not in touched:
+                    self._set(task)
                 self.read(task["id"])
         for tid in [t for t in self.tasks if t not in seen]:
             self._remove(tid)
@@ -110,6 +121,8 @@ class TaskModel(QObject):
     def on_event(self, name: str, data: Any) -> None:
         if name == "task" and isinstance(data, dict) and isinstance(data.get("id"), int):
             tid = data["id"]
+            if self._touched is not None:
+                self._touched.add(tid)
             if data.get("deleted"):
                 self._remove(tid)
                 return

@@ -549,7 +549,10 @@ class EoDispatchDock(QgsDockWidget):
 
     def select_service(self, endpoint: str, application: str, label: str = P.OPENEO,
                        namespace: Optional[str] = None) -> None:
-        """Fills the service fields as "Other" (tests, and "submit again")."""
+        """Fills the service fields as "Other" (tests, and "submit again"). Kept when the
+        catalogue arrives later: "Other" may already be the only entry, so that setting
+        the index changes nothing the list could remember."""
+        self._session_choice = CUSTOM
         self.service_combo.setCurrentIndex(self.service_combo.count() - 1)
         self._set_kind(label)
         self.endpoint_edit.setText(endpoint)
