@@ -191,11 +191,26 @@ def test_cancel_all_and_retry_failed_from_the_task_row(plugin, daemon, fake_back
     dock.upscale_check.setChecked(True)
     wait_until(lambda: len(dock.upscale.cells) >= 2 and not dock.upscale.busy, message="cells")
     n = len(dock.upscale.cells)
+    # An older job in the list: the task, newer, goes above it.
+    plugin.jobs.on_event("job", {"id": 999, "title": "older job", "status": "finished",
+                                 "created": "2000-01-01T00:00:00.000Z", "updated": "2000-01-01T00:00:00.000Z"})
+    # A task answered with its tiles (which carry no creation time) goes above it too.
+    plugin.tasks.on_task({"id": 77, "title": "answered", "status": "created", "created": "2001-01-01T00:00:00.000Z",
+                          "updated": "2001-01-01T00:00:00.000Z", "progress": 0, "counts": {"created": 1},
+                          "results": {}, "jobs": [{"id": 501, "title": "answered - Processing Job 1",
+                                                   "status": "created", "parameters": {}}]})
+    rows = dock.job_list.tree
+    assert rows.indexOfTopLevelItem(dock.job_list.task_items[77]) == 0
+    assert dock.job_list.items[501].parent() is dock.job_list.task_items[77]
+    plugin.tasks.on_event("task", {"id": 77, "deleted": True})
+    assert 77 not in dock.job_list.task_items and 501 not in dock.job_list.items and plugin.jobs.job(501) is None
     dock.submit()
     wait_until(lambda: dock.last_task is not None, message="task submitted")
     tid = dock.last_task["id"]
     job_list = dock.job_list
     wait_until(lambda: tid in job_list.task_items, message="task row")
+    assert job_list.tree.indexOfTopLevelItem(job_list.task_items[tid]) == 0
+    assert job_list.tree.indexOfTopLevelItem(job_list.items[999]) == 1
     job_list.tree.setCurrentItem(job_list.task_items[tid])
     assert job_list.buttons["cancel"].text() == "Cancel all" and job_list.buttons["cancel"].isEnabled()
     assert job_list.buttons["logs"].isHidden() and not job_list.buttons["retry"].isHidden()

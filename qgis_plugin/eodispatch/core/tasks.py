@@ -94,10 +94,10 @@ class TaskModel(QObject):
         """A task with its ``jobs`` (``POST /upscale_tasks``, ``GET /upscale_tasks/{id}``,
         cancel and retry answers): its tiles go to the job model."""
         tid = task["id"]
+        self._set(task)  # the task's row first, then its tiles under it
         for job in task.get("jobs") or []:
             if isinstance(job, dict) and isinstance(job.get("id"), int):
                 self.jobs.merge_summary(job, tid)
-        self._set(task)
 
     def _set(self, task: Dict[str, Any]) -> None:
         tid = task["id"]

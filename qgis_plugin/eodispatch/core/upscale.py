@@ -280,7 +280,9 @@ class CellPreview:
             layer.setCustomProperty("skipMemoryLayersCheck", 1)
             crs = self.project.crs()
             first = not self.project.mapLayers()
-            self.project.addMapLayer(layer)
+            # On top of the layer tree: drawn over everything while the area is chosen.
+            self.project.addMapLayer(layer, False)
+            self.project.layerTreeRoot().insertLayer(0, layer)
             if first and crs.isValid() and self.project.crs() != crs:
                 self.project.setCrs(crs)
             self._layer = layer

@@ -196,7 +196,16 @@ class JobList(QWidget):
 
     def update_task(self, task: Dict[str, Any]) -> None:
         tid = task["id"]
-        item = self._task_item(tid, str(task.get("created") or ""))
+        created = str(task.get("created") or "")
+        item = self._task_item(tid, created)
+        if created and item.data(0, SORT_ROLE) != [created, tid]:
+            # A row made for a tile before its task was known: to its place now.
+            expanded = item.isExpanded()
+            selected = item.isSelected()
+            self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))
+            self._insert_top(item, (created, tid))
+            item.setExpanded(expanded)
+            item.setSelected(selected)
         status = str(task.get("status") or "")
         progress = task.get("progress")
         n = tiles_total(task)
