@@ -12,10 +12,16 @@ the profile. Drives the plugin as a user would, without blocking the event loop:
 3. the job is followed live to "finished" (SSE);
 4. the job's folder appears in results_dir and the plugin loads it by itself: a group
    named after the job with the manifest's layers appears in the layer tree;
-5. a screenshot of the main window is saved; the outcome is written as JSON.
+5. a screenshot of the main window is saved (screenshot.png);
+6. upscaling: "Upscale over a grid" in the dock, a polygon drawn on the map with the
+   dock's polygon tool (clicks on the canvas), its 20 km cells previewed with their count
+   (upscale_cells.png), submitted as one upscale task; the task row in the job list with
+   its tiles, each tile's footprint green once finished, and the task's mosaic loaded by
+   the plugin as ONE layer (not a group per tile) once task.json is final; screenshot
+   upscale.png with the tile footprints over the mosaic; the outcome is written as JSON.
 
-Environment: E2E_OUT (folder for result.json, first_run.png, form.png and screenshot.png), E2E_FAKE (the fake
-backend's URL), E2E_REPO.
+Environment: E2E_OUT (folder for result.json, first_run.png, form.png, screenshot.png,
+upscale_cells.png and upscale.png), E2E_FAKE (the fake backend's URL), E2E_REPO.
 """
 
 import json
@@ -36,9 +42,27 @@ PV_UDP = (
     "algorithm_catalog/eurac/eurac_pv_farm_detection/openeo_udp/eurac_pv_farm_detection.json"
 )
 TITLE = "PV farms desktop e2e"
+UPSCALE_TITLE = "PV farms upscaled e2e"
+# A small polygon (UTM 33N) around a corner of the 20 km grid north of the first job's
+# area: a few tiles.
+UPSCALE_POLYGON = [(597000, 5317000), (604000, 5316500), (604500, 5323000), (597500, 5323500)]
 SCREEN = (1366, 728)  # 1366 × 768 less a 40 px taskbar
 state = {"step": "first_run", "started": time.time(), "checks": {}, "job": None, "step_started": time.time()}
 timer = QTimer()
+
+
+def screenshot(name):
+    """The main window, once the canvas has drawn every layer; the file's size."""
+    canvas = iface.mapCanvas()
+    canvas.refreshAllLayers()
+    deadline = time.time() + 10
+    QgsApplication.processEvents()
+    while (canvas.isDrawing() or time.time() < deadline - 9) and time.time() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    QgsApplication.processEvents()
+    iface.mainWindow().grab().save(str(OUT / name))
+    return (OUT / name).stat().st_size
 
 
 def finish(ok, error=None):
@@ -46,12 +70,8 @@ def finish(ok, error=None):
     state["ok"] = ok
     state["error"] = error
     try:
-        iface.mapCanvas().refreshAllLayers()
-        QgsApplication.processEvents()
-        time.sleep(0.5)
-        QgsApplication.processEvents()
-        iface.mainWindow().grab().save(str(OUT / "screenshot.png"))
-        state["checks"]["screenshot"] = (OUT / "screenshot.png").stat().st_size
+        if state["checks"].get("screenshot") is None:
+            state["checks"]["screenshot"] = screenshot("screenshot.png")
     except Exception as e:  # still write the result
         state["checks"]["screenshot_error"] = str(e)
     (OUT / "result.json").write_text(json.dumps({k: v for k, v in state.items() if k != "job"} | {"job": state["job"]},
@@ -194,6 +214,129 @@ def tick():
         elif step == "settle":
             if time.time() - state["step_started"] > 2.0:
                 state["checks"]["project_crs"] = QgsProject.instance().crs().authid()
+                state["checks"]["screenshot"] = screenshot("screenshot.png")
+                go("upscale_start")
+        # --- upscaling: a drawn polygon, its cells, one task, one mosaic layer ---------
+        elif step == "upscale_start":
+            p = plugins["eodispatch"]
+            dock = p.dock
+            canvas = iface.mapCanvas()
+            canvas.setExtent(QgsRectangle(582000, 5302000, 622000, 5332000))
+            canvas.refresh()
+            dock.tabs.setCurrentWidget(dock.submit_tab)
+            dock.title_edit.setText(UPSCALE_TITLE)
+            dock.title_edit.textEdited.emit(UPSCALE_TITLE)
+            dock.upscale_check.setChecked(True)
+            dock.upscale.polygon_button.click()
+            go("upscale_draw")
+        elif step == "upscale_draw":
+            p = plugins["eodispatch"]
+            panel = p.dock.upscale
+            if panel.busy:
+                return  # the form's extent's cells first
+            tool = panel.tool
+            if tool is None:
+                return finish(False, "no polygon tool on the canvas")
+            from qgis.core import QgsPointXY
+            from qgis.gui import QgsMapMouseEvent
+            from qgis.PyQt.QtCore import QEvent, QPoint, Qt
+
+            canvas = iface.mapCanvas()
+
+            def click(x, y, button=Qt.MouseButton.LeftButton):
+                px = canvas.getCoordinateTransform().transform(QgsPointXY(x, y))
+                pos = QPoint(round(px.x()), round(px.y()))
+                tool.canvasPressEvent(QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonPress, pos, button))
+                tool.canvasReleaseEvent(QgsMapMouseEvent(canvas, QEvent.Type.MouseButtonRelease, pos, button))
+
+            for x, y in UPSCALE_POLYGON:
+                click(x, y)
+            click(*UPSCALE_POLYGON[-1], button=Qt.MouseButton.RightButton)
+            state["checks"]["upscale_area"] = panel.area_text
+            go("upscale_cells")
+        elif step == "upscale_cells":
+            p = plugins["eodispatch"]
+            panel = p.dock.upscale
+            if panel.busy or not panel.cells:
+                if panel.error:
+                    return finish(False, "no cells: " + panel.error)
+                return
+            c = state["checks"]
+            c["upscale_cells"] = len(panel.cells)
+            c["upscale_preview_cells"] = panel.preview.cell_count()
+            c["upscale_status"] = panel.status.text()
+            c["upscale_submit_text"] = p.dock.submit_button.text()
+            # What the user looks at: the cells over the map, the panel with their count.
+            layer = panel.preview.layer()
+            c["upscale_preview_on_top"] = QgsProject.instance().layerTreeRoot().children()[0].name() == layer.name()
+            from eodispatch.core.params import wgs84_to_crs
+
+            ext = layer.extent()
+            box = {"west": ext.xMinimum(), "south": ext.yMinimum(), "east": ext.xMaximum(), "north": ext.yMaximum()}
+            rect = wgs84_to_crs(box, iface.mapCanvas().mapSettings().destinationCrs())
+            rect.scale(1.15)
+            iface.mapCanvas().setExtent(rect)
+            p.dock.scroll.ensureWidgetVisible(p.dock.upscale)
+            c["upscale_cells_screenshot"] = screenshot("upscale_cells.png")
+            p.dock.submit()
+            go("upscale_submitted")
+        elif step == "upscale_submitted":
+            p = plugins["eodispatch"]
+            if p.dock.last_task is None:
+                if not p.dock.general_error.isHidden():
+                    return finish(False, "upscale task refused: " + p.dock.general_error.text())
+                return
+            state["task"] = p.dock.last_task
+            go("upscale_finished")
+        elif step == "upscale_finished":
+            p = plugins["eodispatch"]
+            tid = state["task"]["id"]
+            task = p.tasks.task(tid)
+            if task is None or task.get("status") != "finished" or (task.get("results") or {}).get("pending"):
+                if task is not None and task.get("status") in ("failed", "canceled"):
+                    return finish(False, f"upscale task {task['status']}: {task.get('counts')}")
+                return
+            from eodispatch.core.manifest import PROP_TASK_ID, _all_groups
+
+            found = [g for g in _all_groups(QgsProject.instance().layerTreeRoot())
+                     if g.customProperty(PROP_TASK_ID) == tid]
+            folder = Path(found[0].customProperty("eodispatch/folder")) if found else None
+            if not found or p.autoloader.tracked or not json.loads((folder / "task.json").read_text()).get("final"):
+                return  # the final mosaic is not loaded yet
+            c = state["checks"]
+            group = found[0]
+            layers = [n.layer() for n in group.findLayers()]
+            c["upscale_task_status"] = task["status"]
+            c["upscale_tiles"] = len(p.tasks.tile_ids(tid))
+            c["upscale_group"] = group.name()
+            c["upscale_layers"] = [l.name() for l in layers]
+            c["upscale_layers_valid"] = all(l.isValid() for l in layers)
+            c["upscale_layer_sources"] = [l.source() for l in layers]
+            c["upscale_tile_groups"] = [g.name() for g in _all_groups(QgsProject.instance().layerTreeRoot())
+                                        if g.customProperty("eodispatch/job_uuid")
+                                        and g.customProperty(PROP_TASK_ID) is None
+                                        and "Processing Job" in g.name()]
+            c["upscale_footprint_colours"] = sorted({p.footprints.color_of(j) for j in p.tasks.tile_ids(tid)})
+            job_list = p.dock.job_list
+            row = job_list.task_items[tid]
+            c["upscale_row"] = [row.text(i) for i in range(5)]
+            c["upscale_row_children"] = row.childCount()
+            # What the user looks at: the job list with the task open, the tiles'
+            # footprints drawn over the mosaic, zoomed to the task.
+            p.dock.tabs.setCurrentWidget(job_list)
+            job_list.tree.setCurrentItem(row)
+            row.setExpanded(True)
+            root = QgsProject.instance().layerTreeRoot()
+            node = root.findLayer(p.footprints.layer(create=False).id())
+            if node is not None and root.children().index(node) != 0:
+                clone = node.clone()
+                root.insertChildNode(0, clone)
+                node.parent().removeChildNode(node)
+            p.dock.task_action("zoom", tid)
+            go("upscale_settle")
+        elif step == "upscale_settle":
+            if time.time() - state["step_started"] > 2.0:
+                state["checks"]["upscale_screenshot"] = screenshot("upscale.png")
                 finish(True)
     except Exception:
         finish(False, traceback.format_exc())

@@ -3,8 +3,10 @@
 # `./install --plugin-only` into a throw-away HOME and loaded by QGIS itself, the real
 # daemon and the fake openEO backend, a job submitted on the canvas extent, the result
 # layer group appearing in the layer tree, and screenshots (E2E_OUT/first_run.png: the
-# fresh profile's first look, at 1366 × 728; E2E_OUT/screenshot.png at the end;
-# E2E_KEEP=1 keeps the folder). Needs target/debug/{eodispatch,fake-openeo} (built when
+# fresh profile's first look, at 1366 × 728; E2E_OUT/screenshot.png after the job);
+# then an upscaling run over a drawn polygon: its cells (E2E_OUT/upscale_cells.png), one
+# task, its tiles' footprints and the task's mosaic as one layer (E2E_OUT/upscale.png);
+# E2E_KEEP=1 keeps the folder. Needs target/debug/{eodispatch,fake-openeo} (built when
 # missing), qgis, xvfb-run.
 set -euo pipefail
 
@@ -25,7 +27,8 @@ cargo build -q "${packages[@]}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/eodispatch-desktop.XXXXXX")
 OUT=${E2E_OUT:-$WORK/out}
 mkdir -p "$OUT"
-rm -f "$OUT/result.json" "$OUT/screenshot.png" "$OUT/form.png" "$OUT/first_run.png" # never read a previous run's
+rm -f "$OUT/result.json" "$OUT/screenshot.png" "$OUT/form.png" "$OUT/first_run.png" \
+	"$OUT/upscale_cells.png" "$OUT/upscale.png" # never read a previous run's
 FAKE_PID=""
 DAEMON_PID=""
 cleanup() {
@@ -88,7 +91,7 @@ curl -sf "http://$EODISPATCH_LISTEN/health" >/dev/null || {
 export E2E_OUT=$OUT E2E_FAKE=$FAKE_URL E2E_REPO=$REPO
 export QT_QPA_PLATFORM=xcb
 status=0
-timeout 240 xvfb-run -a -s "-screen 0 1366x768x24" \
+timeout 360 xvfb-run -a -s "-screen 0 1366x768x24" \
 	qgis --nologo --noversioncheck --code "$REPO/tests/desktop/qgis_script.py" >"$WORK/qgis.log" 2>&1 || status=$?
 
 if [[ ! -f $OUT/result.json ]]; then
@@ -142,9 +145,35 @@ else:
         problems.append(f"first run: backend states {c.get('first_run_backends')}")
     if (c.get("first_run_screenshot") or 0) < 10000:
         problems.append("no first-run screenshot")
+    # Upscaling: a drawn polygon, its cells before submitting, one task, one mosaic layer.
+    n = c.get("upscale_cells") or 0
+    if c.get("upscale_area") != "a drawn polygon" or not 2 <= n <= 4:
+        problems.append(f"upscale: {n} cells of {c.get('upscale_area')} (want 2 to 4 of a drawn polygon)")
+    if c.get("upscale_preview_cells") != n or not str(c.get("upscale_status", "")).startswith(f"{n} cells of 20 km"):
+        problems.append(f"upscale: preview {c.get('upscale_preview_cells')} cells, status {c.get('upscale_status')!r}")
+    if not c.get("upscale_preview_on_top"):
+        problems.append("upscale: the cells' preview is not on top of the layer tree")
+    if c.get("upscale_submit_text") != f"Submit upscale task ({n} tiles)":
+        problems.append(f"upscale: submit button {c.get('upscale_submit_text')!r}")
+    if c.get("upscale_task_status") != "finished" or c.get("upscale_tiles") != n:
+        problems.append(f"upscale: task {c.get('upscale_task_status')} with {c.get('upscale_tiles')} tiles")
+    if c.get("upscale_row_children") != n or "finished" != (c.get("upscale_row") or ["", ""])[1]:
+        problems.append(f"upscale: job list row {c.get('upscale_row')} with {c.get('upscale_row_children')} tiles")
+    if c.get("upscale_footprint_colours") != ["#33a02c"]:
+        problems.append(f"upscale: tile footprint colours {c.get('upscale_footprint_colours')}")
+    task = r.get("task") or {}
+    if c.get("upscale_group") != f"{task.get('title')} (task #{task.get('id')})":
+        problems.append(f"upscale: group {c.get('upscale_group')}")
+    if len(c.get("upscale_layers") or []) != 1 or not c.get("upscale_layers_valid"):
+        problems.append(f"upscale: mosaic layers {c.get('upscale_layers')} (want one, valid)")
+    if c.get("upscale_tile_groups"):
+        problems.append(f"upscale: tiles loaded one by one: {c.get('upscale_tile_groups')}")
+    for shot in ("upscale_cells_screenshot", "upscale_screenshot"):
+        if (c.get(shot) or 0) < 10000:
+            problems.append(f"no {shot}")
 if problems:
     print("desktop test FAILED: " + "; ".join(problems), file=sys.stderr)
     sys.exit(1)
 print("desktop test passed")
 EOF
-echo "screenshots: $OUT/first_run.png $OUT/form.png $OUT/screenshot.png"
+echo "screenshots: $OUT/first_run.png $OUT/form.png $OUT/screenshot.png $OUT/upscale_cells.png $OUT/upscale.png"
