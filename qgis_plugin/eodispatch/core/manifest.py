@@ -581,9 +581,8 @@ def refresh_task_group(project: QgsProject, m: Manifest) -> Optional[LoadedJob]:
         if key in seen:
             continue  # removed by the user
         single = LoadedJob(m)
-        first = 0
         _add_entry(m, entry, single)
-        for layer in single.layers[first:]:
+        for layer in single.layers:
             layer.setCustomProperty(PROP_OUTPUT, key if len(single.layers) == 1 else f"{key}|{layer.name()}")
             project.addMapLayer(layer, False)
             group.addLayer(layer)
