@@ -336,6 +336,11 @@ def tick():
             go("upscale_settle")
         elif step == "upscale_settle":
             if time.time() - state["step_started"] > 2.0:
+                dock = plugins["eodispatch"].dock
+                # The task row's buttons must not widen the dock past the Submit tab's.
+                state["checks"]["upscale_dock_size"] = [dock.width(), dock.height()]
+                state["checks"]["upscale_buttons"] = [b.text() for b in dock.job_list.buttons.values()
+                                                      if not b.isHidden()]
                 state["checks"]["upscale_screenshot"] = screenshot("upscale.png")
                 finish(True)
     except Exception:

@@ -168,6 +168,10 @@ else:
         problems.append(f"upscale: mosaic layers {c.get('upscale_layers')} (want one, valid)")
     if c.get("upscale_tile_groups"):
         problems.append(f"upscale: tiles loaded one by one: {c.get('upscale_tile_groups')}")
+    width = (c.get("upscale_dock_size") or [9999])[0]
+    if width > (c.get("first_run_dock_size") or [0])[0] + 8:
+        problems.append(f"upscale: the task row's buttons {c.get('upscale_buttons')} widen the dock to {width} px "
+                        f"(first run: {c.get('first_run_dock_size')})")
     for shot in ("upscale_cells_screenshot", "upscale_screenshot"):
         if (c.get(shot) or 0) < 10000:
             problems.append(f"no {shot}")

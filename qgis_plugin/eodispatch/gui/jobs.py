@@ -33,13 +33,21 @@ WAITING_COLOR = "#b35806"  # dark orange: the job is held up, not failed
 ACTIONS = [
     ("cancel", "Cancel"),
     ("logs", "Logs"),
-    ("retry", "Retry failed"),
+    ("retry", "Retry"),
     ("folder", "Open folder"),
     ("zoom", "Zoom to"),
     ("reload", "Load again"),
 ]
-#: What a task row's actions say.
-TASK_TEXTS = {"cancel": "Cancel all", "reload": "Load mosaic again"}
+#: What a task row's actions say (short: the row of buttons fits a dock on a 1366 px
+#: screen), and what their tooltips tell.
+TASK_TEXTS = {"cancel": "Cancel all", "folder": "Folder"}
+TASK_TIPS = {
+    "cancel": "Cancel every tile of the task that has not ended",
+    "retry": "Send the failed and canceled tiles again",
+    "folder": "Open the task folder (the mosaic, task.json and a folder per tile)",
+    "zoom": "Zoom to the task's tiles",
+    "reload": "Load the task's mosaic again",
+}
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -327,10 +335,11 @@ class JobList(QWidget):
         }
 
     def _show_buttons_for(self, kind: str) -> None:
-        """A task row: "Retry failed" in place of "Logs", "Cancel all" for "Cancel"."""
+        """A task row: "Retry" (failed tiles) in place of "Logs", "Cancel all" for "Cancel"."""
         for key, text in ACTIONS:
             b = self.buttons[key]
             b.setText(TASK_TEXTS.get(key, text) if kind == "task" else text)
+            b.setToolTip(TASK_TIPS.get(key, "") if kind == "task" else "")
             if key == "logs":
                 b.setVisible(kind != "task")
             elif key == "retry":
@@ -368,7 +377,9 @@ class JobList(QWidget):
             for key, text in ACTIONS:
                 if key == "logs":
                     continue
-                action = menu.addAction(TASK_TEXTS.get(key, text))
+                action = menu.addAction({"retry": "Retry failed tiles", "folder": "Open task folder",
+                                         "reload": "Load mosaic again"}.get(
+                    key, TASK_TEXTS.get(key, text)))
                 action.setEnabled(enabled[key])
                 action.triggered.connect(lambda _c=False, k=key, t=tid: self.task_action_requested.emit(k, t))
             menu.exec(self.tree.viewport().mapToGlobal(pos))
