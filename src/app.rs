@@ -24,7 +24,7 @@ use crate::job::{
     Waiting,
 };
 use crate::platform::backends::{normalise_endpoint, Backend, Backends};
-use crate::platform::{PlatformError, ServiceDef, ServiceError};
+use crate::platform::{Payload, PlatformError, ServiceDef, ServiceError};
 use crate::results::Results;
 use crate::scheduler::Scheduler;
 use crate::store::{JobPatch, Store, StoreError};
@@ -359,6 +359,107 @@ impl App {
         Ok((self.with_waiting(job), created))
     }
 
+    /// Runs a job synchronously (APEx `POST /sync_jobs`): checked like any job and
+    /// kept as one (`running` while it runs, no remote job id), its answer returned
+    /// and delivered into the results folder like a batch job's results. The run
+    /// belongs to the daemon, not to the request: a client that hangs up does not stop
+    /// it, and a run cut by a crash is settled at the next start (see
+    /// [`Scheduler::start`]).
+    pub async fn sync_job(&self, mut req: JobRequest) -> Result<(Job, Payload), AppError> {
+        let def = self.service(req.label, &req.service).await?;
+        req.parameters = def.validate(&req.parameters).map_err(AppError::Invalid)?;
+        let job = self.parts().store.insert_job(req).await?;
+        let running = JobPatch {
+            status: Some(Status::Running),
+            submit_state: Some(SubmitState::Submitted),
+            backend_status: Some(Some("synchronous".into())),
+            ..JobPatch::default()
+        };
+        let job = record_change(&self.parts().store, &self.parts().events, &job, running)
+            .await?
+            .ok_or(AppError::JobNotFound(job.id))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let app = self.clone();
+        self.parts().background.spawn(async move {
+            let _ = tx.send(app.run_sync(job).await);
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(AppError::Conflict {
+                code: "ShuttingDown",
+                title: "The daemon is stopping",
+                detail: "the daemon stopped during the synchronous run; the job is settled \
+                         at its next start"
+                    .into(),
+            })
+        })
+    }
+
+    async fn run_sync(&self, job: Job) -> Result<(Job, Payload), AppError> {
+        let backend = self.parts().backends.get(job.label, &job.service.endpoint);
+        let outcome = async {
+            let prepared = backend.platform.prepare(&job).await?;
+            let answer = backend
+                .call(backend.platform.run_sync(&job, &prepared))
+                .await?;
+            Ok::<_, AppError>(answer)
+        }
+        .await;
+        let end = |status: Status, error: Option<(String, String)>| JobPatch {
+            status: Some(status),
+            progress: (status == Status::Finished).then_some(Some(100.0)),
+            backend_status: Some(Some(status.as_str().to_string())),
+            error: Some(error.map(|(code, message)| crate::job::JobError {
+                code,
+                message: crate::redact::redact(&message),
+            })),
+            ..JobPatch::default()
+        };
+        let store = &self.parts().store;
+        let events = &self.parts().events;
+        let answer = match outcome {
+            Ok(answer) => answer,
+            Err(e) => {
+                let code = match &e {
+                    AppError::Backend(p) => p.code().to_string(),
+                    _ => "ServiceUnavailable".to_string(),
+                };
+                record_change(
+                    store,
+                    events,
+                    &job,
+                    end(Status::Failed, Some((code, e.to_string()))),
+                )
+                .await?;
+                return Err(e);
+            }
+        };
+        let dir = self.config().results_dir.clone();
+        if let Err(e) = crate::results::stash::save(&dir, job.uuid, &answer) {
+            let message = format!("cannot keep the answer: {e}");
+            record_change(
+                store,
+                events,
+                &job,
+                end(
+                    Status::Failed,
+                    Some(("LocalIoError".into(), message.clone())),
+                ),
+            )
+            .await?;
+            return Err(AppError::Conflict {
+                code: "LocalIoError",
+                title: "The answer could not be kept",
+                detail: message,
+            });
+        }
+        let finished = record_change(store, events, &job, end(Status::Finished, None)).await?;
+        if let Some(j) = &finished {
+            events.job_finished(j);
+        }
+        tracing::info!(job = job.id, bytes = answer.body.len(), "ran synchronously");
+        Ok((finished.unwrap_or(job), answer))
+    }
+
     /// One job; an active one's backend is polled soon (the client is watching).
     pub async fn job(&self, id: i64) -> Result<Job, AppError> {
         let job = self
@@ -641,16 +742,21 @@ impl App {
         Ok(self.task_with_waiting(task))
     }
 
-    /// One task with its jobs (each with its `waiting`); its active jobs' backends are
-    /// polled soon (the client is watching).
+    /// One task with its jobs (and why they wait).
     pub async fn task(&self, id: i64) -> Result<Task, AppError> {
-        let task = self.stored_task(id).await?;
+        Ok(self.task_with_waiting(self.stored_task(id).await?))
+    }
+
+    /// [`App::task`] for a client that is watching (`GET /upscale_tasks/{id}`): the
+    /// backend of its active jobs is polled soon.
+    pub async fn task_watched(&self, id: i64) -> Result<Task, AppError> {
+        let task = self.task(id).await?;
         if let Some(j) = task.jobs.iter().find(|j| !j.status.is_terminal()) {
             if let Some(job) = self.parts().store.job(j.id).await? {
                 self.parts().scheduler.nudge(&job);
             }
         }
-        Ok(self.task_with_waiting(task))
+        Ok(task)
     }
 
     async fn stored_task(&self, id: i64) -> Result<Task, AppError> {

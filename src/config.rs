@@ -183,6 +183,9 @@ pub struct Config {
     /// and `results.json` 0600; default true); `false` leaves them to the umask
     /// (e.g. to share results with a group).
     pub results_private: bool,
+    /// How upscale tasks' rasters are mosaicked when the request does not say:
+    /// `vrt` (default) or `cog` (see `results::mosaic`). Takes effect at once.
+    pub mosaic: crate::job::MosaicKind,
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -207,6 +210,7 @@ struct RawConfig {
     max_event_streams: Option<usize>,
     request_timeout_s: Option<f64>,
     results_private: Option<bool>,
+    mosaic: Option<crate::job::MosaicKind>,
 }
 
 impl Config {
@@ -356,6 +360,7 @@ impl Config {
             max_event_streams,
             request_timeout_s,
             results_private: raw.results_private.unwrap_or(true),
+            mosaic: raw.mosaic.unwrap_or_default(),
         })
     }
 
@@ -381,6 +386,7 @@ impl Config {
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
             request_timeout_s: 60.0,
             results_private: true,
+            mosaic: crate::job::MosaicKind::Vrt,
         }
     }
 
@@ -533,6 +539,7 @@ impl Settings {
         next.poll_interval_min_s = new.poll_interval_min_s;
         next.poll_interval_max_s = new.poll_interval_max_s;
         next.geo_bin = new.geo_bin.clone();
+        next.mosaic = new.mosaic;
         next.backends = new.backends.clone();
         let checks: [(&'static str, bool); 13] = [
             ("listen", old.listen != new.listen),

@@ -89,6 +89,35 @@ impl OutputFormat {
     }
 }
 
+/// How an upscale task's raster outputs are put together (*ext*; `mosaic` in
+/// `config.toml` and in `POST /upscale_tasks`): see `results::mosaic`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MosaicKind {
+    /// A GDAL VRT over the tiles' files (small, instant; the default).
+    #[default]
+    Vrt,
+    /// A Cloud-Optimised GeoTIFF (one file, fast everywhere; rebuilt as tiles arrive).
+    Cog,
+}
+
+impl MosaicKind {
+    /// The wire name (`vrt`, `cog`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MosaicKind::Vrt => "vrt",
+            MosaicKind::Cog => "cog",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<MosaicKind> {
+        [MosaicKind::Vrt, MosaicKind::Cog]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 /// Processing status of a job or task (APEx `ProcessingStatusEnum`, without `unknown`).
 ///
 /// openEO `error` and OGC `failed` map to [`Status::Failed`]; OGC `accepted` to
@@ -273,6 +302,8 @@ pub struct TaskRequest {
     pub job: JobRequest,
     /// What to fan out over.
     pub dimension: Dimension,
+    /// *ext* How the tiles' rasters are mosaicked (`None`: as `config.toml` says).
+    pub mosaic: Option<MosaicKind>,
 }
 
 /// An error recorded on a job, in the words of the daemon or of the backend.

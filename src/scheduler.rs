@@ -128,6 +128,7 @@ impl Scheduler {
     /// Starts a worker for every backend that has active jobs (at daemon start), and
     /// listens for logins (a login wakes its backend's workers at once).
     pub async fn start(&self) -> Result<(), StoreError> {
+        self.settle_interrupted_sync_runs().await?;
         for (label, endpoint) in self.parts.store.active_backends().await? {
             self.ensure_worker(label, &endpoint);
         }
@@ -147,6 +148,60 @@ impl Scheduler {
                 }
             }
         });
+        Ok(())
+    }
+
+    /// Synchronous runs (`POST /sync_jobs`) that a crash or a stop cut: a running job
+    /// with no remote job id is one. Its answer kept → finished (delivered as usual);
+    /// otherwise failed: a synchronous request cannot be followed up on.
+    async fn settle_interrupted_sync_runs(&self) -> Result<(), StoreError> {
+        let running = self
+            .parts
+            .store
+            .jobs(crate::store::JobFilter {
+                status: Some(Status::Running),
+                ..Default::default()
+            })
+            .await?;
+        let results_dir = self.parts.settings.get().results_dir.clone();
+        for job in running
+            .iter()
+            .filter(|j| j.submit_state == SubmitState::Submitted && j.backend_job_id.is_none())
+        {
+            let staging = results_dir
+                .join(crate::results::publish::INCOMING)
+                .join(job.uuid.hyphenated().to_string());
+            let kept = crate::results::stash::read(&staging).is_some();
+            let patch = if kept {
+                JobPatch {
+                    status: Some(Status::Finished),
+                    progress: Some(Some(100.0)),
+                    ..JobPatch::default()
+                }
+            } else {
+                JobPatch {
+                    status: Some(Status::Failed),
+                    error: Some(Some(JobError {
+                        code: "SyncInterrupted".into(),
+                        message: "the daemon stopped during this synchronous run; run it \
+                                  again"
+                            .into(),
+                    })),
+                    ..JobPatch::default()
+                }
+            };
+            tracing::warn!(
+                job = job.id,
+                answer_kept = kept,
+                "settling an interrupted synchronous run"
+            );
+            let done =
+                crate::events::record_change(&self.parts.store, &self.parts.events, job, patch)
+                    .await?;
+            if let (true, Some(j)) = (kept, done) {
+                self.parts.events.job_finished(&j);
+            }
+        }
         Ok(())
     }
 

@@ -386,9 +386,18 @@ async fn upscale_tasks_and_jobs_status() {
     assert_eq!(st["upscaling_tasks"].as_array().unwrap().len(), 1);
     let pj = st["processing_jobs"].as_array().unwrap();
     assert_eq!(pj.len(), 1, "sub-jobs are not processing jobs: {st}");
+    // The APEx summary, in its order, then our one extension (why it waits).
     assert_eq!(
         keys(&pj[0]),
-        ["id", "title", "label", "status", "service", "parameters"]
+        [
+            "id",
+            "title",
+            "label",
+            "status",
+            "service",
+            "parameters",
+            "waiting"
+        ]
     );
     let (_, only) = d.get_json("/jobs_status?filter=upscaling").await;
     assert_eq!(only["processing_jobs"], json!([]));

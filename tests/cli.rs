@@ -310,8 +310,13 @@ fn submit_with_flags_then_list_and_show() {
 
     let r = d.run(&["jobs"]);
     r.assert_ok();
-    let lines: Vec<&str> = r.stdout.lines().collect();
+    // The table, then (after a blank line) why jobs wait, if they do: their backend
+    // at 127.0.0.1:1 does not answer.
+    let lines: Vec<&str> = r.stdout.lines().take_while(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 3, "{}", r.stdout);
+    if let Some(note) = r.stdout.lines().nth(4) {
+        assert!(note.contains(" waiting: "), "{}", r.stdout);
+    }
     for col in [
         "ID", "STATUS", "PROGRESS", "TITLE", "BACKEND", "CREATED", "RESULTS",
     ] {

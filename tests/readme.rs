@@ -317,8 +317,9 @@ async fn readme_fake_backend_walkthrough_works_as_written() {
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
         .collect();
-    assert_eq!(blocks.len(), 3);
+    assert_eq!(blocks.len(), 4);
     assert!(blocks[0].contains("fake-openeo -- --port 9000"));
+    assert!(blocks[3].contains("/sync_jobs"));
     assert!(blocks[0].contains("--anonymous"));
     let fake = fake_openeo::start(
         fake_openeo::FakeConfig::default()
@@ -345,6 +346,7 @@ async fn readme_fake_backend_walkthrough_works_as_written() {
         let script = blocks_owned_script(&readme_blocks(), c.addr.port(), fake_port);
         let out = Command::new("timeout")
             .args(["60", "bash", "-c", &script])
+            .current_dir(&dir_path)
             .env("PATH", path)
             .env("HOME", &dir_path)
             .envs(common::env_for(&dir_path, &c.addr.to_string()))
@@ -362,6 +364,18 @@ async fn readme_fake_backend_walkthrough_works_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("\"openEO.tif\":{"), "{stdout}");
+    // The synchronous run: its headers, then GDAL reading the file it saved.
+    assert!(
+        stdout.contains("HTTP/1.1 200 OK\r\ncontent-type: image/tiff"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("x-job-id: 2"), "{stdout}");
+    assert!(dir.path().join("pv.tif").is_file());
+    assert_eq!(
+        stdout.matches("Driver: GTiff/GeoTIFF").count(),
+        2,
+        "{stdout}"
+    );
     // Right after `finished` the link is the backend's, or already the daemon's own
     // when the download was quicker than the script.
     assert!(

@@ -69,7 +69,18 @@ async fn a_job_for_an_unreachable_backend_says_since_when_and_goes_on_when_it_is
     let ev = Events::subscribe(&d).await;
     let id = submit(&d, &pv_request(&url, "backend down")).await;
 
-    let j = wait_reason(&d, id, "backend_unreachable").await;
+    // The worker notes its next try once its cycle ends, a moment after the backend
+    // was found unreachable.
+    let j = wait_for(
+        "the job to wait for the backend, with a next try",
+        LONG,
+        || async {
+            let j = job(&d, id).await;
+            (j["waiting"]["reason"] == "backend_unreachable" && !j["waiting"]["next_try"].is_null())
+                .then_some(j)
+        },
+    )
+    .await;
     assert_eq!(j["status"], "created", "{j}");
     assert!(j["error"].is_null(), "waiting is not failing: {j}");
     let w = &j["waiting"];

@@ -1,11 +1,12 @@
 """The plugin object: wires the daemon client, the event stream, the job model, the
 footprints layer, the auto-loader, the dock and the Processing provider; undoes all of
-it in ``unload()``."""
+it in ``unload()``. On a project without layers it offers, once, an OpenStreetMap
+background."""
 
 import os
 from typing import Optional
 
-from qgis.core import Qgis, QgsApplication, QgsProject
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
 from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QPushButton
@@ -26,6 +27,11 @@ from .core.sse import EventStream
 
 MENU = "&EO Dispatch"
 ICON = os.path.join(os.path.dirname(__file__), "icon.svg")
+# QGIS's own "OpenStreetMap" XYZ tiles connection.
+OSM_NAME = "OpenStreetMap"
+OSM_SOURCE = "type=xyz&url=https://tile.openstreetmap.org/{z}/{x}/{y}.png&zmax=19&zmin=0"
+# Set once the background was offered: never offered again.
+OSM_OFFERED_KEY = "eodispatch/osm_offered"
 
 
 class EoDispatchPlugin:
@@ -43,6 +49,7 @@ class EoDispatchPlugin:
         self.action = None
         self._started = False
         self._missed_bar = None
+        self._osm_bar = None
         self._info_timer = None
 
     # --- QGIS entry points -------------------------------------------------------------
@@ -124,11 +131,14 @@ class EoDispatchPlugin:
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
-        if self._missed_bar is not None:
+        for bar_widget in (self._missed_bar, self._osm_bar):
+            if bar_widget is None:
+                continue
             try:
-                self.iface.messageBar().popWidget(self._missed_bar)
+                self.iface.messageBar().popWidget(bar_widget)
             except RuntimeError:
                 pass
+        self._missed_bar = self._osm_bar = None
         for obj in (self.jobs, self.stream, self.catalog, self.autoloader, self.client):
             if obj is not None:
                 obj.deleteLater()
@@ -171,6 +181,7 @@ class EoDispatchPlugin:
         self._info_timer.start()
         if self.dock is not None:
             self.dock.check_health()
+        self.offer_background()
 
     def refresh_info(self) -> None:
         """Re-reads where the daemon and the results folder are; follows a change."""
@@ -228,6 +239,51 @@ class EoDispatchPlugin:
         if loaded.unchecked:
             extra += f"; {len(loaded.unchecked)} opened by QGIS alone (the daemon's GDAL helper is missing)"
         self.notify(f"Results of “{m.group_name}” arrived: {names}{extra}", Qgis.MessageLevel.Success, 8)
+
+    def offer_background(self) -> bool:
+        """On a project without layers, offers (once: remembered in QgsSettings) to add
+        the OpenStreetMap background, so that footprints and results have a map under
+        them. ``True`` when offered now."""
+        settings = QgsSettings()
+        if settings.value(OSM_OFFERED_KEY, False, type=bool) or QgsProject.instance().mapLayers():
+            return False
+        settings.setValue(OSM_OFFERED_KEY, True)
+        try:
+            bar = self.iface.messageBar()
+            widget = bar.createMessage(
+                "EO Dispatch", "No layers yet: add an OpenStreetMap background?"
+            )
+        except (AttributeError, RuntimeError):
+            return False
+        button = QPushButton("Add OpenStreetMap", widget)
+        button.setObjectName("eodispatch_add_osm")
+
+        def add():
+            self.add_background()
+            try:
+                bar.popWidget(widget)
+            except RuntimeError:
+                pass
+            self._osm_bar = None
+
+        button.clicked.connect(add)
+        widget.layout().addWidget(button)
+        self._osm_bar = widget
+        bar.pushWidget(widget, Qgis.MessageLevel.Info, 0)
+        return True
+
+    @staticmethod
+    def add_background() -> Optional[QgsRasterLayer]:
+        """QGIS's OpenStreetMap XYZ tiles at the bottom of the layer tree."""
+        layer = QgsRasterLayer(OSM_SOURCE, OSM_NAME, "wms")
+        if not layer.isValid():
+            log(f"the OpenStreetMap layer is not valid: {layer.error().summary()}", Qgis.MessageLevel.Warning)
+            return None
+        project = QgsProject.instance()
+        project.addMapLayer(layer, False)
+        root = project.layerTreeRoot()
+        root.insertLayer(len(root.children()), layer)
+        return layer
 
     def _missed_found(self, folders) -> None:
         bar = self.iface.messageBar()

@@ -18,10 +18,12 @@ pub mod params;
 pub mod problem;
 pub mod server;
 pub mod services;
+pub mod sync_jobs;
 pub mod system;
 pub mod tiles;
 pub mod unit_jobs;
 pub mod upscale_tasks;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,8 +87,10 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The routes and the OpenAPI document that describes them. The `/events` stream is
-/// kept apart so that the request timeout does not cut it.
+/// The routes and the OpenAPI document that describes them. The streams (`/events`,
+/// the WebSockets, file downloads) and synchronous processing (`/sync_jobs`, bounded
+/// by the platform's own time limit) are kept apart so that the request timeout does
+/// not cut them.
 fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenApi) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(unit_jobs::create, unit_jobs::list))
@@ -113,6 +117,9 @@ fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenA
         .split_for_parts();
     let (streams, streams_doc) = OpenApiRouter::new()
         .routes(routes!(system::events))
+        .routes(routes!(sync_jobs::create))
+        .routes(routes!(ws::jobs_status))
+        .routes(routes!(ws::task))
         .routes(routes!(files::file))
         .split_for_parts();
     doc.merge(streams_doc);

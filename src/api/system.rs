@@ -116,6 +116,16 @@ pub async fn jobs_status(
     if !upscaling && !processing {
         (upscaling, processing) = (true, true);
     }
+    Ok(Json(overview(&d, upscaling, processing).await?))
+}
+
+/// The status overview: tasks and/or standalone jobs (with why they wait), as
+/// `GET /jobs_status` and the `/ws/jobs_status` stream give it.
+pub(super) async fn overview(
+    d: &App,
+    upscaling: bool,
+    processing: bool,
+) -> Result<JobsStatus, Problem> {
     let upscaling_tasks = if upscaling {
         d.store().tasks().await?
     } else {
@@ -134,10 +144,10 @@ pub async fn jobs_status(
     } else {
         Vec::new()
     };
-    Ok(Json(JobsStatus {
+    Ok(JobsStatus {
         upscaling_tasks,
         processing_jobs,
-    }))
+    })
 }
 
 /// Server-Sent Events: one `job` event per change of a unit job (the job as JSON, with

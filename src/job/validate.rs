@@ -69,13 +69,14 @@ pub const GEOJSON_TYPES: [&str; 9] = [
 /// Top-level fields of a `POST /unit_jobs` body.
 const JOB_FIELDS: [&str; 5] = ["title", "label", "service", "parameters", "format"];
 /// Top-level fields of a `POST /upscale_tasks` body.
-const TASK_FIELDS: [&str; 6] = [
+const TASK_FIELDS: [&str; 7] = [
     "title",
     "label",
     "service",
     "parameters",
     "format",
     "dimension",
+    "mosaic",
 ];
 /// Fields of `service`.
 const SERVICE_FIELDS: [&str; 3] = ["endpoint", "application", "namespace"];
@@ -127,9 +128,23 @@ pub fn parse_task_request(body: &Value) -> Result<TaskRequest, Vec<FieldError>> 
     let mut errors = Vec::new();
     let job = parse_job_fields(obj, &mut errors);
     let dimension = parse_dimension(obj.get("dimension"), &mut errors);
+    let mosaic = match obj.get("mosaic") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_str().and_then(super::MosaicKind::parse) {
+            Some(k) => Some(k),
+            None => {
+                errors.push(FieldError::new("mosaic", "must be \"vrt\" or \"cog\""));
+                None
+            }
+        },
+    };
     reject_unknown_fields("", obj, &TASK_FIELDS, &mut errors);
     let task = match (job, dimension) {
-        (Some(job), Some(dimension)) => Some(TaskRequest { job, dimension }),
+        (Some(job), Some(dimension)) => Some(TaskRequest {
+            job,
+            dimension,
+            mosaic,
+        }),
         _ => None,
     };
     finish(task, errors)

@@ -236,6 +236,19 @@ pub trait Platform: Send + Sync {
     /// Starts a job created by [`Submission::Created`] (idempotent).
     async fn start(&self, remote_id: &str) -> Result<(), PlatformError>;
 
+    /// Runs the prepared job synchronously (openEO `POST /result`): the answer is the
+    /// result itself. Platforms without such a mode refuse.
+    async fn run_sync(&self, _job: &Job, _prepared: &Prepared) -> Result<Payload, PlatformError> {
+        Err(PlatformError::Rejected {
+            backend: self.http().endpoint().to_string(),
+            status: 400,
+            code: "SyncNotSupported".into(),
+            message: "synchronous processing is offered for openEO services only; \
+                      submit the job with POST /unit_jobs"
+                .into(),
+        })
+    }
+
     /// The platform's jobs, in one listing (stopping early once every id in `covering`
     /// was seen); `None` when the platform offers no listing.
     async fn list_jobs(

@@ -36,8 +36,8 @@ use super::http::{
 };
 use super::udp::{describe, UdpCache, UdpError};
 use super::{
-    BackendInfo, OutputDescriptor, Payload, Platform, PlatformError, Prepared, Reconciled,
-    RemoteJob, ResultsDoc, ServiceDef, ServiceError, Submission,
+    BackendInfo, InlineFile, OutputDescriptor, Payload, Platform, PlatformError, Prepared,
+    Reconciled, RemoteJob, ResultsDoc, ServiceDef, ServiceError, Submission,
 };
 use crate::config::{BackendConfig, Secret};
 use crate::credentials::{LoginProvider, Logins, NoLogins};
@@ -52,6 +52,9 @@ const MAX_LIST_PAGES: usize = 50;
 
 /// Candidates without a description fetched one by one during reconciliation.
 const MAX_UNDESCRIBED: usize = 20;
+
+/// How long a synchronous processing request (`POST /result`) may take.
+pub const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// Prefix of the Remote Process Definition extension's conformance class (calling UDPs
 /// by URL); the version follows it.
@@ -603,6 +606,27 @@ impl OpenEoBackend {
         Ok(v)
     }
 
+    /// `POST /result`: processes `body` (`{process, plan?, budget?}`) synchronously;
+    /// the answer is the result file (at most the client's answer limit).
+    pub async fn process_sync(&self, body: &Value) -> Result<Payload, PlatformError> {
+        let url = self.url(&["result"]).await?;
+        let answer = self
+            .send(
+                Request::new(Method::POST, url, Kind::Create)
+                    .json(body)
+                    .timeout(SYNC_TIMEOUT),
+            )
+            .await?;
+        Ok(Payload {
+            media_type: answer
+                .header("content-type")
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty()),
+            body: answer.body,
+        })
+    }
+
     /// `GET /` without the cache: is the backend answering right now?
     pub async fn ping(&self) -> Result<(), PlatformError> {
         let url = self.url(&[""]).await?;
@@ -827,6 +851,17 @@ impl Platform for OpenEo {
         self.client.start_job(remote_id).await
     }
 
+    async fn run_sync(&self, _job: &Job, prepared: &Prepared) -> Result<Payload, PlatformError> {
+        // `POST /result` takes the process and the billing fields of a batch job.
+        let mut body = serde_json::Map::new();
+        for key in ["process", "plan", "budget"] {
+            if let Some(v) = prepared.body.get(key).filter(|v| !v.is_null()) {
+                body.insert(key.to_string(), v.clone());
+            }
+        }
+        self.client.process_sync(&Value::Object(body)).await
+    }
+
     async fn list_jobs(
         &self,
         covering: Option<&HashSet<String>>,
@@ -919,10 +954,31 @@ impl Platform for OpenEo {
         })
     }
 
-    async fn results_from_answer(&self, _answer: &Payload) -> Result<ResultsDoc, PlatformError> {
-        Err(self
-            .http()
-            .protocol("openEO batch jobs have no synchronous answer".into()))
+    async fn results_from_answer(&self, answer: &Payload) -> Result<ResultsDoc, PlatformError> {
+        // The answer of `POST /result` is the result file itself.
+        let media = answer
+            .media_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let ext = super::http::extension_for(Some(&media));
+        Ok(ResultsDoc {
+            document: json!({
+                "type": "Collection",
+                "stac_version": "1.0.0",
+                "id": "synchronous",
+                "description": "The result of a synchronous processing request (POST /result)",
+                "license": "proprietary",
+                "links": [],
+                "assets": {},
+            }),
+            inline: vec![InlineFile {
+                key: "result".into(),
+                name: format!("result{}", if ext.is_empty() { ".bin" } else { ext }),
+                media_type: media,
+                bytes: answer.body.clone(),
+            }],
+            literals: Default::default(),
+        })
     }
 
     async fn download_authorization(

@@ -20,6 +20,9 @@
 //! "GeoHelperMissing"`; clients may then open those files themselves. The job is
 //! published anyway: a missing GDAL never fails a job.
 //!
+//! [`mosaic`] runs the helper's mosaic mode once per output of an upscale task, inside
+//! the task folder, under the same limits (see `results::mosaic`).
+//!
 //! `error_code` of a layer: `null` when readable; `Refused` / `Unreadable` (from the
 //! helper), `GeoHelperFailed`, `GeoHelperTimeout`, `GeoHelperMissing`, `Sidecar`.
 
@@ -264,6 +267,76 @@ async fn inspect_one(helper: &Path, dir: &Path, file: &str, limits: Limits) -> V
         }
         _ => layer(
             file,
+            "the GDAL helper answered something unexpected",
+            "GeoHelperFailed",
+        ),
+    }
+}
+
+/// One run of the helper's mosaic mode inside `dir` (the task folder): `files` are
+/// relative to it; the result is written there as `name.vrt` / `name.tif` /
+/// `name.gpkg`. Returns the helper's layer entry (with its `mosaic` member), or an
+/// unreadable entry with `error_code` `GeoHelperMissing`, `GeoHelperFailed` or
+/// `GeoHelperTimeout`. Never fails.
+pub async fn mosaic(
+    helper: &Path,
+    dir: &Path,
+    name: &str,
+    cog: bool,
+    crs: Option<&str>,
+    files: &[String],
+    limits: Limits,
+) -> Value {
+    if let Err(why) = probe(helper, dir).await {
+        tracing::warn!(helper = %helper.display(), error = %why, "the GDAL helper cannot run");
+        return layer(name, &why, "GeoHelperMissing");
+    }
+    let mut cmd = command(helper, dir, limits.memory);
+    cmd.args(["mosaic", "--out", ".", "--name", name]);
+    if cog {
+        cmd.arg("--cog");
+    }
+    if let Some(crs) = crs {
+        cmd.args(["--crs", crs]);
+    }
+    cmd.arg("--").args(files);
+    let out = match tokio::time::timeout(limits.timeout, cmd.output()).await {
+        Err(_) => {
+            tracing::warn!(name, "the GDAL helper timed out on a mosaic: stopped");
+            return layer(
+                name,
+                &format!(
+                    "the GDAL helper took longer than {} s on this mosaic and was stopped",
+                    limits.timeout.as_secs()
+                ),
+                "GeoHelperTimeout",
+            );
+        }
+        Ok(Err(e)) => {
+            return layer(
+                name,
+                &format!("cannot run the GDAL helper: {e}"),
+                "GeoHelperFailed",
+            )
+        }
+        Ok(Ok(out)) => out,
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        tracing::warn!(name, status = %out.status, stderr = %stderr.trim(), "the GDAL helper failed on a mosaic");
+        return layer(
+            name,
+            &format!("the GDAL helper failed on this mosaic ({})", out.status),
+            "GeoHelperFailed",
+        );
+    }
+    if !stderr.trim().is_empty() {
+        tracing::debug!(name, stderr = %stderr.trim(), "GDAL helper messages");
+    }
+    match serde_json::from_slice::<Value>(&out.stdout) {
+        Ok(v) if v.is_object() && v["path"].is_string() => v,
+        _ => layer(
+            name,
             "the GDAL helper answered something unexpected",
             "GeoHelperFailed",
         ),

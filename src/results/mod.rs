@@ -17,7 +17,8 @@
 //! 4. the files **inspected and optimised** by the GDAL helper ([`geo`]);
 //! 5. `results.json` and `job.json` written ([`manifest`]), and the folder
 //!    **published** by one rename to `<date>_<title-slug>_<id>/` ([`publish`]);
-//!    results `ready` with `dir`.
+//!    results `ready` with `dir`. A tile of an upscale task is published into its
+//!    task folder instead, where [`mosaic`] puts the tiles together.
 //!
 //! A failure sets results `failed` and the job's `error` (`DiskFull`,
 //! `InsufficientSpace`, `ChecksumMismatch`, `OversizedBody` — a body longer than
@@ -29,6 +30,7 @@
 pub mod download;
 pub mod geo;
 pub mod manifest;
+pub mod mosaic;
 pub mod names;
 pub mod publish;
 pub mod stash;
@@ -134,6 +136,8 @@ struct Inner {
     busy: Mutex<HashSet<i64>>,
     /// The HTTP client for assets, made on first use (keeps the idle daemon small).
     http: OnceLock<reqwest::Client>,
+    /// The mosaics of upscale tasks (and their task folders).
+    mosaics: mosaic::Mosaics,
 }
 
 impl Results {
@@ -142,6 +146,7 @@ impl Results {
         let (tx, rx) = mpsc::unbounded_channel();
         Results {
             inner: Arc::new(Inner {
+                mosaics: mosaic::Mosaics::new(parts.clone()),
                 parts,
                 tx,
                 rx: Mutex::new(Some(rx)),
@@ -243,7 +248,8 @@ impl Results {
             });
         }
         self.remove_orphans().await?;
-        self.queue_pending().await
+        self.queue_pending().await?;
+        self.inner.mosaics.start().await
     }
 
     /// Queues every finished job whose results are `pending` or `downloading`.
@@ -479,7 +485,12 @@ impl Results {
             man["literals"] = Value::Object(literals);
         }
         let folder = names::folder_name(job.created.date(), &job.title, job.id);
-        let (files2, results_dir2) = (files.clone(), results_dir.clone());
+        // A tile of an upscale task goes into the task's folder (see `mosaic`).
+        let parent = match job.upscale_task_id {
+            Some(task) => self.inner.mosaics.task_folder(task).await?,
+            None => results_dir.clone(),
+        };
+        let (files2, results_dir2) = (files.clone(), parent);
         let published = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
             write_json(&files2.join("results.json"), &local, private)?;
             write_json(&files2.join("job.json"), &man, private)?;

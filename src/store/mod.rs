@@ -19,6 +19,7 @@
 //!   closes the connections.
 
 mod logins;
+mod mosaics;
 mod readers;
 mod rows;
 mod schema;
@@ -41,6 +42,7 @@ use crate::job::{
 };
 
 pub use logins::LoginRecord;
+pub use mosaics::TaskMosaic;
 pub use schema::SCHEMA_VERSION;
 
 /// Errors of the store.

@@ -638,6 +638,9 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
         now_s,
     ])?;
     let task_id = conn.last_insert_rowid();
+    if let Some(kind) = req.mosaic {
+        super::mosaics::set_kind(conn, task_id, kind)?;
+    }
     let mut jobs = Vec::with_capacity(req.dimension.values.len());
     for (index, value) in req.dimension.values.iter().enumerate() {
         let mut parameters = job.parameters.clone();

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_idempotency_keys.sql")),
     (3, include_str!("migrations/0003_backend_logins.sql")),
     (4, include_str!("migrations/0004_submit_started.sql")),
+    (5, include_str!("migrations/0005_task_mosaic.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version` after all

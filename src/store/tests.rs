@@ -59,6 +59,7 @@ fn task_request(title: &str, n: usize) -> TaskRequest {
             name: "spatial_extent".into(),
             values: (0..n).map(|i| json!({"tile": i})).collect(),
         },
+        mosaic: None,
     }
 }
 

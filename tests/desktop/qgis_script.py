@@ -2,6 +2,10 @@
 started by tests/desktop/run.sh with the plugin installed by ./install and enabled in
 the profile. Drives the plugin as a user would, without blocking the event loop:
 
+0. first run of a fresh profile, the main window at 1366 × 728 (a 1366 × 768 screen less
+   a taskbar): the dock opens on the first catalogue service with its form ready, the
+   Submit button is in sight, the empty project is offered an OpenStreetMap background;
+   screenshot first_run.png;
 1. the plugin was loaded by QGIS itself (qgis.utils.plugins["eodispatch"]);
 2. the canvas shows Vienna in a projected CRS (EPSG:32633); the dock's form takes the
    canvas extent and the job is submitted to the fake openEO backend;
@@ -10,7 +14,7 @@ the profile. Drives the plugin as a user would, without blocking the event loop:
    named after the job with the manifest's layers appears in the layer tree;
 5. a screenshot of the main window is saved; the outcome is written as JSON.
 
-Environment: E2E_OUT (folder for result.json and screenshot.png), E2E_FAKE (the fake
+Environment: E2E_OUT (folder for result.json, first_run.png, form.png and screenshot.png), E2E_FAKE (the fake
 backend's URL), E2E_REPO.
 """
 
@@ -32,7 +36,8 @@ PV_UDP = (
     "algorithm_catalog/eurac/eurac_pv_farm_detection/openeo_udp/eurac_pv_farm_detection.json"
 )
 TITLE = "PV farms desktop e2e"
-state = {"step": "wait_plugin", "started": time.time(), "checks": {}, "job": None, "step_started": time.time()}
+SCREEN = (1366, 728)  # 1366 × 768 less a 40 px taskbar
+state = {"step": "first_run", "started": time.time(), "checks": {}, "job": None, "step_started": time.time()}
 timer = QTimer()
 
 
@@ -80,7 +85,45 @@ def tick():
         if time.time() - state["step_started"] > 60:
             return finish(False, f"timed out at step {state['step']}")
         step = state["step"]
-        if step == "wait_plugin":
+        if step == "first_run":
+            p = plugins.get("eodispatch")
+            if p is None or p.dock is None or not p._started:
+                return
+            win = iface.mainWindow()
+            if win.size().width() != SCREEN[0]:
+                win.showNormal()
+                win.move(0, 0)
+                win.resize(*SCREEN)
+                p.dock.show()
+                p.dock.raise_()
+                return
+            dock = p.dock
+            service = dock.service_combo.currentData()
+            if not isinstance(service, dict) or dock.form.extent_widget() is None or dock.backend_table.rowCount() == 0:
+                return
+            if time.time() - state["step_started"] < 2.0:
+                return  # let the layout settle
+            c = state["checks"]
+            c["first_run_window"] = [win.width(), win.height()]
+            c["first_run_service"] = service.get("id")
+            c["first_run_first_catalogue_service"] = p.catalog.services[0].get("id") if p.catalog.services else None
+            c["first_run_form"] = sorted(dock.form.editors)
+            c["first_run_extent"] = dock.form.extent_widget().value()
+            c["first_run_title"] = dock.title_edit.text()
+            button = dock.submit_button
+            from qgis.PyQt.QtCore import QPoint, QRect
+
+            rect = QRect(button.mapTo(win, QPoint(0, 0)), button.size())
+            c["first_run_submit_in_window"] = win.rect().contains(rect) and button.isVisible()
+            c["first_run_submit_unclipped"] = button.visibleRegion().boundingRect().size() == button.size()
+            c["first_run_dock_size"] = [dock.width(), dock.height()]
+            c["first_run_backends"] = [[dock.backend_table.item(r, i).text() for i in (0, 1)]
+                                       for r in range(dock.backend_table.rowCount())]
+            c["first_run_osm_offered"] = p._osm_bar is not None and "OpenStreetMap" in p._osm_bar.text()
+            win.grab().save(str(OUT / "first_run.png"))
+            c["first_run_screenshot"] = (OUT / "first_run.png").stat().st_size
+            go("wait_plugin")
+        elif step == "wait_plugin":
             p = plugins.get("eodispatch")
             if p is None or p.dock is None or not p._started:
                 return

@@ -2,7 +2,8 @@
 # End-to-end test in the real QGIS desktop under Xvfb: the plugin installed by
 # `./install --plugin-only` into a throw-away HOME and loaded by QGIS itself, the real
 # daemon and the fake openEO backend, a job submitted on the canvas extent, the result
-# layer group appearing in the layer tree, and a screenshot (E2E_OUT/screenshot.png;
+# layer group appearing in the layer tree, and screenshots (E2E_OUT/first_run.png: the
+# fresh profile's first look, at 1366 × 728; E2E_OUT/screenshot.png at the end;
 # E2E_KEEP=1 keeps the folder). Needs target/debug/{eodispatch,fake-openeo} (built when
 # missing), qgis, xvfb-run.
 set -euo pipefail
@@ -24,7 +25,7 @@ cargo build -q "${packages[@]}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/eodispatch-desktop.XXXXXX")
 OUT=${E2E_OUT:-$WORK/out}
 mkdir -p "$OUT"
-rm -f "$OUT/result.json" "$OUT/screenshot.png" "$OUT/form.png" # never read a previous run's
+rm -f "$OUT/result.json" "$OUT/screenshot.png" "$OUT/form.png" "$OUT/first_run.png" # never read a previous run's
 FAKE_PID=""
 DAEMON_PID=""
 cleanup() {
@@ -87,7 +88,7 @@ curl -sf "http://$EODISPATCH_LISTEN/health" >/dev/null || {
 export E2E_OUT=$OUT E2E_FAKE=$FAKE_URL E2E_REPO=$REPO
 export QT_QPA_PLATFORM=xcb
 status=0
-timeout 240 xvfb-run -a -s "-screen 0 1600x1000x24" \
+timeout 240 xvfb-run -a -s "-screen 0 1366x768x24" \
 	qgis --nologo --noversioncheck --code "$REPO/tests/desktop/qgis_script.py" >"$WORK/qgis.log" 2>&1 || status=$?
 
 if [[ ! -f $OUT/result.json ]]; then
@@ -123,9 +124,27 @@ else:
         problems.append(f"the project CRS changed to {c.get('project_crs')}")
     if (c.get("screenshot") or 0) < 10000:
         problems.append("no screenshot")
+    # First run: the first catalogue service with its form, Submit in sight, the offer.
+    if c.get("first_run_window") != [1366, 728]:
+        problems.append(f"first run: main window {c.get('first_run_window')}, not 1366 x 728")
+    if not c.get("first_run_service") or c.get("first_run_service") != c.get("first_run_first_catalogue_service"):
+        problems.append(f"first run: service {c.get('first_run_service')}, not the first catalogue service "
+                        f"{c.get('first_run_first_catalogue_service')}")
+    if not c.get("first_run_form") or not c.get("first_run_extent") or not c.get("first_run_title"):
+        problems.append(f"first run: form not ready: {c.get('first_run_form')} {c.get('first_run_extent')}")
+    if not (c.get("first_run_submit_in_window") and c.get("first_run_submit_unclipped")):
+        problems.append("first run: the Submit button is not fully in sight")
+    if not c.get("first_run_osm_offered"):
+        problems.append("first run: no OpenStreetMap offer for the empty project")
+    states = {s for _, s in c.get("first_run_backends") or []}
+    if not states or not states <= {"logged in", "login needed", "no login needed", "logging in…"} | {
+            s for s in states if s.startswith("unreachable")}:
+        problems.append(f"first run: backend states {c.get('first_run_backends')}")
+    if (c.get("first_run_screenshot") or 0) < 10000:
+        problems.append("no first-run screenshot")
 if problems:
     print("desktop test FAILED: " + "; ".join(problems), file=sys.stderr)
     sys.exit(1)
 print("desktop test passed")
 EOF
-echo "screenshot: $OUT/screenshot.png"
+echo "screenshots: $OUT/first_run.png $OUT/form.png $OUT/screenshot.png"

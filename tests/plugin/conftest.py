@@ -247,3 +247,20 @@ def manifest_layer_names(folder) -> list:
     """The layer names a job folder's job.json promises (readable map layers)."""
     data = json.loads((Path(folder) / "job.json").read_text())
     return [x["name"] for x in data["layers"] if x.get("kind") in ("raster", "vector") and x.get("readable", True)]
+
+
+@pytest.fixture
+def fresh_settings():
+    """No cached catalogue, no remembered service, background not offered yet."""
+    from qgis.core import QgsSettings
+
+    from eodispatch.core.services import SETTINGS_KEY
+    from eodispatch.gui.dock import SERVICE_CHOICE_KEY
+    from eodispatch.plugin import OSM_OFFERED_KEY
+
+    keys = (SETTINGS_KEY, SERVICE_CHOICE_KEY, OSM_OFFERED_KEY)
+    for k in keys:
+        QgsSettings().remove(k)
+    yield QgsSettings()
+    for k in keys:
+        QgsSettings().remove(k)

@@ -103,3 +103,26 @@ def test_a_wrong_token_is_shown_not_hidden(qgis_app, qgis_iface, qgis_new_projec
         wait_until(lambda: "no live events (HTTP 401" in plugin.dock.daemon_label.text(), message="label")
     finally:
         plugin.unload()
+
+
+def test_the_plugin_survives_being_unloaded_and_loaded_again_and_again(qgis_app, qgis_iface, qgis_new_project,
+                                                                       daemon):
+    """Reloading the plugin (Plugin Reloader, or disabling and enabling it) a few times
+    in one QGIS session: with a Python closure connected to every reply, a new reply
+    reached the freed closure of a deleted one and QGIS crashed (segmentation fault at
+    the 4th load here)."""
+    from qgis.core import QgsSettings
+
+    import eodispatch
+    from eodispatch.core.services import SETTINGS_KEY
+
+    for i in range(8):
+        QgsSettings().remove(SETTINGS_KEY)  # every load fetches the services and their parameters
+        plugin = eodispatch.classFactory(qgis_iface)
+        plugin.initGui()
+        try:
+            plugin.start()
+            wait_until(lambda: plugin.dock.service_combo.count() > 1 and plugin.stream.is_connected,
+                       message=f"services and events at load {i + 1}")
+        finally:
+            plugin.unload()

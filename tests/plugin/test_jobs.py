@@ -84,8 +84,8 @@ def test_submit_and_follow_live_with_footprints(qgis_app, qgis_iface, qgis_canva
         # The backend appears in the backends table.
         dock.client.get("/backends", dock._got_backends)
         # (The daemon may list other known backends too.)
-        wait_until(lambda: fake_backend in [dock.backend_table.item(r, 0).toolTip()
-                                            for r in range(dock.backend_table.rowCount())], message="backends table")
+        wait_until(lambda: dock.backend_row(fake_backend) >= 0, message="backends table")
+        assert fake_backend.rstrip("/") in dock.backend_table.item(dock.backend_row(fake_backend), 0).toolTip()
         # Zoom to the job's extent: the canvas (UTM) now shows it.
         dock.job_action("zoom", jid)
         assert qgis_canvas.extent().contains(QgsRectangle(605000, 5311000, 605500, 5311500))
@@ -159,6 +159,35 @@ def test_event_stream_reconnects_after_a_daemon_restart(qgis_app, daemon, fake_b
         wait_until(lambda: job["id"] in model.jobs, message="job list re-read")
     finally:
         stream.stop()
+
+
+def test_a_job_list_answer_does_not_undo_newer_events(qgis_app, daemon, fake_backend):
+    """The list answers what was true when it was asked: a job created (and a waiting
+    reason told) by an event while the reload was on its way stays as the event said."""
+    from eodispatch.core.client import DaemonClient
+    from eodispatch.core.jobs import JobModel
+    from eodispatch.core.sse import EventStream
+
+    client = DaemonClient()
+    model = JobModel(client, EventStream(client))
+    status, known = daemon.api("POST", "/unit_jobs", pv_job(fake_backend, "listed"))
+    assert status == 201, known
+    reloads = []
+    model.reloaded.connect(lambda: reloads.append(1))
+    model.reload()  # the request is on its way; no event loop has run yet
+    newer = dict(known, id=known["id"] + 1000, title="created meanwhile")
+    waiting = {"reason": "backend_limit", "message": "limit", "backend": fake_backend, "since": None,
+               "next_try": None}
+    model.on_event("job", newer)
+    model.on_event("job", dict(known, waiting=waiting))
+    wait_until(lambda: reloads, message="the list answered")
+    assert newer["id"] in model.jobs, "a job the list did not know yet is kept"
+    assert model.job(known["id"])["waiting"] == waiting, "the newer waiting reason is kept"
+    # Once no reload is on its way, the list is the truth again.
+    model.reload()
+    wait_until(lambda: len(reloads) == 2, message="the list answered again")
+    assert newer["id"] not in model.jobs
+    assert known["id"] in model.jobs
 
 
 def test_loopback_bypasses_a_qgis_proxy(qgis_app, daemon):

@@ -101,7 +101,7 @@ def test_backends_table_shows_login_state(qgis_app, qgis_iface, qgis_new_project
     try:
         dock = plugin.dock
         dock._backend_event(BACKEND)
-        assert dock.backend_table.item(0, 1).text() == "not logged in"
+        assert dock.backend_table.item(0, 1).text() == "login needed"
         assert dock.backend_table.cellWidget(0, 2).text() == "Log in"
         # An `auth` event after the login: the row follows.
         plugin.jobs.on_event("auth", dict(BACKEND, state="ok", login=dict(BACKEND["login"], state="logged_in"),
@@ -135,7 +135,7 @@ def test_log_out_button(qgis_app, qgis_iface, qgis_new_project, auth_stub):
         dock = plugin.dock
         dock._backend_event(dict(BACKEND, login=dict(BACKEND["login"], state="logged_in")))
         dock.backend_table.cellWidget(0, 2).click()
-        wait_until(lambda: dock.backend_table.item(0, 1).text() == "not logged in", message="logged out")
+        wait_until(lambda: dock.backend_table.item(0, 1).text() == "login needed", message="logged out")
         assert auth_stub["logout"] == {"endpoint": BACKEND["url"]}
     finally:
         plugin.unload()

@@ -134,11 +134,11 @@ def test_device_login_from_the_dock_lets_jobs_run(qgis_app, qgis_iface, qgis_new
         assert _backend(d, url)["login"]["state"] == "logged_out"
 
         def row():
-            t = dock.backend_table
-            return next((r for r in range(t.rowCount()) if t.item(r, 0).toolTip() == url), None)
+            return dock.backend_row(url)
 
-        wait_until(lambda: row() is not None, message="the backend listed in the dock")
-        assert dock.backend_table.item(row(), 1).text() == "not logged in"
+        wait_until(lambda: row() >= 0, message="the backend listed in the dock")
+        assert url in dock.backend_table.item(row(), 0).toolTip()
+        assert dock.backend_table.item(row(), 1).text() == "login needed"
         # The dock's own "Log in" button opens the dialog.
         dock.backend_table.cellWidget(row(), 2).click()
         dlg = dock.login_dialog
@@ -151,6 +151,7 @@ def test_device_login_from_the_dock_lets_jobs_run(qgis_app, qgis_iface, qgis_new
         # The dock follows the daemon's `auth` event.
         wait_until(lambda: dock.backend_table.item(row(), 1).text() == "logged in", timeout=10,
                    message="backends table says logged in")
+        assert dock.backend_table.cellWidget(row(), 2).text() == "Log out"
         assert _backend(d, url)["login"]["method"] == "device"
         # The fake backend accepts the daemon's token (introspection at the provider).
         status, job = d.api("POST", "/unit_jobs", pv_job(url, "after the plugin's login"))

@@ -179,7 +179,7 @@ impl Content {
 }
 
 /// Deterministic bytes: byte `pos` of the stream keyed by `seed` (8 bytes per hash).
-fn fill_generated(seed: u64, pos: u64, buf: &mut [u8]) {
+pub(crate) fn fill_generated(seed: u64, pos: u64, buf: &mut [u8]) {
     let mut i = 0;
     while i < buf.len() {
         let p = pos + i as u64;
@@ -230,6 +230,17 @@ pub(crate) fn content_of(shared: &Shared, job: &mut Job, file: &str) -> Result<C
         AssetSource::GeoTiff => memory(job, |j, seed| {
             crate::geotiff::write(&Grid::for_bbox(j.info.bbox), seed)
         }),
+        AssetSource::GroundTiff { pixel } => match job.content_cache.get(file) {
+            Some(bytes) => Content::Memory(bytes.clone()),
+            None => {
+                let made = Arc::new(crate::geotiff::write_ground(&Grid::for_bbox_at(
+                    job.info.bbox,
+                    pixel,
+                )));
+                job.content_cache.insert(file.to_string(), made.clone());
+                Content::Memory(made)
+            }
+        },
         AssetSource::NetCdf => memory(job, |j, seed| {
             crate::netcdf::write(&Grid::for_bbox(j.info.bbox), seed, days_since_1990(j))
         }),

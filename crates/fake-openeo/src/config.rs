@@ -325,6 +325,15 @@ pub enum AssetSource {
     /// A valid single-band uint8 GeoTIFF in the UTM zone of the job's extent, 10 m pixels
     /// (coarser for large extents, at most 1024 pixels a side). The default for `openEO.tif`.
     GeoTiff,
+    /// A valid single-band uint16 GeoTIFF in the UTM zone of the centre of the job's extent,
+    /// pixels of `pixel` metres (coarser when more than 1024 a side would be needed), whose
+    /// values are a function of each pixel's position in that zone's grid (nodata 0): files
+    /// of neighbouring extents agree where they overlap, so a mosaic's pixels can be compared
+    /// with the tiles'. Used by the mosaic tests; never a default.
+    GroundTiff {
+        /// Pixel size in metres (e.g. 100: a 20 km tile is about 200 × 200 pixels).
+        pixel: f64,
+    },
     /// A valid netCDF classic file (`t`, `y`, `x`; one byte variable `pv_farm`; CF grid
     /// mapping) on the same grid as [`AssetSource::GeoTiff`]. The default for `openEO.nc`.
     NetCdf,

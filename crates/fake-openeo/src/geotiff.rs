@@ -2,6 +2,11 @@
 //! extent's centre, 10 m pixels, at most [`MAX_SIDE`] pixels a side) and a baseline TIFF writer
 //! (one uint8 band, uncompressed strips) with the GeoTIFF tags `ModelPixelScale`,
 //! `ModelTiepoint` and `GeoKeyDirectory` (projected CRS by EPSG code, pixel-is-area).
+//!
+//! [`write_ground`] writes the "ground" variant for mosaic tests: one uint16 band on a grid of a
+//! chosen pixel size, each pixel's value a function of its position in the UTM grid
+//! ([`ground_value`]), so that two files covering the same ground in the same zone hold the same
+//! values there, and a mosaic can be compared pixel by pixel with the tiles it was built from.
 
 /// Largest width or height of a generated raster, in pixels.
 pub(crate) const MAX_SIDE: u32 = 1024;
@@ -24,6 +29,12 @@ pub(crate) struct Grid {
 impl Grid {
     /// The grid covering a WGS84 bbox `[west, south, east, north]`.
     pub fn for_bbox(bbox: [f64; 4]) -> Grid {
+        Grid::for_bbox_at(bbox, 10.0)
+    }
+
+    /// The grid covering a WGS84 bbox with pixels of `pixel` metres (coarser when the extent
+    /// would need more than [`MAX_SIDE`] pixels a side); edges on multiples of the pixel size.
+    pub fn for_bbox_at(bbox: [f64; 4], pixel: f64) -> Grid {
         let [w, s, e, n] = bbox;
         let lon_c = (w + e) / 2.0;
         let lat_c = (s + n) / 2.0;
@@ -47,10 +58,10 @@ impl Grid {
                 y1 = y1.max(y);
             }
         }
-        let extent = (x1 - x0).max(y1 - y0).max(10.0);
-        let mut pixel = 10.0;
+        let extent = (x1 - x0).max(y1 - y0).max(pixel);
+        let mut pixel = pixel;
         if extent / pixel > f64::from(MAX_SIDE) {
-            pixel = (extent / f64::from(MAX_SIDE) / 10.0).ceil() * 10.0;
+            pixel = (extent / f64::from(MAX_SIDE) / pixel).ceil() * pixel;
         }
         let min_x = (x0 / pixel).floor() * pixel;
         let min_y = (y0 / pixel).floor() * pixel;
@@ -135,13 +146,41 @@ pub(crate) fn pixels(grid: &Grid, seed: u64) -> Vec<u8> {
 
 /// Writes a little-endian classic GeoTIFF of `grid` (uint8, one band, nodata 255).
 pub(crate) fn write(grid: &Grid, seed: u64) -> Vec<u8> {
+    write_band(grid, &pixels(grid, seed), 1, *b"255\0")
+}
+
+/// The value of the ground variant at pixel column `col`, row `row` of the whole UTM grid of
+/// `pixel` metres (column = easting / pixel, row = northing / pixel, of the pixel's lower-left
+/// corner): never 0 (the nodata value), the same for the same ground pixel in every file.
+pub(crate) fn ground_value(col: i64, row: i64) -> u16 {
+    (col.wrapping_mul(31).wrapping_add(row.wrapping_mul(17))).rem_euclid(65_000) as u16 + 1
+}
+
+/// Writes the ground variant: uint16, one band, nodata 0, values [`ground_value`].
+pub(crate) fn write_ground(grid: &Grid) -> Vec<u8> {
+    let (w, h) = (grid.width as usize, grid.height as usize);
+    let col0 = (grid.min_x / grid.pixel).round() as i64;
+    let top = (grid.max_y / grid.pixel).round() as i64;
+    let mut data = Vec::with_capacity(w * h * 2);
+    for y in 0..h as i64 {
+        for x in 0..w as i64 {
+            data.extend_from_slice(&ground_value(col0 + x, top - 1 - y).to_le_bytes());
+        }
+    }
+    write_band(grid, &data, 2, *b"0\0\0\0")
+}
+
+/// Writes a little-endian classic GeoTIFF of `grid`: one unsigned band of `bytes` bytes per
+/// sample (1 or 2), `data` in row order (little-endian samples), `nodata` the GDAL_NODATA text
+/// (NUL-padded to 4 bytes).
+fn write_band(grid: &Grid, data: &[u8], bytes: u32, nodata: [u8; 4]) -> Vec<u8> {
     const SHORT: u16 = 3;
     const LONG: u16 = 4;
     const DOUBLE: u16 = 12;
     const ASCII: u16 = 2;
-    let data = pixels(grid, seed);
     let (w, h) = (grid.width, grid.height);
-    let rows_per_strip = (8192 / w.max(1)).clamp(1, h);
+    let row_bytes = w.max(1) * bytes;
+    let rows_per_strip = (8192 / row_bytes).clamp(1, h);
     let strips = h.div_ceil(rows_per_strip);
 
     // Out-of-line values, laid out after the IFD.
@@ -165,7 +204,7 @@ pub(crate) fn write(grid: &Grid, seed: u64) -> Vec<u8> {
         1,
         grid.epsg as u16, // ProjectedCSType
     ];
-    let nodata = b"255\0";
+    let nodata_len = nodata.iter().position(|b| *b == 0).map_or(4, |i| i + 1) as u32;
 
     let n_entries: u32 = 15;
     let ifd_len = 2 + 12 * n_entries + 4;
@@ -201,15 +240,15 @@ pub(crate) fn write(grid: &Grid, seed: u64) -> Vec<u8> {
     // Fill strip offsets and counts.
     for i in 0..strips {
         let rows = rows_per_strip.min(h - i * rows_per_strip);
-        let off = data_start + i * rows_per_strip * w;
-        let cnt = rows * w;
+        let off = data_start + i * rows_per_strip * row_bytes;
+        let cnt = rows * row_bytes;
         let o = (offsets_off - extra_base) as usize + i as usize * 4;
         extra[o..o + 4].copy_from_slice(&off.to_le_bytes());
         let c = (counts_off - extra_base) as usize + i as usize * 4;
         extra[c..c + 4].copy_from_slice(&cnt.to_le_bytes());
     }
     let (strip_offsets, strip_counts) = if strips == 1 {
-        (data_start, w * h)
+        (data_start, row_bytes * h)
     } else {
         (offsets_off, counts_off)
     };
@@ -227,7 +266,7 @@ pub(crate) fn write(grid: &Grid, seed: u64) -> Vec<u8> {
     };
     entry(256, LONG, 1, w); // ImageWidth
     entry(257, LONG, 1, h); // ImageLength
-    entry(258, SHORT, 1, 8); // BitsPerSample
+    entry(258, SHORT, 1, bytes * 8); // BitsPerSample
     entry(259, SHORT, 1, 1); // Compression: none
     entry(262, SHORT, 1, 1); // Photometric: min-is-black
     entry(273, LONG, strips, strip_offsets); // StripOffsets
@@ -239,11 +278,11 @@ pub(crate) fn write(grid: &Grid, seed: u64) -> Vec<u8> {
     entry(33550, DOUBLE, 3, scale_off); // ModelPixelScale
     entry(33922, DOUBLE, 6, tie_off); // ModelTiepoint
     entry(34735, SHORT, 16, keys_off); // GeoKeyDirectory
-    entry(42113, ASCII, 4, u32::from_le_bytes(*nodata)); // GDAL_NODATA "255"
+    entry(42113, ASCII, nodata_len, u32::from_le_bytes(nodata)); // GDAL_NODATA
     out.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
     out.extend_from_slice(&extra);
     debug_assert_eq!(out.len() as u32, data_start);
-    out.extend_from_slice(&data);
+    out.extend_from_slice(data);
     out
 }
 
@@ -279,5 +318,22 @@ mod tests {
         // Large extents get coarser pixels, never more than MAX_SIDE a side.
         let big = Grid::for_bbox([10.0, 45.0, 14.0, 48.0]);
         assert!(big.width <= MAX_SIDE && big.height <= MAX_SIDE && big.pixel > 10.0);
+    }
+
+    #[test]
+    fn ground_variant_is_uint16_and_positional() {
+        let g = Grid::for_bbox_at([11.8, 47.9, 12.1, 48.1], 100.0);
+        assert_eq!(g.pixel, 100.0);
+        let tif = write_ground(&g);
+        let pixels = (g.width * g.height) as usize;
+        assert!(tif.len() > 2 * pixels && tif.len() < 2 * pixels + 1024);
+        // The first pixel holds the value of its own ground position.
+        let data_start = tif.len() - 2 * pixels;
+        let first = u16::from_le_bytes([tif[data_start], tif[data_start + 1]]);
+        let col = (g.min_x / 100.0).round() as i64;
+        let row = (g.max_y / 100.0).round() as i64 - 1;
+        assert_eq!(first, ground_value(col, row));
+        assert_ne!(ground_value(col, row), ground_value(col + 1, row));
+        assert!((0..1000).all(|i| ground_value(i * 7919, -i) != 0));
     }
 }

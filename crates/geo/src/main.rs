@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! eodispatch-geo [--optimise] -- FILE...
+//! eodispatch-geo mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...
 //! ```
+//!
+//! The second form builds one mosaic out of many tiles' files: see [`mosaic`].
 //!
 //! Inspects each file with the system GDAL and prints one JSON array on stdout, one
 //! object per file in the order given: the `layers[]` entries of the results manifest
@@ -35,6 +38,7 @@
 //! timeout. PAM side files (`.aux.xml`) are disabled so that the job folder holds only
 //! what the backend sent (and the manifest).
 
+mod mosaic;
 mod safety;
 
 use std::io::Write;
@@ -61,6 +65,22 @@ const PALETTE: [&str; 16] = [
 ];
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("mosaic") {
+        let args = match mosaic::parse(std::env::args().skip(2)) {
+            Ok(a) => a,
+            Err(why) => {
+                eprintln!("eodispatch-geo mosaic: {why}");
+                std::process::exit(2);
+            }
+        };
+        let canary = safety::harden();
+        let out = mosaic::run(&args, &canary);
+        let text = serde_json::to_string(&out).unwrap_or_else(|_| "{}".into());
+        if writeln!(std::io::stdout().lock(), "{text}").is_err() {
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut optimise = false;
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -80,7 +100,7 @@ fn main() {
                 return;
             }
             "-h" | "--help" => {
-                println!("usage: eodispatch-geo [--optimise] -- FILE...\nprints a JSON array describing each file");
+                println!("usage: eodispatch-geo [--optimise] -- FILE...\n       eodispatch-geo mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...\nprints JSON describing each file, or the mosaic made");
                 return;
             }
             a if a.starts_with('-') => {

@@ -17,10 +17,10 @@ No Qt widgets here.
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from qgis.core import Qgis, QgsFeedback, QgsMessageLog, QgsNetworkAccessManager
-from qgis.PyQt.QtCore import QByteArray, QEventLoop, QObject, QTimer, QUrl
+from qgis.PyQt.QtCore import QByteArray, QEventLoop, QObject, QTimer, QUrl, pyqtSlot
 from qgis.PyQt.QtNetwork import QNetworkProxy, QNetworkReply, QNetworkRequest
 
 from .daemon import DaemonInfo
@@ -128,6 +128,10 @@ def _result_of(reply: QNetworkReply) -> ApiResult:
     return ApiResult(status, body, None, headers)
 
 
+# Clients with requests in flight (see DaemonClient.request).
+_BUSY: Set["DaemonClient"] = set()
+
+
 class DaemonClient(QObject):
     """Asynchronous client of the local API (one per plugin, GUI thread)."""
 
@@ -135,7 +139,8 @@ class DaemonClient(QObject):
         super().__init__(parent)
         self.info = info or DaemonInfo.resolve()
         self._nam = _no_proxy_manager(self)
-        self._pending: Dict[int, QNetworkReply] = {}
+        # id(reply) -> (reply, method, path, callback)
+        self._pending: Dict[int, Tuple[QNetworkReply, str, str, Optional[Callable[[ApiResult], None]]]] = {}
 
     # --- requests ---------------------------------------------------------------------
 
@@ -154,28 +159,43 @@ class DaemonClient(QObject):
     ) -> QNetworkReply:
         """Sends a request; ``callback(ApiResult)`` runs on the GUI thread when done."""
         reply = send(self._nam, self.info, method, path, body)
-        key = id(reply)
-        self._pending[key] = reply
-
-        def finished():
-            self._pending.pop(key, None)
-            result = _result_of(reply)
-            reply.deleteLater()
-            if result.error is not None:
-                log(f"{method} {path}: {result.error.details()}", Qgis.MessageLevel.Info)
-            if callback is not None:
-                try:
-                    callback(result)
-                except Exception as e:  # a bug in a handler must not break the client
-                    import traceback
-
-                    log(
-                        f"handler of {method} {path} failed: {e}\n{traceback.format_exc()}",
-                        Qgis.MessageLevel.Critical,
-                    )
-
-        reply.finished.connect(finished)
+        self._pending[id(reply)] = (reply, method, path, callback)
+        reply.finished.connect(self._finished)
+        # A client used once and dropped (``DaemonClient().get(...)``) lives until its
+        # answers are in.
+        _BUSY.add(self)
         return reply
+
+    @pyqtSlot()
+    def _finished(self) -> None:
+        """A reply's ``finished``: one Qt slot of the client for all its replies (the
+        reply is the signal's sender), rather than a Python closure connected to each
+        reply. PyQt keeps a proxy object per closure connection; after the plugin was
+        unloaded and loaded again a few times, a new reply could reach the freed
+        closure of a deleted one and crash QGIS (seen in the plugin tests)."""
+        sender = self.sender()
+        entry = self._pending.pop(id(sender), None)
+        if not self._pending:
+            _BUSY.discard(self)
+        if entry is None or entry[0] is not sender:
+            return  # aborted by abort_all
+        reply = entry[0]
+        _, method, path, callback = entry
+        _, method, path, callback = entry
+        result = _result_of(reply)
+        reply.deleteLater()
+        if result.error is not None:
+            log(f"{method} {path}: {result.error.details()}", Qgis.MessageLevel.Info)
+        if callback is not None:
+            try:
+                callback(result)
+            except Exception as e:  # a bug in a handler must not break the client
+                import traceback
+
+                log(
+                    f"handler of {method} {path} failed: {e}\n{traceback.format_exc()}",
+                    Qgis.MessageLevel.Critical,
+                )
 
     def get(self, path: str, callback=None) -> QNetworkReply:
         return self.request("GET", path, None, callback)
@@ -188,12 +208,15 @@ class DaemonClient(QObject):
         return send(self._nam, self.info, "GET", path, None, stream=True)
 
     def abort_all(self) -> None:
-        for reply in list(self._pending.values()):
+        """Aborts every request; their callbacks are not called."""
+        pending = [entry[0] for entry in self._pending.values()]
+        self._pending.clear()
+        _BUSY.discard(self)
+        for reply in pending:
             try:
                 reply.abort()
             except RuntimeError:
                 pass
-        self._pending.clear()
 
     # --- blocking (worker threads: Processing, QgsTask) -----------------------------
 

@@ -4,7 +4,7 @@
 No Qt widgets here.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from qgis.PyQt.QtCore import QObject, pyqtSignal
 
@@ -30,20 +30,33 @@ class JobModel(QObject):
         self.client = client
         self.jobs: Dict[int, Dict[str, Any]] = {}
         self.downloads: Dict[int, Dict[str, Any]] = {}
+        # Jobs that events changed while a reload was on its way: the list answers what
+        # was true when it was asked, so it must neither remove them nor overwrite them
+        # (a job created, or a waiting reason told, after the request went out).
+        self._touched: Optional[Set[int]] = None
+        self._reloads = 0
         stream.connected.connect(self.reload)
         stream.event_received.connect(self.on_event)
 
     def reload(self) -> None:
+        if self._touched is None:
+            self._touched = set()
+        self._reloads += 1
         self.client.get(f"/unit_jobs?limit={self.LIST_LIMIT}", self._listed)
 
     def _listed(self, result: ApiResult) -> None:
+        touched = self._touched or set()
+        self._reloads = max(0, self._reloads - 1)
+        if self._reloads == 0:
+            self._touched = None
         if not result.ok or not isinstance(result.data, list):
             return
-        seen = set()
+        seen = set(touched)
         for job in result.data:
             if isinstance(job, dict) and isinstance(job.get("id"), int):
                 seen.add(job["id"])
-                self._set(job)
+                if job["id"] not in touched:
+                    self._set(job)
         for jid in [j for j in self.jobs if j not in seen]:
             self.jobs.pop(jid, None)
             self.job_removed.emit(jid)
@@ -59,6 +72,8 @@ class JobModel(QObject):
 
     def on_event(self, name: str, data: Any) -> None:
         if name == "job" and isinstance(data, dict) and isinstance(data.get("id"), int):
+            if self._touched is not None:
+                self._touched.add(data["id"])
             if data.get("deleted"):
                 self.jobs.pop(data["id"], None)
                 self.downloads.pop(data["id"], None)

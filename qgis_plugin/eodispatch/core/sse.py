@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal
+from qgis.PyQt.QtCore import QObject, QTimer, pyqtSignal, pyqtSlot
 from qgis.PyQt.QtNetwork import QNetworkReply, QNetworkRequest
 
 from .client import DaemonClient, log
@@ -163,8 +163,20 @@ class EventStream(QObject):
         self._parser = SseParser()
         reply = self._client.open_stream("/events")
         self._reply = reply
-        reply.readyRead.connect(lambda: self._read(reply))
-        reply.finished.connect(lambda: self._finished(reply))
+        # Slots of this object, the reply being the sender (no closure per reply: see
+        # DaemonClient._finished).
+        reply.readyRead.connect(self._ready_read)
+        reply.finished.connect(self._reply_finished)
+
+    @pyqtSlot()
+    def _ready_read(self) -> None:
+        if self._reply is not None and self.sender() is self._reply:
+            self._read(self._reply)
+
+    @pyqtSlot()
+    def _reply_finished(self) -> None:
+        if self._reply is not None and self.sender() is self._reply:
+            self._finished(self._reply)
 
     def _read(self, reply: QNetworkReply) -> None:
         if reply is not self._reply:

@@ -4,14 +4,16 @@ parameter form, Submit; and the live job list."""
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from qgis.core import Qgis
-from qgis.gui import QgsDockWidget
+from qgis.core import Qgis, QgsSettings
+from qgis.gui import QgsCollapsibleGroupBox, QgsCollapsibleGroupBoxBasic, QgsDockWidget
 from qgis.PyQt.QtCore import Qt, QTimer, QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -23,11 +25,13 @@ from qgis.PyQt.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core import params as P
+from ..core.backends import LOGOUT, backend_view, waiting_view
 from ..core.client import ApiResult, DaemonClient, log
 from ..core.daemon import start_daemon
 from ..core.jobs import JobModel
@@ -41,6 +45,8 @@ from .jobs import JobList
 from .login import LoginDialog
 
 CUSTOM = "__custom__"
+# The service the user last picked in the list (a catalogue id, or CUSTOM for "Other").
+SERVICE_CHOICE_KEY = "eodispatch/service_choice"
 
 
 class EoDispatchDock(QgsDockWidget):
@@ -73,10 +79,19 @@ class EoDispatchDock(QgsDockWidget):
         self._form_key = None
         self._form_descriptors: Optional[List[Dict[str, Any]]] = None
         self.service_view: Optional[Dict[str, Any]] = None
+        self._session_choice: Optional[str] = None
+        self._job_seen: Dict[Any, Any] = {}  # job id -> (status, waiting reason)
         self._build()
         stream.connected.connect(self.refresh)
         stream.disconnected.connect(lambda _r: self.check_health())
         jobs.backend_changed.connect(self._backend_event)
+        jobs.job_changed.connect(self._job_waits)
+        # A job waiting on a backend the table does not list yet: read /backends (once
+        # for a burst of such events).
+        self._backends_timer = QTimer(self)
+        self._backends_timer.setSingleShot(True)
+        self._backends_timer.setInterval(300)
+        self._backends_timer.timeout.connect(lambda: self.client.get("/backends", self._got_backends))
         catalog.changed.connect(self._fill_services)
         self._health_timer = QTimer(self)
         self._health_timer.setInterval(5000)
@@ -87,12 +102,27 @@ class EoDispatchDock(QgsDockWidget):
     # --- layout ---------------------------------------------------------------------
 
     def _build(self) -> None:
+        """The Submit tab fits a 1366 × 768 screen: the daemon and backends in one
+        collapsible section whose table is as high as its rows, the address of a
+        catalogue service folded away, the description cut short, and Submit below the
+        scrolling part, always in sight."""
         self.tabs = QTabWidget(self)
+        submit_tab = QWidget()
+        outer = QVBoxLayout(submit_tab)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(2)
         submit_page = QWidget()
         page = QVBoxLayout(submit_page)
+        page.setContentsMargins(4, 4, 4, 4)
+        page.setSpacing(4)
 
-        daemon_box = QGroupBox("Daemon", submit_page)
-        row = QHBoxLayout(daemon_box)
+        daemon_box = QgsCollapsibleGroupBox("Daemon and backends", submit_page)
+        daemon_box.setObjectName("eodispatch_daemon_box")
+        self.daemon_box = daemon_box
+        dl = QVBoxLayout(daemon_box)
+        dl.setContentsMargins(4, 2, 4, 2)
+        dl.setSpacing(2)
+        row = QHBoxLayout()
         self.daemon_label = plain_label(QLabel("…", daemon_box))
         self.daemon_label.setObjectName("daemon_state")
         self.daemon_label.setWordWrap(True)
@@ -102,67 +132,85 @@ class EoDispatchDock(QgsDockWidget):
         self.start_button.hide()
         row.addWidget(self.daemon_label, 1)
         row.addWidget(self.start_button)
-        page.addWidget(daemon_box)
-
-        backend_box = QGroupBox("Backends", submit_page)
-        bl = QVBoxLayout(backend_box)
-        self.backend_table = QTableWidget(0, 3, backend_box)
+        dl.addLayout(row)
+        self.backend_table = QTableWidget(0, 3, daemon_box)
         self.backend_table.setObjectName("backends")
         self.backend_table.setHorizontalHeaderLabels(["Backend", "State", ""])
-        self.backend_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.backend_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.backend_table.verticalHeader().hide()
-        self.backend_table.setMaximumHeight(110)
+        self.backend_table.setWordWrap(False)
+        self.backend_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.backend_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.backend_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.backend_table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.backend_table.hide()
-        self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", backend_box)
+        self.no_backends = QLabel("No backend in use yet: it appears with the first job (or log-in).", daemon_box)
         self.no_backends.setWordWrap(True)
-        bl.addWidget(self.no_backends)
-        bl.addWidget(self.backend_table)
-        page.addWidget(backend_box)
+        dl.addWidget(self.no_backends)
+        dl.addWidget(self.backend_table)
+        page.addWidget(daemon_box)
 
         service_box = QGroupBox("Service", submit_page)
-        sf = QFormLayout(service_box)
-        sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        sl = QVBoxLayout(service_box)
+        sl.setContentsMargins(4, 2, 4, 2)
+        sl.setSpacing(2)
         self.service_combo = QComboBox(service_box)
         self.service_combo.setObjectName("service")
-        self.service_combo.currentIndexChanged.connect(self._service_picked)
-        sf.addRow("Service", self.service_combo)
-        # The kind of service: fixed by a catalogue entry, chosen for "Other".
-        self.kind_combo = QComboBox(service_box)
+        self.service_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.service_combo.setMinimumContentsLength(12)
+        self.service_combo.currentIndexChanged.connect(self._service_index_changed)
+        self.service_combo.activated.connect(self._service_chosen)
+        sl.addWidget(self.service_combo)
+        # Service descriptions come from catalogues and remote UDPs: plain text.
+        self.description = plain_label(QLabel(service_box))
+        self.description.setObjectName("service_description")
+        self.description.setWordWrap(True)
+        sl.addWidget(self.description)
+        # Where the service runs: fixed by a catalogue entry (folded away), typed for "Other".
+        self.address_box = QgsCollapsibleGroupBoxBasic("Address", service_box)
+        self.address_box.setObjectName("service_address")
+        sf = QFormLayout(self.address_box)
+        sf.setContentsMargins(4, 2, 4, 2)
+        sf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.kind_combo = QComboBox(self.address_box)
         self.kind_combo.setObjectName("kind")
         for code, text in P.KINDS:
             self.kind_combo.addItem(text, code)
         self.kind_combo.currentIndexChanged.connect(self._kind_changed)
         sf.addRow("Kind", self.kind_combo)
-        self.endpoint_edit = QLineEdit(service_box)
+        self.endpoint_edit = QLineEdit(self.address_box)
         self.endpoint_edit.setObjectName("endpoint")
-        self.application_edit = QLineEdit(service_box)
+        self.application_edit = QLineEdit(self.address_box)
         self.application_edit.setObjectName("application")
-        self.namespace_edit = QLineEdit(service_box)
+        self.namespace_edit = QLineEdit(self.address_box)
         self.namespace_edit.setObjectName("namespace")
         self.namespace_edit.setPlaceholderText("optional: the path before /processes")
         for edit in (self.endpoint_edit, self.application_edit, self.namespace_edit):
             edit.editingFinished.connect(self.load_params)
-        self.endpoint_error = self._error_label(service_box)
-        self.application_error = self._error_label(service_box)
-        self.namespace_error = self._error_label(service_box)
-        self.endpoint_label = QLabel("Backend", service_box)
-        self.application_label = QLabel("Application", service_box)
-        self.namespace_label = QLabel("Namespace", service_box)
+        self.endpoint_error = self._error_label(self.address_box)
+        self.application_error = self._error_label(self.address_box)
+        self.namespace_error = self._error_label(self.address_box)
+        self.endpoint_label = QLabel("Backend", self.address_box)
+        self.application_label = QLabel("Application", self.address_box)
+        self.namespace_label = QLabel("Namespace", self.address_box)
         self.namespace_box = self._with_error(self.namespace_edit, self.namespace_error)
         sf.addRow(self.endpoint_label, self._with_error(self.endpoint_edit, self.endpoint_error))
         sf.addRow(self.application_label, self._with_error(self.application_edit, self.application_error))
         sf.addRow(self.namespace_label, self.namespace_box)
-        # Service descriptions come from catalogues and remote UDPs: plain text.
-        self.description = plain_label(QLabel(service_box))
-        self.description.setWordWrap(True)
-        sf.addRow(self.description)
+        sl.addWidget(self.address_box)
         page.addWidget(service_box)
 
         params_box = QGroupBox("Parameters", submit_page)
         pl = QVBoxLayout(params_box)
+        pl.setContentsMargins(4, 2, 4, 2)
+        pl.setSpacing(2)
         self.form = ParameterForm(self.canvas, params_box)
         pl.addWidget(self.form)
         jf = QFormLayout()
+        jf.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.title_edit = QLineEdit(params_box)
         self.title_edit.setObjectName("title")
         # A title the user typed is kept when the service changes (filled ones are "auto").
@@ -178,20 +226,29 @@ class EoDispatchDock(QgsDockWidget):
         pl.addLayout(jf)
         self._kind_changed(reload=False)
         page.addWidget(params_box)
-
-        self.submit_button = QPushButton("Submit", submit_page)
-        self.submit_button.setObjectName("submit")
-        self.submit_button.clicked.connect(self.submit)
-        self.general_error = self._error_label(submit_page)
-        page.addWidget(self.submit_button)
-        page.addWidget(self.general_error)
         page.addStretch(1)
 
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(submit_page)
-        self.tabs.addTab(scroll, "Submit")
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("submit_scroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(submit_page)
+        outer.addWidget(self.scroll, 1)
+        # Below the scrolling part: always in sight, whatever the form's length.
+        self.general_error = self._error_label(submit_tab)
+        self.general_error.setMaximumHeight(120)
+        outer.addWidget(self.general_error)
+        self.submit_button = QPushButton("Submit", submit_tab)
+        self.submit_button.setObjectName("submit")
+        self.submit_button.setDefault(True)
+        self.submit_button.clicked.connect(self.submit)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 0, 4, 4)
+        bottom.addWidget(self.submit_button)
+        outer.addLayout(bottom)
+        self.tabs.addTab(submit_tab, "Submit")
+        self.submit_tab = submit_tab
         self.job_list = JobList(self.jobs)
         self.job_list.action_requested.connect(self.job_action)
         self.tabs.addTab(self.job_list, "Jobs")
@@ -259,6 +316,18 @@ class EoDispatchDock(QgsDockWidget):
             self.backends = [b for b in result.data if isinstance(b, dict)]
             self._fill_backends()
 
+    def _job_waits(self, job: Dict[str, Any]) -> None:
+        """Reads /backends again (once for a burst) when a job's status or what it waits
+        for changed, or its backend is not listed yet: what the daemon learnt about the
+        backend (reachable, whether it offers a login) shows in the table."""
+        waiting = waiting_view(job)
+        seen = (job.get("status"), waiting.reason if waiting else None)
+        jid = job.get("id")
+        backend = (waiting.backend if waiting else "") or str((job.get("service") or {}).get("endpoint") or "")
+        if self._job_seen.get(jid) != seen or (backend and self.backend_row(backend) < 0):
+            self._job_seen[jid] = seen
+            self._backends_timer.start()
+
     def _backend_event(self, entry: Dict[str, Any]) -> None:
         for i, b in enumerate(self.backends):
             if b.get("url") == entry.get("url"):
@@ -271,30 +340,58 @@ class EoDispatchDock(QgsDockWidget):
             self.login_dialog.on_auth_event(entry)
 
     def _fill_backends(self) -> None:
+        """One row per backend: its title (full URL in the tooltip), its state in plain
+        words, and Log in only where a login is possible and needed (Log out when
+        logged in). As high as its rows: no empty space under them."""
         t = self.backend_table
         t.setVisible(bool(self.backends))
         self.no_backends.setVisible(not self.backends)
         t.setRowCount(len(self.backends))
         for row, b in enumerate(self.backends):
-            t.setItem(row, 0, QTableWidgetItem(str(b.get("title") or b.get("url"))))
-            t.item(row, 0).setToolTip(plain_tip(b.get("url")))
-            login = b.get("login") or {}
-            state = login.get("state") or b.get("state") or "?"
-            text = {"logged_in": "logged in", "logged_out": "not logged in", "login_required": "log-in needed",
-                    "pending": "logging in…"}.get(state, state)
-            if b.get("state") == "unreachable":
-                text = "unreachable"
-            item = QTableWidgetItem(text)
-            item.setToolTip(plain_tip(b.get("message")))
+            view = backend_view(b)
+            name = QTableWidgetItem(view.name)
+            name.setToolTip(plain_tip(view.tip))
+            name.setData(Qt.ItemDataRole.UserRole, b.get("url"))
+            t.setItem(row, 0, name)
+            item = QTableWidgetItem(view.state)
+            item.setToolTip(plain_tip(view.tip))
             t.setItem(row, 1, item)
-            button = QPushButton("Log out" if state == "logged_in" else "Log in")
-            button.clicked.connect(lambda _c=False, entry=b, s=state: self._login_clicked(entry, s))
-            t.setCellWidget(row, 2, button)
+            if view.button is None:
+                t.removeCellWidget(row, 2)
+                t.setItem(row, 2, QTableWidgetItem(""))
+            else:
+                # A tool button: as wide as its text, leaving the backend's name the room.
+                button = QToolButton()
+                button.setText("Log out" if view.button == LOGOUT else "Log in")
+                button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+                button.setObjectName("backend_logout" if view.button == LOGOUT else "backend_login")
+                button.clicked.connect(lambda _c=False, entry=b, a=view.button: self._login_clicked(entry, a))
+                t.setCellWidget(row, 2, button)
+        t.resizeRowsToContents()
+        height = t.horizontalHeader().height() + 2 * t.frameWidth()
+        for row in range(min(t.rowCount(), 4)):
+            height += t.rowHeight(row)
+        t.setFixedHeight(height)
 
-    def _login_clicked(self, backend: Dict[str, Any], state: str) -> None:
-        if state == "logged_in":
+    def backend_row(self, url: str) -> int:
+        """The table row of the backend at ``url`` (-1 when not listed)."""
+        want = str(url or "").rstrip("/")
+        for row in range(self.backend_table.rowCount()):
+            item = self.backend_table.item(row, 0)
+            if item is not None and str(item.data(Qt.ItemDataRole.UserRole) or "").rstrip("/") == want:
+                return row
+        return -1
+
+    def _login_clicked(self, backend: Dict[str, Any], action: str) -> None:
+        if action == LOGOUT:
             self.client.post("/auth/logout", {"endpoint": backend.get("url")}, self._logged_out)
             return
+        self.open_login(backend)
+
+    def open_login(self, backend: Dict[str, Any]) -> None:
+        """The log-in dialog for ``backend`` (a ``GET /backends`` entry, or just its url)."""
+        if self.login_dialog is not None:
+            self.login_dialog.close()
         self.login_dialog = LoginDialog(self.client, backend, self)
         self.login_dialog.finished.connect(lambda _r: self.client.get("/backends", self._got_backends))
         self.login_dialog.show()
@@ -307,8 +404,19 @@ class EoDispatchDock(QgsDockWidget):
 
     # --- service and parameters ------------------------------------------------------
 
+    @staticmethod
+    def _service_key(data: Any) -> Optional[str]:
+        """A service list entry's key: its catalogue id, or CUSTOM."""
+        if isinstance(data, dict):
+            return str(data.get("id") or data.get("application") or "")
+        return CUSTOM if data == CUSTOM else None
+
     def _fill_services(self) -> None:
-        current = self.service_combo.currentData()
+        """The catalogue's services, then "Other". Selected: the service picked in this
+        session, else the one the user last picked (QgsSettings), else the first
+        catalogue service; a list that arrives after the dock was built does the same
+        (the "Other" shown while there was no catalogue was nobody's choice)."""
+        shown = self._service_key(self.service_combo.currentData())
         self.service_combo.blockSignals(True)
         self.service_combo.clear()
         kinds = dict(P.KINDS)
@@ -321,17 +429,43 @@ class EoDispatchDock(QgsDockWidget):
         self.service_combo.addItem("Other: enter by hand", CUSTOM)
         self.service_combo.setItemData(self.service_combo.count() - 1, "An openEO or OGC API Processes service by address",
                                        Qt.ItemDataRole.ToolTipRole)
-        index = self.service_combo.count() - 1 if current == CUSTOM else 0
-        for i in range(self.service_combo.count()):
-            d = self.service_combo.itemData(i)
-            if isinstance(d, dict) and isinstance(current, dict) and d.get("id") == current.get("id"):
-                index = i
+        index = 0
+        for want in (self._session_choice, self._saved_choice()):
+            found = self._index_of(want)
+            if found >= 0:
+                index = found
+                break
         self.service_combo.setCurrentIndex(index)
         self.service_combo.blockSignals(False)
-        if not self.form.specs:
+        if self._service_key(self.service_combo.currentData()) != shown or not self.form.specs:
             self._service_picked(index)
 
-    def _set_description(self, text: str, limit: int = 400) -> None:
+    def _index_of(self, key: Optional[str]) -> int:
+        if not key:
+            return -1
+        for i in range(self.service_combo.count()):
+            if self._service_key(self.service_combo.itemData(i)) == key:
+                return i
+        return -1
+
+    @staticmethod
+    def _saved_choice() -> Optional[str]:
+        return QgsSettings().value(SERVICE_CHOICE_KEY, "", type=str) or None
+
+    def _service_index_changed(self, index: int) -> None:
+        """Any change of the selected service (the user, or code such as
+        ``select_service``): kept for this session when the list is refilled."""
+        self._session_choice = self._service_key(self.service_combo.itemData(index))
+        self._service_picked(index)
+
+    def _service_chosen(self, index: int) -> None:
+        """The user picked a service in the list: remembered across QGIS restarts."""
+        key = self._service_key(self.service_combo.itemData(index))
+        if key:
+            self._session_choice = key
+            QgsSettings().setValue(SERVICE_CHOICE_KEY, key)
+
+    def _set_description(self, text: str, limit: int = 200) -> None:
         """The service's description, cut after ``limit`` characters (whole text in the
         tooltip): long catalogue descriptions would push the form out of sight."""
         short = text
@@ -373,6 +507,8 @@ class EoDispatchDock(QgsDockWidget):
         s = self.service_combo.currentData()
         custom = not isinstance(s, dict)
         self.kind_combo.setEnabled(custom)
+        # A catalogue service's address is fixed: folded away (open to look or change).
+        self.address_box.setCollapsed(not custom)
         if not custom:
             self._set_kind(str(s.get("label") or P.OPENEO))
             self.endpoint_edit.setText(str(s.get("endpoint") or ""))
@@ -516,6 +652,8 @@ class EoDispatchDock(QgsDockWidget):
             if label is not None:
                 label.setText(str(e.get("reason")))
                 label.show()
+                if str(e.get("name")).startswith("service."):
+                    self.address_box.setCollapsed(False)
             else:
                 unplaced.append(e)
         if unplaced or not errors:
@@ -535,7 +673,12 @@ class EoDispatchDock(QgsDockWidget):
         job = self.jobs.job(jid)
         if job is None:
             return
-        if action == "cancel":
+        if action == "login":
+            waiting = waiting_view(job)
+            url = waiting.backend if waiting is not None else (job.get("service") or {}).get("endpoint")
+            entry = next((b for b in self.backends if str(b.get("url")).rstrip("/") == str(url).rstrip("/")), None)
+            self.open_login(entry or {"url": url})
+        elif action == "cancel":
             self.client.post(f"/unit_jobs/{jid}/cancel", {}, lambda r: self._after("Cancel", r))
         elif action == "logs":
             self.client.get(f"/unit_jobs/{jid}/logs", lambda r: self._show_logs(job, r))
@@ -589,6 +732,7 @@ class EoDispatchDock(QgsDockWidget):
 
     def cleanup(self) -> None:
         self._health_timer.stop()
+        self._backends_timer.stop()
         self.form.clear()
         if self.login_dialog is not None:
             self.login_dialog.close()

@@ -51,7 +51,9 @@ class ExtentWidget(QWidget):
             spin.setRange(lo, hi)
             spin.setDecimals(6)
             spin.setSingleStep(0.01)
-            spin.setMinimumWidth(60)
+            # Room for every digit ("-180.000000"): in a narrow dock the row puts its
+            # label above the coordinates rather than cutting them off.
+            spin.setMinimumWidth(spin.fontMetrics().boundingRect("-180.000000").width() + 14)
             spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
             spin.setObjectName(f"extent_{key}")
             spin.valueChanged.connect(lambda _v: self.changed.emit())

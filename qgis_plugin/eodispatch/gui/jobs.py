@@ -1,5 +1,6 @@
-"""The live job list: title, status, progress, download, age; actions on the selected
-job (cancel, logs, open folder, zoom, load again)."""
+"""The live job list: title, status (or what the job waits for), progress, download,
+age; actions on the selected job (cancel, logs, open folder, zoom, load again; log in
+for a job that waits for a login)."""
 
 import datetime as _dt
 from typing import Any, Dict, Optional
@@ -10,18 +11,20 @@ from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QMenu,
-    QPushButton,
+    QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from ..core.backends import waiting_view
 from ..core.footprints import STATUS_COLORS
 from ..core.jobs import JobModel
 from ..core.safe import plain_tip
 
 COLUMNS = ["Title", "Status", "Progress", "Download", "Age"]
+WAITING_COLOR = "#b35806"  # dark orange: the job is held up, not failed
 ACTIONS = [
     ("cancel", "Cancel"),
     ("logs", "Logs"),
@@ -93,14 +96,18 @@ class JobList(QWidget):
         self.tree.setColumnWidth(0, 200)
         layout.addWidget(self.tree)
         row = QHBoxLayout()
-        self.buttons: Dict[str, QPushButton] = {}
+        self.buttons: Dict[str, QToolButton] = {}
         for key, text in ACTIONS:
-            b = QPushButton(text, self)
+            # Tool buttons, as wide as their text: all five fit a dock on a 1366 px screen.
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             b.setObjectName(f"job_{key}")
             b.setEnabled(False)
             b.clicked.connect(lambda _c=False, k=key: self._trigger(k))
             self.buttons[key] = b
             row.addWidget(b)
+        row.addStretch(1)
         layout.addLayout(row)
         model.job_changed.connect(self.update_job)
         model.job_removed.connect(self.remove_job)
@@ -132,14 +139,22 @@ class JobList(QWidget):
         status = str(job.get("status") or "")
         progress = job.get("progress")
         item.setText(0, f"{job.get('title') or ''} (#{jid})")
-        item.setText(1, status)
-        item.setForeground(1, QBrush(QColor(STATUS_COLORS.get(status, "#000000")).darker(130)))
+        waiting = waiting_view(job)
+        if waiting is not None:
+            item.setText(1, waiting.text)
+            item.setForeground(1, QBrush(QColor(WAITING_COLOR)))
+        else:
+            item.setText(1, status)
+            item.setForeground(1, QBrush(QColor(STATUS_COLORS.get(status, "#000000")).darker(130)))
         item.setText(2, f"{progress:.0f} %" if isinstance(progress, (int, float)) else "")
         item.setText(3, download_text(job, self.model.downloads.get(jid)))
         item.setText(4, age(str(job.get("created") or "")))
         err = job.get("error") or {}
         item.setToolTip(0, plain_tip(err.get("message") or job.get("service", {}).get("application", "")))
-        item.setToolTip(1, plain_tip(err.get("message") or status))
+        if waiting is not None:
+            item.setToolTip(1, plain_tip(f"{status}: {waiting.tip}"))
+        else:
+            item.setToolTip(1, plain_tip(err.get("message") or status))
         if jid == self.selected_id():
             self._selection_changed()
 
@@ -190,6 +205,12 @@ class JobList(QWidget):
         jid = item.data(0, Qt.ItemDataRole.UserRole)
         enabled = self._enabled(self.model.job(jid))
         menu = QMenu(self)
+        job = self.model.job(jid) or {}
+        waiting = waiting_view(job)
+        if waiting is not None and waiting.reason == "login_required":
+            action = menu.addAction("Log in to the backend…")
+            action.triggered.connect(lambda _c=False, j=jid: self.action_requested.emit("login", j))
+            menu.addSeparator()
         for key, text in ACTIONS:
             action = menu.addAction(text)
             action.setEnabled(enabled[key])

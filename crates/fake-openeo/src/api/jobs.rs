@@ -34,7 +34,7 @@ pub(crate) fn with_job<R>(
     f(job, view)
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request(
@@ -46,7 +46,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-fn new_job_id() -> String {
+pub(crate) fn new_job_id() -> String {
     let t = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year repr:last_two][month][day][hour][minute]");
     format!(

@@ -5,6 +5,7 @@
 
 pub(crate) mod jobs;
 pub(crate) mod results;
+pub(crate) mod sync;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub(crate) const API_ROUTES: &[(&str, &[&str])] = &[
     ("/file_formats", &["GET"]),
     ("/processes", &["GET"]),
     ("/validation", &["POST"]),
+    ("/result", &["POST"]),
     ("/jobs", &["GET", "POST"]),
     ("/jobs/{job_id}", &["GET", "PATCH", "DELETE"]),
     ("/jobs/{job_id}/estimate", &["GET"]),
@@ -111,6 +113,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&api("/file_formats"), get(file_formats))
         .route(&api("/processes"), get(processes))
         .route(&api("/validation"), post(jobs::validation))
+        .route(&api("/result"), post(sync::result))
         .route(&api("/jobs"), get(jobs::list).post(jobs::create))
         .route(
             &api("/jobs/{job_id}"),
