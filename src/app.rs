@@ -185,7 +185,9 @@ impl App {
     }
 
     /// Starts what the application layer itself listens for: a login makes the
-    /// backend's `login_required` state go away at once.
+    /// backend's `login_required` state go away at once; a delivery of a sub-job's
+    /// results that ends (ready, failed, or its folder removed or back) republishes the
+    /// job's task, whose `results` counts changed.
     pub fn start(&self) {
         let mut rx = self.parts().events.subscribe();
         let backends = self.parts().backends.clone();
@@ -204,6 +206,30 @@ impl App {
                 for b in backends.all() {
                     if normalise_endpoint(&b.state().url) == key {
                         b.mark_ok();
+                    }
+                }
+            }
+        });
+        let mut rx = self.parts().events.subscribe();
+        let (store, events) = (self.parts().store.clone(), self.parts().events.clone());
+        self.parts().background.spawn(async move {
+            loop {
+                let id = match rx.recv().await {
+                    Ok(env) => match &env.event {
+                        Event::ResultsProgress(p) if p.state != ResultsState::Downloading => p.id,
+                        _ => continue,
+                    },
+                    // A missed delivery shows in the task when it is read.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                let task = match store.job(id).await {
+                    Ok(Some(job)) => job.upscale_task_id,
+                    _ => None,
+                };
+                if let Some(task) = task {
+                    if let Err(e) = events.task_changed_by_id(&store, task).await {
+                        tracing::warn!(task, error = %e, "cannot publish a task");
                     }
                 }
             }
@@ -504,16 +530,14 @@ impl App {
             return Err(ended(&job));
         }
         self.cancel_on_backend(&job).await?;
-        let patch = JobPatch {
-            status: Some(Status::Canceled),
-            error: Some(Some(crate::job::JobError {
-                code: "Canceled".into(),
-                message: "canceled by the user".into(),
-            })),
-            only_if_active: true,
-            ..JobPatch::default()
-        };
-        match record_change(&self.parts().store, &self.parts().events, &job, patch).await? {
+        match record_change(
+            &self.parts().store,
+            &self.parts().events,
+            &job,
+            canceled_patch(),
+        )
+        .await?
+        {
             Some(j) => Ok(self.with_waiting(j)),
             None => Err(ended(&self.stored_job(id).await?)),
         }
@@ -546,18 +570,24 @@ impl App {
                 ),
             });
         };
+        self.retried(&job, &retried);
+        self.publish_task_of(&retried).await?;
+        Ok(self.with_waiting(retried))
+    }
+
+    /// What follows a retry stored by the store: what was kept of the last attempt
+    /// (`before`, with its UUID) goes, the new attempt is published and scheduled.
+    fn retried(&self, before: &Job, retried: &Job) {
         // Anything kept for the last attempt goes (a partial download, an answer).
         let staging = self
             .config()
             .results_dir
             .join(crate::results::publish::INCOMING)
-            .join(job.uuid.hyphenated().to_string());
+            .join(before.uuid.hyphenated().to_string());
         let _ = std::fs::remove_dir_all(staging);
-        tracing::info!(job = id, "retried: a new attempt");
-        self.parts().events.job_changed(&retried);
-        self.publish_task_of(&retried).await?;
-        self.parts().scheduler.job_added(&retried);
-        Ok(self.with_waiting(retried))
+        tracing::info!(job = retried.id, "retried: a new attempt");
+        self.parts().events.job_changed(retried);
+        self.parts().scheduler.job_added(retried);
     }
 
     /// Cancels an active job on its platform. A job not sent yet needs nothing. A job
@@ -714,23 +744,135 @@ impl App {
 
     /// One task with its jobs (and why they wait).
     pub async fn task(&self, id: i64) -> Result<Task, AppError> {
-        let task = self
-            .parts()
-            .store
-            .task(id)
-            .await?
-            .ok_or(AppError::TaskNotFound(id))?;
-        Ok(self.task_with_waiting(task))
+        Ok(self.task_with_waiting(self.stored_task(id).await?))
     }
 
-    /// Forgets a task and its jobs (active ones are canceled on their platform first).
-    pub async fn delete_task(&self, id: i64) -> Result<(), AppError> {
-        let task = self
-            .parts()
+    /// [`App::task`] for a client that is watching (`GET /upscale_tasks/{id}`): the
+    /// backend of its active jobs is polled soon.
+    pub async fn task_watched(&self, id: i64) -> Result<Task, AppError> {
+        let task = self.task(id).await?;
+        if let Some(j) = task.jobs.iter().find(|j| !j.status.is_terminal()) {
+            if let Some(job) = self.parts().store.job(j.id).await? {
+                self.parts().scheduler.nudge(&job);
+            }
+        }
+        Ok(task)
+    }
+
+    async fn stored_task(&self, id: i64) -> Result<Task, AppError> {
+        self.parts()
             .store
             .task(id)
             .await?
-            .ok_or(AppError::TaskNotFound(id))?;
+            .ok_or(AppError::TaskNotFound(id))
+    }
+
+    /// Cancels every sub-job of a task that has not ended; the ended ones stay as they
+    /// are. Sub-jobs not sent yet are canceled first, in one write, so that none of
+    /// them is sent while the others are canceled; the others as [`App::cancel_job`]
+    /// does (on their platform, then in the store), at the same time. `Conflict` when
+    /// nothing is left to cancel. A backend that refuses a cancel is the error: the
+    /// sub-jobs it could not cancel stay active, the others are canceled, and canceling
+    /// again finishes the work.
+    pub async fn cancel_task(&self, id: i64) -> Result<Task, AppError> {
+        self.task_exists(id).await?;
+        let unsent = self
+            .parts()
+            .store
+            .update_unsent_of_task(id, canceled_patch())
+            .await?;
+        for job in &unsent {
+            self.parts().events.job_changed(job);
+        }
+        let jobs = self.parts().store.jobs_of_task(id).await?;
+        let active: Vec<&Job> = jobs.iter().filter(|j| !j.status.is_terminal()).collect();
+        if unsent.is_empty() && active.is_empty() {
+            return Err(AppError::Conflict {
+                code: "TaskEnded",
+                title: "Nothing to cancel",
+                detail: format!(
+                    "every sub-job of upscale task {id} has ended already; nothing is left to cancel"
+                ),
+            });
+        }
+        let results = futures_util::future::join_all(
+            active.iter().map(|job| self.cancel_unless_ended(job.id)),
+        )
+        .await;
+        tracing::info!(
+            task = id,
+            unsent = unsent.len(),
+            sent = active.len(),
+            "task canceled"
+        );
+        self.parts()
+            .events
+            .task_changed_by_id(&self.parts().store, id)
+            .await?;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(self.task_with_waiting(self.stored_task(id).await?))
+    }
+
+    /// [`App::cancel_job`], where a job that ended (or went) meanwhile is not an error.
+    async fn cancel_unless_ended(&self, id: i64) -> Result<(), AppError> {
+        match self.cancel_job(id).await {
+            Ok(_) | Err(AppError::JobNotFound(_)) => Ok(()),
+            Err(AppError::Conflict {
+                code: "JobEnded", ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes every failed or canceled sub-job of a task a new attempt (as
+    /// [`App::retry_job`]); finished and active ones are left alone. The retries are
+    /// one guarded write, so two retries at once never make two attempts of one job.
+    /// `Conflict` when there was nothing to retry.
+    pub async fn retry_task(&self, id: i64) -> Result<Task, AppError> {
+        self.task_exists(id).await?;
+        let retried = self.parts().store.retry_jobs_of_task(id).await?;
+        if retried.is_empty() {
+            return Err(AppError::Conflict {
+                code: "NothingToRetry",
+                title: "Nothing to retry",
+                detail: format!(
+                    "upscale task {id} has no failed or canceled sub-job; only those are \
+                     submitted again"
+                ),
+            });
+        }
+        for (before, after) in &retried {
+            self.retried(before, after);
+        }
+        tracing::info!(task = id, retried = retried.len(), "task retried");
+        self.parts()
+            .events
+            .task_changed_by_id(&self.parts().store, id)
+            .await?;
+        Ok(self.task_with_waiting(self.stored_task(id).await?))
+    }
+
+    /// `TaskNotFound` unless task `id` exists.
+    async fn task_exists(&self, id: i64) -> Result<(), AppError> {
+        match self.parts().store.task_summary(id).await? {
+            Some(_) => Ok(()),
+            None => Err(AppError::TaskNotFound(id)),
+        }
+    }
+
+    /// Forgets a task and its jobs. Its tiles not sent yet are canceled first (in one
+    /// write, so that the scheduler sends none of them into a slot that a canceled
+    /// tile frees), then the active ones on their platform, then the records go.
+    pub async fn delete_task(&self, id: i64) -> Result<(), AppError> {
+        let task = self.stored_task(id).await?;
+        for job in self
+            .parts()
+            .store
+            .update_unsent_of_task(id, canceled_patch())
+            .await?
+        {
+            self.parts().events.job_changed(&job);
+        }
         let jobs = self.parts().store.jobs_of_task(id).await?;
         for job in jobs.iter().filter(|j| !j.status.is_terminal()) {
             self.cancel_on_backend(job).await?;
@@ -746,9 +888,10 @@ impl App {
 
     async fn publish_task_of(&self, job: &Job) -> Result<(), StoreError> {
         if let Some(task_id) = job.upscale_task_id {
-            if let Some(task) = self.parts().store.task(task_id).await? {
-                self.parts().events.task_changed(&task);
-            }
+            self.parts()
+                .events
+                .task_changed_by_id(&self.parts().store, task_id)
+                .await?;
         }
         Ok(())
     }
@@ -875,6 +1018,19 @@ impl App {
         self.parts().auth.logout(endpoint).await?;
         let backend = self.parts().backends.for_login(endpoint);
         Ok(self.entry(&backend))
+    }
+}
+
+/// What a cancel by the user writes (only while the job is active).
+fn canceled_patch() -> JobPatch {
+    JobPatch {
+        status: Some(Status::Canceled),
+        error: Some(Some(crate::job::JobError {
+            code: "Canceled".into(),
+            message: "canceled by the user".into(),
+        })),
+        only_if_active: true,
+        ..JobPatch::default()
     }
 }
 

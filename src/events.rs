@@ -50,7 +50,8 @@ pub enum Event {
     ResultsProgress(ResultsProgress),
     /// A job's results were published in the results folder (`results.dir`).
     ResultsPublished(Arc<Job>),
-    /// An upscale task was created or its status changed.
+    /// An upscale task was created, or something it reports changed: a sub-job's
+    /// status or progress, a delivery of a sub-job's results ending, a retry.
     TaskChanged(Arc<TaskSummary>),
     /// An upscale task was forgotten.
     TaskDeleted(Arc<TaskSummary>),
@@ -181,9 +182,17 @@ impl EventBus {
         self.publish(Event::ResultsPublished(Arc::new(job.clone())));
     }
 
-    /// A task was created or its status changed.
+    /// A task was created or changed.
     pub fn task_changed(&self, task: impl Into<TaskSummary>) {
         self.publish(Event::TaskChanged(Arc::new(task.into())));
+    }
+
+    /// Publishes the task `task_id` as it is now (nothing when it is gone).
+    pub async fn task_changed_by_id(&self, store: &Store, task_id: i64) -> Result<(), StoreError> {
+        if let Some(task) = store.task_summary(task_id).await? {
+            self.task_changed(task);
+        }
+        Ok(())
     }
 
     /// A task was deleted.
@@ -200,25 +209,22 @@ impl EventBus {
     }
 }
 
-/// The one way a job changes: the store first, then the event (and the task's event
-/// when the job's status changed). `None`: the job is gone, or a guarded patch was
-/// refused.
+/// The one way a job changes: the store first, then the event, and — when the job
+/// belongs to an upscale task and its status or progress changed — one event for the
+/// task (its status, progress and counts follow from its jobs). `None`: the job is
+/// gone, or a guarded patch was refused.
 pub async fn record_change(
     store: &Store,
     events: &EventBus,
     job: &Job,
     patch: JobPatch,
 ) -> Result<Option<Job>, StoreError> {
-    let status_change = patch.status.is_some_and(|s| s != job.status);
     let updated = store.update_job(job.id, patch).await?;
     if let Some(u) = &updated {
         events.job_changed(u);
-        if status_change {
-            if let Some(task_id) = u.upscale_task_id {
-                if let Some(task) = store.task(task_id).await? {
-                    events.task_changed(&task);
-                }
-            }
+        let reported = u.status != job.status || u.progress != job.progress;
+        if let (true, Some(task_id)) = (reported, u.upscale_task_id) {
+            events.task_changed_by_id(store, task_id).await?;
         }
     }
     Ok(updated)

@@ -502,26 +502,96 @@ impl StatusCounts {
         self.created + self.queued + self.running + self.finished + self.canceled + self.failed
     }
 
-    /// The task status these counts imply (DESIGN.md "Upscale tasks"): `created` while
-    /// nothing has moved, `running` while any job is not terminal, then `finished` if
-    /// at least one finished, `failed` if all failed, `canceled` if all were canceled,
-    /// and `failed` for a mix of only canceled and failed jobs.
+    /// Jobs that have not ended: `created`, `queued` or `running`.
+    pub fn active(&self) -> u32 {
+        self.created + self.queued + self.running
+    }
+
+    /// The status of an upscale task with these sub-job counts, in APEx's words. The
+    /// rule, first match wins:
+    ///
+    /// 1. `created` — every sub-job is `created`: nothing has reached the backend yet
+    ///    (also a task without sub-jobs);
+    /// 2. `queued` — sub-jobs wait on the backend (`queued`), none runs and none has
+    ///    ended yet;
+    /// 3. `running` — any other mix with a sub-job that has not ended: one runs, or
+    ///    some have ended while others still wait (a task whose failed tiles were
+    ///    retried is `running` again);
+    /// 4. every sub-job has ended: `finished` only when **every** one finished;
+    ///    `failed` when at least one failed; otherwise (some were canceled, none
+    ///    failed) `canceled`.
+    ///
+    /// So a task is never called `finished` while a tile is missing: a task with
+    /// failed tiles is `failed` even if most tiles finished, and `counts` says how
+    /// many did. (The hosted APEx API reports such a mix as `finished`, or leaves it
+    /// `created` for ever.)
     pub fn task_status(&self) -> Status {
         let total = self.total();
-        if total == 0 || self.created == total {
+        if self.created == total {
             return Status::Created;
         }
-        if self.created + self.queued + self.running > 0 {
-            return Status::Running;
+        if self.active() > 0 {
+            let ended = self.finished + self.canceled + self.failed;
+            return if self.running == 0 && ended == 0 {
+                Status::Queued
+            } else {
+                Status::Running
+            };
         }
-        if self.finished > 0 {
+        if self.finished == total {
             Status::Finished
-        } else if self.canceled == total {
-            Status::Canceled
-        } else {
+        } else if self.failed > 0 {
             Status::Failed
+        } else {
+            Status::Canceled
         }
     }
+
+    /// A task's progress in percent (0–100, one decimal) from these counts and the
+    /// sum of its active sub-jobs' [`progress_share`]s: the mean over the sub-jobs,
+    /// where a job that ended (finished, failed or canceled) counts as 100 and an
+    /// active one as its backend progress (0 when unknown). 0 for a task without
+    /// sub-jobs.
+    pub fn task_progress(&self, active_progress: f64) -> f64 {
+        let total = self.total();
+        if total == 0 {
+            return 0.0;
+        }
+        let ended = f64::from(total - self.active());
+        let mean = (ended * 100.0 + active_progress) / f64::from(total);
+        (mean.clamp(0.0, 100.0) * 10.0).round() / 10.0
+    }
+}
+
+/// What an active sub-job adds to [`StatusCounts::task_progress`]: its progress,
+/// clamped to 0–100, 0 when unknown; an ended job adds nothing here (it is counted as
+/// 100 from the counts).
+pub fn progress_share(status: Status, progress: Option<f64>) -> f64 {
+    if status.is_terminal() {
+        0.0
+    } else {
+        progress
+            .filter(|p| p.is_finite())
+            .unwrap_or(0.0)
+            .clamp(0.0, 100.0)
+    }
+}
+
+/// Delivery of an upscale task's results: sums over its sub-jobs' [`Results`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TaskResults {
+    /// Bytes downloaded so far, over all sub-jobs.
+    pub bytes: u64,
+    /// Sum of the sub-jobs' expected sizes known so far (a job's size is known once
+    /// its download started).
+    pub total_bytes: u64,
+    /// Sub-jobs whose results are in the results folder (`results.state` `ready`).
+    pub ready: u32,
+    /// Sub-jobs whose delivery failed (`results.state` `failed`).
+    pub failed: u32,
+    /// Finished sub-jobs whose results are still on their way (`results.state`
+    /// `pending` or `downloading`): 0 once every finished tile's delivery has ended.
+    pub pending: u32,
 }
 
 /// An upscale task: a fan-out of unit jobs over one parameter dimension.
@@ -533,7 +603,8 @@ pub struct Task {
     pub title: String,
     /// Platform kind.
     pub label: Label,
-    /// Derived from the sub-jobs' statuses ([`StatusCounts::task_status`]).
+    /// Derived from the sub-jobs' statuses: see [`StatusCounts::task_status`] for the
+    /// rule.
     pub status: Status,
     /// Backend and application.
     pub service: ServiceDetails,
@@ -552,13 +623,20 @@ pub struct Task {
     #[serde(with = "rfc3339_z")]
     #[schema(value_type = String, format = DateTime)]
     pub updated: OffsetDateTime,
+    /// *ext* Progress in percent (0–100): the mean over the sub-jobs, an ended one
+    /// counting as 100 ([`StatusCounts::task_progress`]).
+    pub progress: f64,
     /// *ext* Number of sub-jobs per status.
     pub counts: StatusCounts,
+    /// *ext* Delivery of the sub-jobs' results into the results folder.
+    pub results: TaskResults,
     /// The sub-jobs, in dimension order.
     pub jobs: Vec<JobSummary>,
 }
 
-/// The short form of a task (APEx `UpscalingTaskSummary`).
+/// The short form of a task (APEx `UpscalingTaskSummary`, plus our fields): what
+/// `GET /upscale_tasks` lists, `/jobs_status` shows and `task` events carry — the task
+/// without its parameters, dimension and sub-jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TaskSummary {
     /// Local id.
@@ -567,8 +645,22 @@ pub struct TaskSummary {
     pub title: String,
     /// Platform kind.
     pub label: Label,
-    /// Derived status.
+    /// Derived status ([`StatusCounts::task_status`]).
     pub status: Status,
+    /// *ext* When the task was accepted.
+    #[serde(with = "rfc3339_z")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created: OffsetDateTime,
+    /// *ext* When the task or any of its jobs last changed.
+    #[serde(with = "rfc3339_z")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated: OffsetDateTime,
+    /// *ext* Progress in percent (0–100).
+    pub progress: f64,
+    /// *ext* Number of sub-jobs per status.
+    pub counts: StatusCounts,
+    /// *ext* Delivery of the sub-jobs' results.
+    pub results: TaskResults,
 }
 
 impl From<&Task> for TaskSummary {
@@ -578,6 +670,11 @@ impl From<&Task> for TaskSummary {
             title: t.title.clone(),
             label: t.label,
             status: t.status,
+            created: t.created,
+            updated: t.updated,
+            progress: t.progress,
+            counts: t.counts.clone(),
+            results: t.results.clone(),
         }
     }
 }
@@ -656,14 +753,47 @@ mod tests {
         let c = |v: &[Status]| StatusCounts::of(v.iter().copied()).task_status();
         assert_eq!(c(&[]), Created);
         assert_eq!(c(&[Created, Created]), Created);
-        assert_eq!(c(&[Created, Queued]), Running);
+        // Waiting on the backend, nothing runs or ended yet.
+        assert_eq!(c(&[Created, Queued]), Queued);
+        assert_eq!(c(&[Queued, Queued]), Queued);
+        assert_eq!(c(&[Queued, Running]), Running);
+        // Some ended, some still to come (e.g. a retried tile): running.
         assert_eq!(c(&[Finished, Running]), Running);
-        assert_eq!(c(&[Finished, Canceled]), Finished);
-        assert_eq!(c(&[Finished, Failed]), Finished);
+        assert_eq!(c(&[Created, Finished]), Running);
+        assert_eq!(c(&[Failed, Queued]), Running);
+        // Everything ended: finished only when every tile finished.
+        assert_eq!(c(&[Finished, Finished]), Finished);
+        assert_eq!(c(&[Finished, Failed]), Failed);
+        assert_eq!(c(&[Finished, Finished, Finished, Failed]), Failed);
+        assert_eq!(c(&[Finished, Canceled]), Canceled);
         assert_eq!(c(&[Failed, Failed]), Failed);
         assert_eq!(c(&[Canceled, Canceled]), Canceled);
         assert_eq!(c(&[Canceled, Failed]), Failed);
-        assert_eq!(c(&[Created, Finished]), Running);
+        assert_eq!(c(&[Finished, Canceled, Failed]), Failed);
+    }
+
+    #[test]
+    fn task_progress_is_the_mean_with_ended_jobs_at_100() {
+        use Status::*;
+        let p = |v: &[(Status, Option<f64>)]| {
+            let counts = StatusCounts::of(v.iter().map(|(s, _)| *s));
+            let active: f64 = v.iter().map(|(s, p)| progress_share(*s, *p)).sum();
+            counts.task_progress(active)
+        };
+        assert_eq!(p(&[]), 0.0);
+        assert_eq!(p(&[(Created, None), (Queued, Some(0.0))]), 0.0);
+        assert_eq!(p(&[(Running, Some(50.0)), (Created, None)]), 25.0);
+        // Ended jobs count as 100 whatever their last progress was.
+        assert_eq!(p(&[(Failed, Some(10.0)), (Canceled, None)]), 100.0);
+        assert_eq!(p(&[(Finished, Some(100.0)), (Running, Some(20.0))]), 60.0);
+        assert_eq!(
+            p(&[(Running, Some(10.0)), (Created, None), (Created, None)]),
+            3.3
+        );
+        // Nonsense from a backend stays within 0..=100.
+        assert_eq!(p(&[(Running, Some(250.0))]), 100.0);
+        assert_eq!(p(&[(Running, Some(-5.0))]), 0.0);
+        assert_eq!(p(&[(Running, Some(f64::NAN))]), 0.0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use eodispatch::api::unit_jobs::MAX_LIMIT;
-use eodispatch::cli::{self, commands, doctor, login, serve, submit};
+use eodispatch::cli::{self, commands, doctor, login, serve, submit, tasks, upscale};
 use eodispatch::job::{Label, OutputFormat, Status};
 
 /// Local dispatcher of Earth-observation processing jobs (openEO, OGC API Processes).
@@ -80,6 +80,52 @@ enum Command {
     /// Forget a job, canceling it first if it is active (result files stay)
     Delete {
         /// Job id
+        id: i64,
+    },
+    /// Split an area into tiles and run a service on each tile, as one upscale task
+    Upscale(Box<UpscaleArgs>),
+    /// List upscale tasks, newest first
+    Tasks {
+        /// Print the JSON array the daemon returns
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one upscale task with its sub-jobs
+    Task {
+        /// Task id
+        id: i64,
+        /// Follow the task until it has ended and its results are delivered (exit code 0
+        /// when every tile finished, 1 otherwise)
+        #[arg(long)]
+        wait: bool,
+        /// Print the task as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel every sub-job of an upscale task that has not ended (records stay)
+    CancelTask {
+        /// Task id
+        id: i64,
+        /// Print the task as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submit the failed and canceled sub-jobs of an upscale task again (never a
+    /// finished one)
+    RetryTask {
+        /// Task id
+        id: i64,
+        /// Follow the task until it has ended (as `task --wait`)
+        #[arg(long)]
+        wait: bool,
+        /// Print the task as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget an upscale task and its sub-jobs, canceling active ones first (result
+    /// files stay)
+    DeleteTask {
+        /// Task id
         id: i64,
     },
     /// Log in to a backend (device code by default); tokens go to the OS keyring
@@ -218,6 +264,103 @@ impl SubmitArgs {
     }
 }
 
+/// `eodispatch upscale --service ID --bbox W,S,E,N --time START/END`, or with
+/// `--endpoint URL --application URL` and `--area FILE.geojson`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  eodispatch upscale --service eurac_pv_farm_detection --bbox 16.2,48.1,16.5,48.3 \\
+      --time 2023-05-01/2023-09-30 --wait
+  eodispatch upscale --endpoint https://openeofed.dataspace.copernicus.eu \\
+      --application https://example.org/udp/ndvi.json --area vienna.geojson --grid 20km \\
+      --time 2023-05-01/2023-09-30 --param max_cloud_cover=20 --title \"NDVI Vienna\"")]
+struct UpscaleArgs {
+    /// A service of the daemon's catalogue by id (GET /services), e.g. eurac_pv_farm_detection
+    #[arg(long, value_name = "ID", required_unless_present = "endpoint",
+          conflicts_with_all = ["endpoint", "application", "namespace", "label"])]
+    service: Option<String>,
+    /// Backend URL, e.g. https://openeofed.dataspace.copernicus.eu
+    #[arg(long, value_name = "URL", requires = "application")]
+    endpoint: Option<String>,
+    /// openEO: URL of the process (UDP) JSON; OGC API Processes: the process id
+    #[arg(long, value_name = "URL", requires = "endpoint")]
+    application: Option<String>,
+    /// OGC API Processes deployment namespace
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Kind of platform (default openeo)
+    #[arg(long, value_name = "LABEL", value_parser = submit::label_parser())]
+    label: Option<Label>,
+    /// The area: a GeoJSON file with one polygon (Polygon, Feature or FeatureCollection)
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "bbox",
+        conflicts_with = "bbox"
+    )]
+    area: Option<PathBuf>,
+    /// The area as a bounding box west,south,east,north (WGS84)
+    #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true,
+          value_parser = submit::parse_bbox)]
+    bbox: Option<submit::Bbox>,
+    /// Tile size: 20km or 250km squares (in the UTM zone of the area's centre)
+    #[arg(long, value_name = "GRID", default_value = "20km", value_parser = upscale::parse_grid)]
+    grid: &'static str,
+    /// The parameter each tile is given to
+    #[arg(long, value_name = "NAME", default_value = upscale::DEFAULT_DIMENSION)]
+    dimension: String,
+    /// Time range START/END shared by every tile (parameters.temporal_extent)
+    #[arg(long, value_name = "START/END", value_parser = submit::parse_time)]
+    time: Option<submit::TimeRange>,
+    /// Another parameter shared by every tile, as name=JSON (repeatable)
+    #[arg(long, value_name = "NAME=VALUE", value_parser = submit::parse_param)]
+    param: Vec<submit::Param>,
+    /// Output format
+    #[arg(long, value_name = "FORMAT", value_parser = submit::format_parser(),
+          default_value = "gtiff")]
+    format: OutputFormat,
+    /// Task title (default: the service's title or the application's file name)
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+    /// Follow the task until it has ended and its results are delivered, with a progress
+    /// line (exit code 0 when every tile finished, 1 otherwise)
+    #[arg(long)]
+    wait: bool,
+    /// Print the task as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl UpscaleArgs {
+    /// The task described by the flags; clap has made sure that a service and an area
+    /// are given.
+    fn into_flags(self) -> upscale::UpscaleFlags {
+        let service = match self.service {
+            Some(id) => upscale::ServiceChoice::Catalogue(id),
+            None => upscale::ServiceChoice::Direct {
+                endpoint: self.endpoint.unwrap_or_default(),
+                application: self.application.unwrap_or_default(),
+                namespace: self.namespace,
+                label: self.label.unwrap_or_default(),
+            },
+        };
+        let area = match (self.area, self.bbox) {
+            (Some(file), _) => upscale::Area::File(file),
+            (None, Some(b)) => upscale::Area::Bbox(b),
+            (None, None) => upscale::Area::File(PathBuf::new()),
+        };
+        upscale::UpscaleFlags {
+            service,
+            area,
+            grid: self.grid,
+            dimension: self.dimension,
+            time: self.time,
+            params: self.param,
+            format: self.format,
+            title: self.title,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -244,6 +387,17 @@ async fn main() -> ExitCode {
         Command::Cancel { id, json } => cli::finish(commands::cancel(id, json).await),
         Command::Retry { id, json } => cli::finish(commands::retry(id, json).await),
         Command::Delete { id } => cli::finish(commands::delete(id).await),
+        Command::Upscale(args) => {
+            let (wait, json) = (args.wait, args.json);
+            cli::finish(tasks::upscale(args.into_flags(), wait, json).await)
+        }
+        Command::Tasks { json } => cli::finish(tasks::tasks(json).await),
+        Command::Task { id, wait, json } => cli::finish(tasks::task(id, wait, json).await),
+        Command::CancelTask { id, json } => cli::finish(tasks::cancel_task(id, json).await),
+        Command::RetryTask { id, wait, json } => {
+            cli::finish(tasks::retry_task(id, wait, json).await)
+        }
+        Command::DeleteTask { id } => cli::finish(tasks::delete_task(id).await),
         Command::Login {
             url,
             device: _,
@@ -328,6 +482,71 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("4 comma-separated numbers"), "{e}");
+    }
+
+    #[test]
+    fn upscale_needs_a_service_and_an_area() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from([&["eodispatch", "upscale"], args].concat());
+        assert!(parse(&["--service", "x"]).is_err(), "no area");
+        assert!(parse(&["--bbox", "1,2,3,4"]).is_err(), "no service");
+        assert!(parse(&["--service", "x", "--bbox", "1,2,3,4", "--area", "a.geojson"]).is_err());
+        assert!(parse(&[
+            "--service",
+            "x",
+            "--endpoint",
+            "https://e",
+            "--bbox",
+            "1,2,3,4"
+        ])
+        .is_err());
+        assert!(
+            parse(&["--endpoint", "https://e", "--bbox", "1,2,3,4"]).is_err(),
+            "no application"
+        );
+        assert!(parse(&["--service", "x", "--bbox", "1,2,3,4", "--grid", "10km"]).is_err());
+        let ok = parse(&[
+            "--endpoint",
+            "https://e",
+            "--application",
+            "https://a/pv.json",
+            "--area",
+            "a.geojson",
+            "--grid",
+            "250km",
+            "--param",
+            "k=1",
+            "--wait",
+        ])
+        .unwrap();
+        let Command::Upscale(args) = ok.command else {
+            panic!("not upscale")
+        };
+        assert!(args.wait);
+        let flags = args.into_flags();
+        assert_eq!(flags.grid, "250x250km");
+        assert_eq!(flags.dimension, "spatial_extent");
+        assert_eq!(flags.area, upscale::Area::File(PathBuf::from("a.geojson")));
+        assert!(matches!(
+            flags.service,
+            upscale::ServiceChoice::Direct {
+                label: Label::Openeo,
+                ..
+            }
+        ));
+        let ok = parse(&["--service", "pv", "--bbox", "-1,2,3,4"]).unwrap();
+        let Command::Upscale(args) = ok.command else {
+            panic!("not upscale")
+        };
+        assert_eq!(args.grid, "20x20km");
+        assert!(matches!(
+            args.into_flags().service,
+            upscale::ServiceChoice::Catalogue(id) if id == "pv"
+        ));
+        for task_command in ["task", "cancel-task", "retry-task", "delete-task"] {
+            assert!(Cli::try_parse_from(["eodispatch", task_command, "3"]).is_ok());
+            assert!(Cli::try_parse_from(["eodispatch", task_command, "x"]).is_err());
+        }
     }
 
     #[test]

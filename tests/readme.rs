@@ -1,7 +1,9 @@
 //! The README's curl examples work as written: every `sh` block of the section "Try it
 //! with curl" runs, in order, with bash against a fresh daemon (the real binary, on a
 //! free port instead of 8421, with `eodispatch` on PATH), and each answer is what the
-//! README says it is.
+//! README says it is; so do the walkthroughs of the sections "Try a whole job without
+//! an account", "Upscale a large area" (both against the fake backend in this process
+//! instead of port 9000) and "OGC API Processes services".
 
 mod common;
 #[path = "common/ogc.rs"]
@@ -411,4 +413,118 @@ fn blocks_owned_script(block: &str, daemon_port: u16, fake_port: u16) -> String 
             .replace("sleep 2", "sleep 0.2")
             .replace("sleep 1", "sleep 0.2")
     )
+}
+
+/// The "Upscale a large area" section: the fake backend in this process on a free port
+/// (instead of 9000), the daemon as a child, the section's blocks run as written in one
+/// shell: tiles, the task, its list entry; cancel, retry, the end; the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_upscale_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("## Upscale a large area").expect("section");
+    let end = start + 1 + readme[start + 1..].find("\n## ").expect("next section");
+    let blocks: Vec<String> = readme[start..end]
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect();
+    assert_eq!(blocks.len(), 3);
+    let fake = fake_openeo::start(
+        fake_openeo::FakeConfig::default()
+            .with_timing(0.2, 0.5)
+            .with_token_check(fake_openeo::TokenCheck::Anonymous),
+    )
+    .await
+    .unwrap();
+    let fake_port = fake.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let c =
+            common::Child::start_with_env(&dir_path, &[("EODISPATCH_POLL_INTERVAL_MIN_S", "0.2")]);
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut script = String::from("set -e\n");
+        for (i, block) in blocks.iter().enumerate() {
+            script.push_str(&format!("echo '@@BLOCK {i}'\n{block}\necho\n"));
+        }
+        let script = script
+            .replace("127.0.0.1:8421", &format!("127.0.0.1:{}", c.addr.port()))
+            .replace("127.0.0.1:9000", &format!("127.0.0.1:{fake_port}"))
+            .replace("sleep 2", "sleep 0.2");
+        let out = Command::new("timeout")
+            .args(["120", "bash", "-c", &script])
+            .env("PATH", path)
+            .env("HOME", &dir_path)
+            .envs(common::env_for(&dir_path, &c.addr.to_string()))
+            .output()
+            .unwrap();
+        c.signal("TERM");
+        out
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let outputs: Vec<&str> = stdout
+        .split("@@BLOCK ")
+        .skip(1)
+        .map(|o| o.split_once('\n').unwrap().1)
+        .collect();
+    assert_eq!(outputs.len(), 3, "{stdout}");
+    // The list: the new task with its four tiles.
+    let list: Value = serde_json::from_str(outputs[0].trim()).unwrap();
+    let task = &list[0];
+    assert_eq!(task["title"], "PV farms around Vienna", "{list}");
+    let counts = task["counts"].as_object().unwrap();
+    assert_eq!(counts.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 4);
+    // Canceled, retried (four new attempts), finished.
+    let lines: Vec<&str> = outputs[1].lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[0],
+        "{\"id\":1,\"title\":\"PV farms around Vienna\",\"label\":\"openeo\",\"status\":\"canceled\"",
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1],
+        "\"counts\":{\"created\":4,\"queued\":0,\"running\":0,\"finished\":0,\"canceled\":0,\"failed\":0}"
+    );
+    assert!(
+        lines[2].starts_with("\"progress\":100.0,\"counts\":{\"created\":0,\"queued\":0,\"running\":0,\"finished\":4,"),
+        "{stdout}"
+    );
+    // The command line: a second task, followed to its end; the table lists both.
+    assert!(
+        outputs[2].starts_with(
+            "Created upscale task 2 \"PV farms, command line\": 4 tiles of 20 × 20 km"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        outputs[2].contains("Task 2 \"PV farms, command line\" finished: 4/4 finished\n"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("task 2: finished, 100%"), "{stderr}");
+    assert!(
+        outputs[2].contains("ID  STATUS    PROGRESS  TILES  TITLE"),
+        "{stdout}"
+    );
+    assert!(outputs[2].contains(" 1  finished      100%    4/4  PV farms around Vienna"));
+    // Tiles sent before the cancel (at most the limit of 2), then 4 + 4.
+    let created = fake.stats().jobs_created;
+    assert!((8..=10).contains(&created), "{created}");
+    assert!(
+        fake.jobs().iter().all(|j| j.status.is_terminal()),
+        "{:#?}",
+        fake.jobs()
+    );
 }

@@ -102,6 +102,8 @@ fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenA
         .routes(routes!(unit_jobs::logs))
         .routes(routes!(upscale_tasks::create, upscale_tasks::list))
         .routes(routes!(upscale_tasks::get_one, upscale_tasks::delete))
+        .routes(routes!(upscale_tasks::cancel))
+        .routes(routes!(upscale_tasks::retry))
         .routes(routes!(tiles::create))
         .routes(routes!(params::params))
         .routes(routes!(services::services))

@@ -28,6 +28,9 @@ pub const START_HINT: &str =
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed for a whole request (the API answers at once; jobs run in the background).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest life of one event stream ([`Client::stream`]); a client that follows longer
+/// opens a new one.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Where the CLI reaches a daemon that listens on some address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,11 +330,7 @@ impl Client {
             .await
             .map_err(|e| self.transport_error(&url, e))?;
         let status = resp.status();
-        let is_problem = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/problem+json"));
+        let is_problem = is_problem(&resp);
         let text = resp
             .text()
             .await
@@ -347,7 +346,43 @@ impl Client {
                     what: format!("HTTP {status} with a body that is not JSON ({e})"),
                 });
         }
-        match serde_json::from_str::<ApiProblem>(&text) {
+        Err(self.refusal(url, status, is_problem, &text))
+    }
+
+    /// `GET path` answered with a stream (`/events`): the response, to be read chunk by
+    /// chunk, alive for at most [`STREAM_TIMEOUT`]. A refusal is the daemon's problem.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let url = self.url(path);
+        let mut req = self.http.get(&url).timeout(STREAM_TIMEOUT);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token.expose());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&url, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let is_problem = is_problem(&resp);
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.transport_error(&url, e))?;
+        Err(self.refusal(url, status, is_problem, &text))
+    }
+
+    /// The error for a refused request: the daemon's problem (with a hint for a token
+    /// it does not accept), or an unexpected answer.
+    fn refusal(
+        &self,
+        url: String,
+        status: StatusCode,
+        is_problem: bool,
+        text: &str,
+    ) -> ClientError {
+        match serde_json::from_str::<ApiProblem>(text) {
             Ok(mut p) if is_problem || !p.title.is_empty() => {
                 if p.status == 0 {
                     p.status = status.as_u16();
@@ -359,12 +394,12 @@ impl Client {
                         self.token_path.display()
                     ));
                 }
-                Err(ClientError::Problem(Box::new(p)))
+                ClientError::Problem(Box::new(p))
             }
-            _ => Err(ClientError::Unexpected {
+            _ => ClientError::Unexpected {
                 url,
                 what: format!("HTTP {status}"),
-            }),
+            },
         }
     }
 
@@ -386,6 +421,14 @@ impl Client {
             }
         }
     }
+}
+
+/// Whether an answer is `application/problem+json`.
+fn is_problem(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"))
 }
 
 /// The innermost cause of an error: the system's words (`Connection refused (os

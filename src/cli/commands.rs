@@ -160,7 +160,7 @@ pub async fn delete(id: i64) -> Result<ExitCode, CliError> {
 }
 
 /// A string or number at `pointer` as text; `-` when absent or null.
-fn text(v: &Value, pointer: &str) -> String {
+pub(crate) fn text(v: &Value, pointer: &str) -> String {
     match v.pointer(pointer) {
         None | Some(Value::Null) => "-".to_string(),
         Some(Value::String(s)) => s.clone(),
@@ -168,8 +168,8 @@ fn text(v: &Value, pointer: &str) -> String {
     }
 }
 
-/// The job's title in double quotes (for one-line messages).
-fn quoted_title(job: &Value) -> String {
+/// The job's (or task's) title in double quotes (for one-line messages).
+pub(crate) fn quoted_title(job: &Value) -> String {
     format!(
         "{:?}",
         job.get("title").and_then(Value::as_str).unwrap_or("")
@@ -230,7 +230,7 @@ pub fn render_jobs(jobs: &[Value], status: Option<Status>, now: OffsetDateTime) 
 }
 
 /// A waiting reason in two or three words, for tables.
-fn wait_word(w: &Value) -> &'static str {
+pub(crate) fn wait_word(w: &Value) -> &'static str {
     match w.get("reason").and_then(Value::as_str) {
         Some("login_required") => "login needed",
         Some("backend_unreachable") => "backend unreachable",

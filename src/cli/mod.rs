@@ -4,6 +4,9 @@
 //! - [`serve`] runs the daemon in the foreground;
 //! - [`commands`] are the API commands (`token`, `jobs`, `show`, `submit`, `cancel`,
 //!   `delete`), built on the small API [`client`];
+//! - [`tasks`] the upscale task commands (`upscale`, `tasks`, `task`, `cancel-task`,
+//!   `retry-task`, `delete-task`, and `--wait` with its progress line), with
+//!   [`upscale`] building the task from flags;
 //! - [`doctor`] checks the installation, one line per check;
 //! - [`submit`] builds job bodies from flags, [`table`] and [`human`] format output.
 //!
@@ -19,6 +22,8 @@ pub mod login;
 pub mod serve;
 pub mod submit;
 pub mod table;
+pub mod tasks;
+pub mod upscale;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -417,18 +417,45 @@ impl Store {
         self.write(move |c| rows::retry_job(c, id, uuid)).await
     }
 
+    /// Makes every failed or canceled sub-job of task `task_id` a new attempt, in one
+    /// transaction (each as [`Store::retry_job`]: a finished or active job is never
+    /// touched, and a job retried by a concurrent call is not retried again); each
+    /// job as it was and as it is now.
+    pub async fn retry_jobs_of_task(&self, task_id: i64) -> Result<Vec<(Job, Job)>, StoreError> {
+        self.write(move |c| rows::retry_jobs_of_task(c, task_id, Uuid::new_v4))
+            .await
+    }
+
+    /// Applies `patch` to every sub-job of task `task_id` that has not ended and has
+    /// not been handed to its backend (submission pending), in one transaction; those
+    /// jobs as they are now. A job the scheduler is sending meanwhile is not among them.
+    pub async fn update_unsent_of_task(
+        &self,
+        task_id: i64,
+        patch: JobPatch,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.write(move |c| rows::update_unsent_of_task(c, task_id, &patch))
+            .await
+    }
+
     /// Forgets a job; `false` if there was none.
     pub async fn delete_job(&self, id: i64) -> Result<bool, StoreError> {
         self.write(move |c| rows::delete_job(c, id)).await
     }
 
-    /// One task with its jobs; status and counts derived from the jobs, `updated` the
-    /// latest of the task's and its jobs'.
+    /// One task with its jobs; status, counts, progress and results derived from the
+    /// jobs, `updated` the latest of the task's and its jobs'.
     pub async fn task(&self, id: i64) -> Result<Option<Task>, StoreError> {
         self.read(move |c| rows::select_task(c, id)).await
     }
 
-    /// All tasks with their derived status, newest first.
+    /// One task's summary (as [`Store::task`], without parameters, dimension and jobs:
+    /// one aggregate query, however many jobs the task has).
+    pub async fn task_summary(&self, id: i64) -> Result<Option<TaskSummary>, StoreError> {
+        self.read(move |c| rows::select_task_summary(c, id)).await
+    }
+
+    /// All tasks' summaries, newest first.
     pub async fn tasks(&self) -> Result<Vec<TaskSummary>, StoreError> {
         self.read(rows::select_tasks).await
     }

@@ -15,7 +15,7 @@ use super::{JobFilter, JobPatch, StoreError};
 use crate::job::{
     now_utc, rfc3339_z, Dimension, Job, JobError, JobRequest, JobSummary, Label, OutputFormat,
     Results, ResultsState, ServiceDetails, Status, StatusCounts, SubmitState, Task, TaskRequest,
-    TaskSummary,
+    TaskResults, TaskSummary,
 };
 
 // ---------------------------------------------------------------------------------
@@ -556,6 +556,52 @@ pub(super) fn retry_job(conn: &Connection, id: i64, uuid: Uuid) -> Result<Option
     select_job(conn, id)
 }
 
+/// Retries every failed or canceled sub-job of a task (each as [`retry_job`], with
+/// its own new UUID from `uuid`); the jobs as they were and as they are now.
+pub(super) fn retry_jobs_of_task(
+    conn: &Connection,
+    task_id: i64,
+    mut uuid: impl FnMut() -> Uuid,
+) -> Result<Vec<(Job, Job)>, StoreError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM unit_jobs WHERE upscale_task_id = ?1 AND status IN ('failed', 'canceled') \
+          ORDER BY task_index, id"
+    );
+    let mut out = Vec::new();
+    for before in query_jobs(conn, SQL, [task_id])? {
+        if let Some(after) = retry_job(conn, before.id, uuid())? {
+            out.push((before, after));
+        }
+    }
+    Ok(out)
+}
+
+/// Applies `patch` to every sub-job of a task that has not ended and was not handed
+/// to its backend yet (`submit_state` pending); the jobs as they are now.
+pub(super) fn update_unsent_of_task(
+    conn: &Connection,
+    task_id: i64,
+    patch: &JobPatch,
+) -> Result<Vec<Job>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM unit_jobs WHERE upscale_task_id = ?1 \
+             AND status IN ('created', 'queued', 'running') AND submit_state = 'pending' \
+             ORDER BY task_index, id",
+        )?
+        .query_map([task_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(job) = update_job(conn, id, patch)? {
+            out.push(job);
+        }
+    }
+    Ok(out)
+}
+
 /// Deletes one job; `true` if it existed.
 pub(super) fn delete_job(conn: &Connection, id: i64) -> Result<bool, StoreError> {
     let n = conn
@@ -637,15 +683,23 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
         dimension: req.dimension,
         created: now,
         updated: now,
+        progress: counts.task_progress(0.0),
         counts,
+        results: TaskResults::default(),
         jobs,
     })
 }
 
-/// One task with its sub-jobs and derived status.
+/// One task with its sub-jobs and derived status, progress and results.
 pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, StoreError> {
-    const SQL: &str = "SELECT id, title, label, endpoint, namespace, application, parameters, \
-        format, dimension, created, updated FROM upscale_tasks WHERE id = ?1";
+    // One read transaction: the counts and the list of jobs agree.
+    let tx = conn.unchecked_transaction()?;
+    let conn: &Connection = &tx;
+    let Some(summary) = select_task_summary(conn, id)? else {
+        return Ok(None);
+    };
+    const SQL: &str = "SELECT endpoint, namespace, application, parameters, format, dimension \
+        FROM upscale_tasks WHERE id = ?1";
     let mut task = {
         let mut stmt = conn.prepare_cached(SQL)?;
         let mut rows = stmt.query([id])?;
@@ -657,31 +711,33 @@ pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, St
                 col(row, TASKS, id, $idx, $name)?
             };
         }
-        let dimension: String = get!(8, "dimension");
+        let dimension: String = get!(5, "dimension");
         let dimension: Dimension = serde_json::from_str(&dimension)
             .map_err(|e| bad(TASKS, "dimension", id, e.to_string()))?;
         Task {
             id,
-            title: get!(1, "title"),
-            label: parse_enum(get!(2, "label"), Label::parse, TASKS, id, "label")?,
-            status: Status::Created,
+            title: summary.title,
+            label: summary.label,
+            status: summary.status,
             service: ServiceDetails {
-                endpoint: get!(3, "endpoint"),
-                namespace: get!(4, "namespace"),
-                application: get!(5, "application"),
+                endpoint: get!(0, "endpoint"),
+                namespace: get!(1, "namespace"),
+                application: get!(2, "application"),
             },
-            parameters: parse_object(get!(6, "parameters"), TASKS, id, "parameters")?,
-            format: parse_enum(get!(7, "format"), OutputFormat::parse, TASKS, id, "format")?,
+            parameters: parse_object(get!(3, "parameters"), TASKS, id, "parameters")?,
+            format: parse_enum(get!(4, "format"), OutputFormat::parse, TASKS, id, "format")?,
             dimension,
-            created: parse_time(get!(9, "created"), TASKS, id, "created")?,
-            updated: parse_time(get!(10, "updated"), TASKS, id, "updated")?,
-            counts: StatusCounts::default(),
+            created: summary.created,
+            updated: summary.updated,
+            progress: summary.progress,
+            counts: summary.counts,
+            results: summary.results,
             jobs: Vec::new(),
         }
     };
 
     const JOBS_SQL: &str = "SELECT id, title, label, status, endpoint, namespace, application, \
-        parameters, updated FROM unit_jobs WHERE upscale_task_id = ?1 ORDER BY task_index, id";
+        parameters FROM unit_jobs WHERE upscale_task_id = ?1 ORDER BY task_index, id";
     let mut stmt = conn.prepare_cached(JOBS_SQL)?;
     let mut rows = stmt.query([id])?;
     while let Some(row) = rows.next()? {
@@ -691,8 +747,6 @@ pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, St
                 col(row, JOBS, job_id, $idx, $name)?
             };
         }
-        let updated = parse_time(get!(8, "updated"), JOBS, job_id, "updated")?;
-        task.updated = task.updated.max(updated);
         task.jobs.push(JobSummary {
             id: job_id,
             title: get!(1, "title"),
@@ -707,57 +761,106 @@ pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, St
             waiting: None,
         });
     }
-    task.counts = StatusCounts::of(task.jobs.iter().map(|j| j.status));
-    task.status = task.counts.task_status();
     Ok(Some(task))
 }
 
-/// Every task with its derived status, newest first.
+/// The summary query of tasks (with the given `WHERE` clause): each task's
+/// sub-jobs counted per status, the sum of the active ones' progress (as
+/// [`crate::job::progress_share`] defines it), the sums of their results delivery and
+/// the latest `updated`, in one aggregate query.
+macro_rules! task_summaries {
+    ($where:expr) => {
+        concat!(
+            "SELECT t.id, t.title, t.label, t.created, t.updated, \
+               coalesce(sum(j.status = 'created'), 0), coalesce(sum(j.status = 'queued'), 0), \
+               coalesce(sum(j.status = 'running'), 0), coalesce(sum(j.status = 'finished'), 0), \
+               coalesce(sum(j.status = 'canceled'), 0), coalesce(sum(j.status = 'failed'), 0), \
+               coalesce(sum(CASE WHEN j.status IN ('created', 'queued', 'running') \
+                   THEN min(max(coalesce(j.progress, 0.0), 0.0), 100.0) ELSE 0.0 END), 0.0), \
+               coalesce(sum(j.results_bytes), 0), coalesce(sum(j.results_total_bytes), 0), \
+               coalesce(sum(j.results_state = 'ready'), 0), \
+               coalesce(sum(j.results_state = 'failed'), 0), \
+               coalesce(sum(j.status = 'finished' \
+                   AND j.results_state IN ('pending', 'downloading')), 0), max(j.updated) \
+             FROM upscale_tasks t LEFT JOIN unit_jobs j ON j.upscale_task_id = t.id ",
+            $where,
+            " GROUP BY t.id ORDER BY t.id DESC"
+        )
+    };
+}
+
+/// Maps a row of [`task_summaries!`].
+fn summary_from_row(row: &Row<'_>) -> Result<TaskSummary, StoreError> {
+    let id: i64 = col(row, TASKS, 0, 0, "id")?;
+    macro_rules! get {
+        ($idx:expr, $name:expr) => {
+            col(row, TASKS, id, $idx, $name)?
+        };
+    }
+    let count = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    let counts = StatusCounts {
+        created: count(get!(5, "created")),
+        queued: count(get!(6, "queued")),
+        running: count(get!(7, "running")),
+        finished: count(get!(8, "finished")),
+        canceled: count(get!(9, "canceled")),
+        failed: count(get!(10, "failed")),
+    };
+    let active_progress: f64 = get!(11, "progress");
+    let results = TaskResults {
+        bytes: to_u64(get!(12, "results_bytes"), JOBS, id, "results_bytes")?,
+        total_bytes: to_u64(
+            get!(13, "results_total_bytes"),
+            JOBS,
+            id,
+            "results_total_bytes",
+        )?,
+        ready: count(get!(14, "ready")),
+        failed: count(get!(15, "failed")),
+        pending: count(get!(16, "pending")),
+    };
+    let mut updated = parse_time(get!(4, "updated"), TASKS, id, "updated")?;
+    let jobs_updated: Option<String> = get!(17, "updated");
+    if let Some(t) = jobs_updated {
+        updated = updated.max(parse_time(t, JOBS, id, "updated")?);
+    }
+    Ok(TaskSummary {
+        id,
+        title: get!(1, "title"),
+        label: parse_enum(get!(2, "label"), Label::parse, TASKS, id, "label")?,
+        status: counts.task_status(),
+        created: parse_time(get!(3, "created"), TASKS, id, "created")?,
+        updated,
+        progress: counts.task_progress(active_progress),
+        counts,
+        results,
+    })
+}
+
+/// The summary of one task, `None` if there is no such task.
+pub(super) fn select_task_summary(
+    conn: &Connection,
+    id: i64,
+) -> Result<Option<TaskSummary>, StoreError> {
+    const SQL: &str = task_summaries!("WHERE t.id = ?1");
+    let mut stmt = conn.prepare_cached(SQL)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => summary_from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every task's summary, newest first.
 pub(super) fn select_tasks(conn: &Connection) -> Result<Vec<TaskSummary>, StoreError> {
-    const SQL: &str = "SELECT t.id, t.title, t.label, j.status, count(j.id) \
-        FROM upscale_tasks t LEFT JOIN unit_jobs j ON j.upscale_task_id = t.id \
-        GROUP BY t.id, j.status ORDER BY t.id DESC";
+    const SQL: &str = task_summaries!("");
     let mut stmt = conn.prepare_cached(SQL)?;
     let mut rows = stmt.query([])?;
-    let mut out: Vec<(TaskSummary, StatusCounts)> = Vec::new();
+    let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let id: i64 = col(row, TASKS, 0, 0, "id")?;
-        if out.last().map(|(t, _)| t.id) != Some(id) {
-            let summary = TaskSummary {
-                id,
-                title: col(row, TASKS, id, 1, "title")?,
-                label: parse_enum(
-                    col(row, TASKS, id, 2, "label")?,
-                    Label::parse,
-                    TASKS,
-                    id,
-                    "label",
-                )?,
-                status: Status::Created,
-            };
-            out.push((summary, StatusCounts::default()));
-        }
-        let status: Option<String> = col(row, JOBS, id, 3, "status")?;
-        let n: i64 = col(row, JOBS, id, 4, "count")?;
-        if let (Some(status), Some((_, counts))) = (status, out.last_mut()) {
-            let n = u32::try_from(n).unwrap_or(u32::MAX);
-            match parse_enum(status, Status::parse, JOBS, id, "status")? {
-                Status::Created => counts.created += n,
-                Status::Queued => counts.queued += n,
-                Status::Running => counts.running += n,
-                Status::Finished => counts.finished += n,
-                Status::Canceled => counts.canceled += n,
-                Status::Failed => counts.failed += n,
-            }
-        }
+        out.push(summary_from_row(row)?);
     }
-    Ok(out
-        .into_iter()
-        .map(|(mut t, counts)| {
-            t.status = counts.task_status();
-            t
-        })
-        .collect())
+    Ok(out)
 }
 
 /// Deletes a task and (by cascade) its sub-jobs; `true` if it existed.

@@ -450,7 +450,7 @@ async fn tasks_fan_out_and_derive_their_status() {
 
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let j = set(ids[0], Status::Queued).await;
-    let t = expect(Status::Running).await;
+    let t = expect(Status::Queued).await;
     assert_eq!(
         t.counts,
         StatusCounts {
@@ -466,7 +466,8 @@ async fn tasks_fan_out_and_derive_their_status() {
     set(ids[1], Status::Failed).await;
     expect(Status::Running).await;
     set(ids[2], Status::Canceled).await;
-    let t = expect(Status::Finished).await;
+    // Not every tile finished: not `finished`.
+    let t = expect(Status::Failed).await;
     assert_eq!(
         (t.counts.finished, t.counts.failed, t.counts.canceled),
         (1, 1, 1)
@@ -491,6 +492,198 @@ async fn tasks_fan_out_and_derive_their_status() {
     assert_eq!(list[0].status, Status::Created);
     assert_eq!(list[1].label, Label::Openeo);
     assert_eq!(store.task(12345).await.unwrap(), None);
+}
+
+/// Progress and results delivery are sums over the sub-jobs, the same in the task and
+/// in its summary (one is read from rows, the other aggregated by SQL).
+#[tokio::test]
+async fn task_progress_and_results_sum_their_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let task = store.insert_task(task_request("Sums", 4)).await.unwrap();
+    let ids: Vec<i64> = task.jobs.iter().map(|j| j.id).collect();
+    let patch = |status: Status, progress: Option<f64>, results: Option<Results>| JobPatch {
+        status: Some(status),
+        progress: Some(progress),
+        results,
+        ..JobPatch::default()
+    };
+    let delivered = |state: ResultsState, bytes: u64, total: Option<u64>| Results {
+        state,
+        dir: None,
+        bytes,
+        total_bytes: total,
+    };
+    let updates = [
+        patch(
+            Status::Running,
+            Some(40.0),
+            Some(delivered(ResultsState::Pending, 0, None)),
+        ),
+        patch(Status::Queued, None, None),
+        patch(
+            Status::Finished,
+            Some(100.0),
+            Some(delivered(ResultsState::Ready, 1000, Some(1000))),
+        ),
+        patch(
+            Status::Finished,
+            Some(100.0),
+            Some(delivered(ResultsState::Failed, 300, Some(500))),
+        ),
+    ];
+    for (id, p) in ids.iter().zip(updates) {
+        store.update_job(*id, p).await.unwrap().unwrap();
+    }
+    let t = store.task(task.id).await.unwrap().unwrap();
+    let summary = store.task_summary(task.id).await.unwrap().unwrap();
+    // (40 + 0 + 100 + 100) / 4
+    assert_eq!(t.progress, 60.0);
+    assert_eq!(
+        t.results,
+        crate::job::TaskResults {
+            bytes: 1300,
+            total_bytes: 1500,
+            ready: 1,
+            failed: 1,
+            pending: 0,
+        }
+    );
+    assert_eq!(t.status, Status::Running);
+    assert_eq!(summary, TaskSummary::from(&t));
+    assert_eq!(store.tasks().await.unwrap(), vec![summary]);
+    // A backend's nonsense progress stays within bounds, as progress_share says.
+    store
+        .update_job(ids[0], patch(Status::Running, Some(250.0), None))
+        .await
+        .unwrap();
+    let t = store.task(task.id).await.unwrap().unwrap();
+    assert_eq!(t.progress, 75.0);
+    assert_eq!(
+        t.progress,
+        t.counts
+            .task_progress(crate::job::progress_share(Status::Running, Some(250.0)))
+    );
+    // A finished job whose results are on their way is pending.
+    store
+        .update_job(
+            ids[1],
+            patch(
+                Status::Finished,
+                Some(100.0),
+                Some(delivered(ResultsState::Downloading, 10, Some(20))),
+            ),
+        )
+        .await
+        .unwrap();
+    let t = store.task(task.id).await.unwrap().unwrap();
+    assert_eq!((t.results.pending, t.results.bytes), (1, 1310));
+    assert_eq!(store.task_summary(12345).await.unwrap(), None);
+}
+
+/// A task's failed and canceled sub-jobs are retried in one write, each with a new
+/// UUID; finished and active ones are not, and a second retry finds nothing to do.
+#[tokio::test]
+async fn retrying_a_task_touches_only_failed_and_canceled_jobs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let task = store.insert_task(task_request("Retry", 4)).await.unwrap();
+    let ids: Vec<i64> = task.jobs.iter().map(|j| j.id).collect();
+    for (id, status) in ids.iter().zip([
+        Status::Finished,
+        Status::Failed,
+        Status::Canceled,
+        Status::Running,
+    ]) {
+        store
+            .update_job(
+                *id,
+                JobPatch {
+                    status: Some(status),
+                    backend_job_id: Some(Some(format!("remote-{id}"))),
+                    submit_state: Some(SubmitState::Submitted),
+                    ..JobPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(
+        store.retry_jobs_of_task(task.id),
+        store.retry_jobs_of_task(task.id)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (done, none) = if a.is_empty() { (b, a) } else { (a, b) };
+    assert!(none.is_empty(), "the second retry found nothing: {none:?}");
+    assert_eq!(
+        done.iter().map(|(_, j)| j.id).collect::<Vec<_>>(),
+        vec![ids[1], ids[2]]
+    );
+    for (before, after) in &done {
+        assert_ne!(before.uuid, after.uuid);
+        assert_eq!(after.status, Status::Created);
+        assert_eq!(after.submit_state, SubmitState::Pending);
+        assert_eq!(after.backend_job_id, None);
+    }
+    let jobs = store.jobs_of_task(task.id).await.unwrap();
+    assert_eq!(jobs[0].status, Status::Finished);
+    assert_eq!(
+        jobs[0].backend_job_id.as_deref(),
+        Some(&*format!("remote-{}", ids[0]))
+    );
+    assert_eq!(jobs[3].status, Status::Running);
+    assert!(store.retry_jobs_of_task(task.id).await.unwrap().is_empty());
+}
+
+/// Only the sub-jobs not handed to a backend yet are patched by
+/// `update_unsent_of_task`.
+#[tokio::test]
+async fn unsent_sub_jobs_are_patched_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let task = store.insert_task(task_request("Unsent", 3)).await.unwrap();
+    let ids: Vec<i64> = task.jobs.iter().map(|j| j.id).collect();
+    store
+        .update_job(
+            ids[0],
+            JobPatch {
+                submit_state: Some(SubmitState::Submitting),
+                ..JobPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .update_job(
+            ids[1],
+            JobPatch {
+                status: Some(Status::Failed),
+                ..JobPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let patched = store
+        .update_unsent_of_task(
+            task.id,
+            JobPatch {
+                status: Some(Status::Canceled),
+                only_if_active: true,
+                ..JobPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    let jobs = store.jobs_of_task(task.id).await.unwrap();
+    let statuses: Vec<Status> = jobs.iter().map(|j| j.status).collect();
+    assert_eq!(
+        statuses,
+        [Status::Created, Status::Failed, Status::Canceled]
+    );
 }
 
 #[tokio::test]
