@@ -742,16 +742,21 @@ impl App {
         Ok(self.task_with_waiting(task))
     }
 
-    /// One task with its jobs (each with its `waiting`); its active jobs' backends are
-    /// polled soon (the client is watching).
+    /// One task with its jobs (and why they wait).
     pub async fn task(&self, id: i64) -> Result<Task, AppError> {
-        let task = self.stored_task(id).await?;
+        Ok(self.task_with_waiting(self.stored_task(id).await?))
+    }
+
+    /// [`App::task`] for a client that is watching (`GET /upscale_tasks/{id}`): the
+    /// backend of its active jobs is polled soon.
+    pub async fn task_watched(&self, id: i64) -> Result<Task, AppError> {
+        let task = self.task(id).await?;
         if let Some(j) = task.jobs.iter().find(|j| !j.status.is_terminal()) {
             if let Some(job) = self.parts().store.job(j.id).await? {
                 self.parts().scheduler.nudge(&job);
             }
         }
-        Ok(self.task_with_waiting(task))
+        Ok(task)
     }
 
     async fn stored_task(&self, id: i64) -> Result<Task, AppError> {

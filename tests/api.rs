@@ -525,6 +525,8 @@ async fn openapi_is_generated_and_lists_every_route() {
         "/unit_jobs/{id}/cancel",
         "/upscale_tasks",
         "/upscale_tasks/{id}",
+        "/upscale_tasks/{id}/cancel",
+        "/upscale_tasks/{id}/retry",
         "/jobs_status",
         "/tiles",
         "/health",
@@ -534,6 +536,24 @@ async fn openapi_is_generated_and_lists_every_route() {
         assert!(paths.contains_key(p), "missing {p}");
     }
     assert!(paths["/unit_jobs"].get("post").is_some());
+    // The task routes document every answer they give.
+    for (path, codes) in [
+        (
+            "/upscale_tasks/{id}/cancel",
+            &["200", "404", "409", "502", "503"][..],
+        ),
+        ("/upscale_tasks/{id}/retry", &["200", "404", "409"][..]),
+    ] {
+        let responses = paths[path]["post"]["responses"].as_object().unwrap();
+        let documented: Vec<&str> = responses.keys().map(String::as_str).collect();
+        assert_eq!(documented, codes, "{path}");
+    }
+    for s in ["Task", "TaskSummary", "TaskResults", "StatusCounts"] {
+        assert!(
+            doc["components"]["schemas"].get(s).is_some(),
+            "missing schema {s}"
+        );
+    }
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for s in ["Job", "ProblemBody", "JobRequestBody", "Status"] {
         assert!(schemas.contains_key(s), "missing schema {s}");

@@ -80,7 +80,7 @@ pub async fn list(State(d): State<App>) -> Result<Json<Vec<TaskSummary>>, Proble
         (status = 404, description = "No such task", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn get_one(State(d): State<App>, Id(id): Id) -> Result<Json<Task>, Problem> {
-    Ok(Json(d.task(id).await?))
+    Ok(Json(d.task_watched(id).await?))
 }
 
 /// Forget an upscale task and its jobs (active ones are canceled on the backend first).

@@ -340,7 +340,10 @@ impl Progress {
     pub fn update(&mut self, task: &Value) -> bool {
         let mut err = std::io::stderr().lock();
         if self.tty {
-            let _ = write!(err, "\r{}\x1b[K", bar_line(self.id, task));
+            // One line, never wrapped: a wrapped line would not be redrawn in place.
+            let width = terminal_width().saturating_sub(1).max(20);
+            let line = super::table::truncate(&bar_line(self.id, task), width);
+            let _ = write!(err, "\r{line}\x1b[K");
             self.drawn = true;
         } else {
             let key = plain_key(task);
@@ -360,6 +363,21 @@ impl Progress {
             self.drawn = false;
         }
     }
+}
+
+/// Columns of the terminal on standard error; 80 when it cannot be told.
+fn terminal_width() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: a zeroed `winsize` is a valid value, and TIOCGWINSZ only writes into
+        // the struct it is given, which lives for the whole call.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
+        if rc == 0 && ws.ws_col > 0 {
+            return usize::from(ws.ws_col);
+        }
+    }
+    80
 }
 
 fn count(counts: Option<&Value>, key: &str) -> u64 {

@@ -138,7 +138,7 @@ impl UpscaleFlags {
                     service.insert("namespace".into(), json!(ns));
                 }
                 Ok(ResolvedService {
-                    label: text("label").unwrap_or_else(|| "openeo".into()),
+                    label: text("label").unwrap_or_else(|| Label::default().as_str().into()),
                     service: Value::Object(service),
                     title: text("title").unwrap_or_else(|| id.clone()),
                 })
