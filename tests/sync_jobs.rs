@@ -119,23 +119,23 @@ async fn a_client_that_hangs_up_does_not_stop_the_run() {
     let fake = start_fake(0.2, 0.5).await;
     fake.add_fault(FaultRule::new(
         "POST /result",
-        FaultKind::Delay { delay_ms: 1500 },
+        FaultKind::Delay { delay_ms: 5000 },
     ));
     let d = daemon_for(dir.path(), &fake, 2).await;
-    let gone = d
+    let request = d
         .http
         .post(d.url("/sync_jobs"))
         .bearer_auth(&d.token)
-        .json(&pv_request(&fake.base_url(), "impatient"))
-        .timeout(Duration::from_millis(300))
-        .send()
-        .await;
-    assert!(gone.is_err(), "the client gave up");
-    let id = wait_for("the job to be listed", LONG, || async {
+        .json(&pv_request(&fake.base_url(), "impatient"));
+    let call = tokio::spawn(async move { request.send().await });
+    // The run has started (the fake holds its answer for 5 s): the client hangs up.
+    let id = wait_for("the run to start", LONG, || async {
         let (_, list) = d.get_json("/unit_jobs").await;
-        list[0]["id"].as_i64()
+        (list[0]["status"] == "running").then(|| list[0]["id"].as_i64().unwrap())
     })
     .await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled(), "the client gave up");
     let j = wait_results(&d, id, "ready", LONG).await;
     assert_eq!(j["status"], "finished", "{j}");
     assert_eq!(fake.stats().count("POST", "/result"), 1, "run once");
