@@ -379,6 +379,16 @@ async fn a_polygon_becomes_one_mosaic_of_its_tiles() {
     let tiles = tile_rasters(&folder, &m);
     assert_mosaic_equals_tiles(&folder.join("openEO.vrt"), &tiles);
     assert_no_temporaries(&folder);
+    // Published read-only: a reader (GDAL writing statistics back into a VRT opened by
+    // name) cannot put an older mosaic over a newer one.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(folder.join("openEO.vrt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "no write bit: {mode:o}");
+    }
     // Sources relative to the VRT: the folder moved elsewhere still reads.
     let vrt = std::fs::read_to_string(folder.join("openEO.vrt")).unwrap();
     assert!(!vrt.contains(&*folder.to_string_lossy()), "{vrt}");
@@ -640,6 +650,14 @@ async fn vector_outputs_merge_into_one_geopackage_layer() {
     }
     assert!(sum >= cells.len() as u64);
     let counts = feature_counts(&folder.join("vectorcube.gpkg"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(folder.join("vectorcube.gpkg"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "no write bit: {mode:o}");
+    }
     assert_eq!(counts, [sum], "one layer with every feature");
     assert_eq!(layer["layers"][0]["name"], "vectorcube");
     assert_eq!(layer["layers"][0]["feature_count"], sum);

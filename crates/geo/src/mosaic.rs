@@ -591,8 +591,18 @@ fn vector_mosaic(args: &Args, inputs: &mut [Input]) -> Result<Done, String> {
     })
 }
 
-/// fsyncs `tmp`, renames it to `path` (replacing it) and fsyncs the folder.
+/// Makes `tmp` read-only, fsyncs it, renames it to `path` (replacing it) and fsyncs the
+/// folder. Read-only because readers must not write: GDAL writes a VRT opened by name
+/// back to its file when it closes after computing statistics (QGIS does), which would
+/// put an older mosaic over one republished meanwhile. The next build replaces the
+/// file by a rename, which its mode does not prevent.
 fn commit(tmp: &str, path: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut mode = std::fs::metadata(tmp)
+        .map_err(|e| format!("cannot read {tmp}: {e}"))?
+        .permissions();
+    mode.set_mode(mode.mode() & !0o222);
+    std::fs::set_permissions(tmp, mode).map_err(|e| format!("cannot make {tmp} read-only: {e}"))?;
     let sync = |p: &str| std::fs::File::open(p).and_then(|f| f.sync_all());
     sync(tmp).map_err(|e| format!("cannot sync {tmp}: {e}"))?;
     std::fs::rename(tmp, path).map_err(|e| format!("cannot rename {tmp} to {path}: {e}"))?;
