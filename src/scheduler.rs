@@ -168,10 +168,7 @@ impl Scheduler {
             .iter()
             .filter(|j| j.submit_state == SubmitState::Submitted && j.backend_job_id.is_none())
         {
-            let staging = results_dir
-                .join(crate::results::publish::INCOMING)
-                .join(job.uuid.hyphenated().to_string());
-            let kept = crate::results::stash::read(&staging).is_some();
+            let kept = crate::results::stash::is_kept(&results_dir, job.uuid);
             let patch = if kept {
                 JobPatch {
                     status: Some(Status::Finished),

@@ -158,6 +158,20 @@ impl Problem {
         )
     }
 
+    /// 503 when `max` event streams (SSE and WebSockets) are open already.
+    pub fn too_many_streams(max: usize) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TooManyStreams",
+            "Too many event streams",
+            format!(
+                "{max} event streams are open already (max_event_streams); close one, or \
+                 raise the limit in config.toml"
+            ),
+        )
+        .with_header(header::RETRY_AFTER, "5")
+    }
+
     /// 500: something broke inside the daemon. The cause is logged, not sent.
     pub fn internal(cause: &dyn std::fmt::Display) -> Problem {
         let request_id = current_request_id();

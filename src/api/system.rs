@@ -163,17 +163,7 @@ pub async fn events(
     State(d): State<App>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
     let Some(slot) = d.open_stream() else {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TooManyStreams",
-            "Too many event streams",
-            format!(
-                "{} event streams are open already (max_event_streams); close one, or \
-                 raise the limit in config.toml",
-                d.config().max_event_streams
-            ),
-        )
-        .with_header(axum::http::header::RETRY_AFTER, "5"));
+        return Err(Problem::too_many_streams(d.config().max_event_streams));
     };
     let rx = d.events().subscribe();
     let hello = futures_util::stream::once(async {

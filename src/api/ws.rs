@@ -207,17 +207,7 @@ fn upgrade(
         )
     })?;
     let Some(slot) = d.open_stream() else {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TooManyStreams",
-            "Too many event streams",
-            format!(
-                "{} event streams are open already (max_event_streams); close one, or \
-                 raise the limit in config.toml",
-                d.config().max_event_streams
-            ),
-        )
-        .with_header(axum::http::header::RETRY_AFTER, "5"));
+        return Err(Problem::too_many_streams(d.config().max_event_streams));
     };
     Ok(ws.on_upgrade(move |socket| async move {
         let _held = slot;

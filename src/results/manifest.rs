@@ -168,24 +168,7 @@ pub fn manifest(job: &Job, doc: &Value, stored: &[Stored], layers: Vec<Value>) -
                     }
                 }
             }
-            // Every layer has the common keys, `null` when unknown.
-            for key in [
-                "kind",
-                "readable",
-                "error",
-                "error_code",
-                "driver",
-                "crs",
-                "bounds",
-                "bounds_wgs84",
-                "style",
-            ] {
-                m.entry(key).or_insert(match key {
-                    "kind" => json!("other"),
-                    "readable" => json!(false),
-                    _ => Value::Null,
-                });
-            }
+            with_common_keys(&mut m);
             Value::Object(m)
         })
         .collect();
@@ -254,6 +237,28 @@ pub fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// Gives a layer entry every common key of `job.json` layers (also `task.json`'s):
+/// `null` when unknown, `kind` "other" and `readable` false when not said.
+pub(crate) fn with_common_keys(m: &mut Map<String, Value>) {
+    for key in [
+        "kind",
+        "readable",
+        "error",
+        "error_code",
+        "driver",
+        "crs",
+        "bounds",
+        "bounds_wgs84",
+        "style",
+    ] {
+        m.entry(key).or_insert(match key {
+            "kind" => json!("other"),
+            "readable" => json!(false),
+            _ => Value::Null,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -549,23 +549,7 @@ fn mosaic_layer(task: &Task, name: &str, many: bool, helper: Value) -> Value {
         .map(|s| s.iter().filter(|x| x["used"] == json!(true)).count())
         .unwrap_or(0);
     m.insert("tiles".into(), json!(tiles));
-    for key in [
-        "kind",
-        "readable",
-        "error",
-        "error_code",
-        "driver",
-        "crs",
-        "bounds",
-        "bounds_wgs84",
-        "style",
-    ] {
-        m.entry(key).or_insert(match key {
-            "kind" => json!("other"),
-            "readable" => json!(false),
-            _ => Value::Null,
-        });
-    }
+    super::manifest::with_common_keys(&mut m);
     Value::Object(m)
 }
 

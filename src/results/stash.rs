@@ -41,6 +41,11 @@ pub fn read(staging: &Path) -> Option<Payload> {
     })
 }
 
+/// Whether job `uuid` has a kept answer.
+pub fn is_kept(results_dir: &Path, uuid: Uuid) -> bool {
+    dir(results_dir, uuid).parent().and_then(read).is_some()
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;
@@ -67,6 +72,8 @@ mod tests {
             .join(INCOMING)
             .join(uuid.hyphenated().to_string());
         assert_eq!(read(&staging), Some(answer));
+        assert!(is_kept(root.path(), uuid));
+        assert!(!is_kept(root.path(), Uuid::new_v4()));
         assert_eq!(read(&root.path().join("nothing")), None);
     }
 }
