@@ -1248,7 +1248,10 @@ async fn the_readme_login_example_works_as_written() {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread may still hold the last lines: read until it sees the end of stdout.
+    let rest: Vec<String> = tokio::task::spawn_blocking(move || rx.iter().collect())
+        .await
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
