@@ -39,12 +39,11 @@ fn parse_query(raw: Option<&str>) -> Result<Query, Problem> {
             "q" => q.q = Some(v),
             "keyword" => q.keyword = Some(v),
             "platform" => q.platform = Some(v),
-            "kind" => match v.as_str() {
-                "openeo" => q.kind = Some(Label::Openeo),
-                "ogc_api_process" => q.kind = Some(Label::OgcApiProcess),
-                other => errors.push(FieldError::new(
+            "kind" => match Label::ALL.into_iter().find(|l| l.as_str() == v) {
+                Some(kind) => q.kind = Some(kind),
+                None => errors.push(FieldError::new(
                     "kind",
-                    format!("unknown kind {other:?}; use openeo or ogc_api_process"),
+                    format!("unknown kind {v:?}; use openeo or ogc_api_process"),
                 )),
             },
             other => errors.push(FieldError::new(other, "unknown query parameter")),

@@ -21,8 +21,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::job::Label;
-
 /// One runnable service of a catalogue (an item of `GET /services`).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ServiceRecord {
@@ -291,13 +289,6 @@ pub fn parse_record(doc: &Value) -> Result<Option<Parsed>, Skip> {
             },
         )
     })?;
-    if ogc && label != Label::OgcApiProcess {
-        // Declared OGC, but the application link says openEO: trust the declaration.
-        return Err(Skip::BadServiceUrl(
-            crate::redact::redact_url(&service.href),
-            "the record conforms to OGC API Processes but links an openEO process",
-        ));
-    }
     let title = text(field(doc, "title")).unwrap_or_else(|| id.clone());
     let cost_estimate = field(doc, "cost_estimate").and_then(|v| {
         v.as_f64()
@@ -469,12 +460,8 @@ impl Scenarios {
         record: &ServiceRecord,
         rel_path: Option<&str>,
     ) -> Option<Map<String, Value>> {
-        let udp_id = (record.label == Label::Openeo.as_str())
-            .then(|| stem_of(&record.application).to_string());
-        let ids: Vec<&str> = [Some(record.id.as_str()), udp_id.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        // openEO: the UDP's id is its file's stem; OGC: the process id as it is.
+        let ids: Vec<&str> = vec![record.id.as_str(), stem_of(&record.application)];
         let mut candidates: Vec<&Value> = Vec::new();
         if let Some(f) = rel_path.and_then(service_folder) {
             candidates.extend(self.by_folder.get(&f).into_iter().flatten());
