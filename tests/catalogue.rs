@@ -548,3 +548,34 @@ async fn local_folders_from_the_configuration_and_the_environment() {
         .iter()
         .any(|s| s["title"] == "Max NDVI composite (served copy)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_catalogues_apply_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = served_tree(dir.path());
+    let folder = tree.display().to_string();
+    let config = Config::for_root(&dir.path().join("d"));
+    std::fs::create_dir_all(&config.config_dir).unwrap();
+    let file = config.config_file();
+    let d = TestDaemon::start_with(config).await;
+    let s = wait_catalogue(&d, "the bundled snapshot", |s| {
+        s["sources"][0]["source"] == "bundled"
+    })
+    .await;
+    assert_eq!(s["sources"][0]["state"], "bundled");
+    assert_eq!(s["refresh_s"], 21600.0);
+    std::fs::write(
+        &file,
+        format!("catalogues = [{folder:?}]\ncatalogue_refresh_s = 120\n"),
+    )
+    .unwrap();
+    let s = wait_catalogue(&d, "the folder from config.toml is read", |s| {
+        s["sources"][0]["source"] == folder.as_str() && s["sources"][0]["state"] == "ok"
+    })
+    .await;
+    assert_eq!(s["refresh_s"], 120.0);
+    assert_eq!(s["sources"].as_array().unwrap().len(), 1);
+    let all = services(&d, "").await;
+    assert!(all.iter().all(|s| s["source"] == folder.as_str()));
+    d.stop().await;
+}
