@@ -293,13 +293,9 @@ pub struct SourceError(pub String);
 struct Cached {
     etag: Option<String>,
     last_modified: Option<String>,
-    body: bytes_text::Body,
+    /// The body, kept for `304 Not Modified` answers.
+    body: std::sync::Arc<Vec<u8>>,
     fresh_until: Option<Instant>,
-}
-
-mod bytes_text {
-    /// A response body kept for conditional requests.
-    pub type Body = std::sync::Arc<Vec<u8>>;
 }
 
 /// Counts of one read.
@@ -353,12 +349,8 @@ impl Http {
         f(&mut self.counts.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// GETs `url` (with `Accept: accept`): its body and the final URL (after redirects).
-    pub async fn get(
-        &self,
-        url: &Url,
-        accept: &str,
-    ) -> Result<(Vec<u8>, Option<String>), SourceError> {
+    /// GETs `url` (with `Accept: accept`): its body.
+    pub async fn get(&self, url: &Url, accept: &str) -> Result<Vec<u8>, SourceError> {
         let key = url.to_string();
         let cached = self
             .cache
@@ -369,7 +361,7 @@ impl Http {
         if let Some(c) = &cached {
             if c.fresh_until.is_some_and(|t| Instant::now() < t) {
                 self.count(|n| n.fresh += 1);
-                return Ok((c.body.to_vec(), None));
+                return Ok(c.body.to_vec());
             }
         }
         let mut req = self.client.get(url.clone()).header(header::ACCEPT, accept);
@@ -389,7 +381,6 @@ impl Http {
             .map_err(|e| SourceError(format!("{shown}: {}", describe(&e))))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let content_type = header_text(&headers, header::CONTENT_TYPE);
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if let Some(c) = cached {
                 self.count(|n| n.not_modified += 1);
@@ -401,7 +392,7 @@ impl Http {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key, updated);
-                return Ok((c.body.to_vec(), content_type));
+                return Ok(c.body.to_vec());
             }
             return Err(SourceError(format!("{shown}: 304 without a cached copy")));
         }
@@ -425,11 +416,11 @@ impl Http {
                 },
             );
         }
-        Ok((body, content_type))
+        Ok(body)
     }
 
     async fn get_text(&self, url: &Url, accept: &str) -> Result<String, SourceError> {
-        let (body, _) = self.get(url, accept).await?;
+        let body = self.get(url, accept).await?;
         String::from_utf8(body)
             .map_err(|_| SourceError(format!("{}: not UTF-8 text", redact_url(url.as_str()))))
     }
