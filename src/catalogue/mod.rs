@@ -634,6 +634,82 @@ mod tests {
         assert_eq!(ogc, 14);
     }
 
+    #[tokio::test]
+    async fn sources_merge_by_id_and_the_first_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder with one record (retitled), one new record and a platform.
+        let folder = dir.path().join("mine");
+        let rec = "algorithm_catalog/vito/max_ndvi_composite/records/max_ndvi_composite.json";
+        let mut doc: Value = serde_json::from_str(bundled::file(rec).unwrap()).unwrap();
+        doc["properties"]["title"] = serde_json::json!("Mine first");
+        let mut new = doc.clone();
+        new["id"] = serde_json::json!("only_mine");
+        new["properties"]["title"] = serde_json::json!("Only mine");
+        for (path, d) in [
+            (rec.to_string(), &doc),
+            (
+                "algorithm_catalog/me/only_mine/records/only_mine.json".to_string(),
+                &new,
+            ),
+        ] {
+            let p = folder.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, d.to_string()).unwrap();
+        }
+        let mut config = crate::config::Config::for_root(dir.path());
+        config.catalogues = vec![folder.display().to_string(), "bundled".into()];
+        let c = Catalogue::new(Settings::new(config), Background::new());
+        // Before the first refresh the folder is stood in for by the bundled snapshot.
+        assert_eq!(c.list(&Query::default()).len(), 70);
+        assert_eq!(c.status().sources[0].state, SourceState::Bundled);
+        c.refresh_now().await;
+        let st = c.status();
+        assert_eq!(st.sources[0].state, SourceState::Ok, "{st:?}");
+        assert_eq!(st.sources[0].records, 2);
+        assert_eq!(st.sources[1].state, SourceState::Bundled);
+        let all = c.list(&Query::default());
+        assert_eq!(all.len(), 71);
+        assert_eq!(st.services, 71);
+        let mine = c.get("max_ndvi_composite").unwrap();
+        assert_eq!(mine.record.title, "Mine first");
+        assert_eq!(mine.record.source, folder.display().to_string());
+        // The folder has no platforms: the bundled ones name it.
+        assert_eq!(
+            mine.record.platform.as_ref().unwrap().id,
+            "cdse_openeo_federation"
+        );
+        assert_eq!(
+            c.get("eurac_pv_farm_detection").unwrap().record.source,
+            "bundled"
+        );
+        let found = c
+            .find_by_service(
+                Label::Openeo,
+                &format!("{}/", mine.record.endpoint),
+                &mine.record.application,
+            )
+            .unwrap();
+        assert_eq!(found.id, "max_ndvi_composite");
+        assert!(c
+            .find_by_service(
+                Label::OgcApiProcess,
+                &mine.record.endpoint,
+                &mine.record.application
+            )
+            .is_none());
+        // The folder gone: what was read stays, marked cached, with the error.
+        std::fs::remove_dir_all(&folder).unwrap();
+        c.refresh_now().await;
+        let st = c.status();
+        assert_eq!(st.sources[0].state, SourceState::Cached);
+        assert!(st.sources[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not a folder"));
+        assert_eq!(c.list(&Query::default()).len(), 71);
+    }
+
     #[test]
     fn queries_filter() {
         let b = bundled();

@@ -605,9 +605,21 @@ async fn load_github(
     repo: &str,
     reference: &str,
 ) -> Result<Loaded, SourceError> {
+    load_github_at(http, GITHUB_API, GITHUB_RAW, owner, repo, reference).await
+}
+
+/// [`load_github`] with the API and raw-file servers given (tests serve both).
+async fn load_github_at(
+    http: &Http,
+    api: &str,
+    raw: &str,
+    owner: &str,
+    repo: &str,
+    reference: &str,
+) -> Result<Loaded, SourceError> {
     let seg = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let tree_url = Url::parse(&format!(
-        "{GITHUB_API}/repos/{}/{}/git/trees/{}?recursive=1",
+        "{api}/repos/{}/{}/git/trees/{}?recursive=1",
         seg(owner),
         seg(repo),
         seg(reference)
@@ -628,7 +640,7 @@ async fn load_github(
         .take(MAX_FILES)
         .collect();
     let base = Url::parse(&format!(
-        "{GITHUB_RAW}/{}/{}/{}/",
+        "{raw}/{}/{}/{}/",
         seg(owner),
         seg(repo),
         reference
@@ -1004,6 +1016,8 @@ pub fn restore(dir: &Path, source_name: &str) -> Option<(Loaded, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     #[test]
     fn sources_are_recognised() {
@@ -1118,6 +1132,95 @@ mod tests {
         assert!(restore(&d, "http://y/").is_none());
         let names: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file is left");
+    }
+
+    /// A stand-in for GitHub on 127.0.0.1: the trees API at `/repos/o/r/git/trees/main`
+    /// and raw files at `/o/r/main/<path>` (the bundled snapshot), with an `ETag` per
+    /// file (304 for `If-None-Match`) and `Cache-Control: max-age=600` on the platforms.
+    /// Counts requests.
+    async fn fake_github() -> (String, Arc<AtomicUsize>) {
+        use axum::http::{HeaderMap as AxumHeaders, StatusCode};
+        use axum::response::IntoResponse;
+        let count = Arc::new(AtomicUsize::new(0));
+        let c1 = count.clone();
+        let c2 = count.clone();
+        let app = axum::Router::new()
+            .route(
+                "/repos/o/r/git/trees/main",
+                axum::routing::get(move || {
+                    c1.fetch_add(1, Ordering::SeqCst);
+                    let mut tree: Vec<Value> = super::super::bundled::FILES
+                        .iter()
+                        .map(|(p, _)| serde_json::json!({"path": p, "type": "blob"}))
+                        .collect();
+                    tree.push(serde_json::json!({"path": "algorithm_catalog", "type": "tree"}));
+                    async move { axum::Json(serde_json::json!({"tree": tree, "truncated": false})) }
+                }),
+            )
+            .route(
+                "/o/r/main/{*path}",
+                axum::routing::get(
+                    move |axum::extract::Path(path): axum::extract::Path<String>,
+                          h: AxumHeaders| {
+                        c2.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            let Some(text) = super::super::bundled::file(&path) else {
+                                return StatusCode::NOT_FOUND.into_response();
+                            };
+                            let etag = format!("\"{}\"", text.len());
+                            if h.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(&etag) {
+                                return (StatusCode::NOT_MODIFIED, [("etag", etag)])
+                                    .into_response();
+                            }
+                            let cache = if path.starts_with("platform_catalog/") {
+                                "max-age=600"
+                            } else {
+                                "no-cache"
+                            };
+                            ([("etag", etag), ("cache-control", cache.to_string())], text)
+                                .into_response()
+                        }
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, count)
+    }
+
+    #[tokio::test]
+    async fn a_github_repository_is_read_through_the_trees_api_and_cached() {
+        let (base, count) = fake_github().await;
+        let http = Http::new();
+        let first = load_github_at(&http, &base, &base, "o", "r", "main")
+            .await
+            .unwrap();
+        assert_eq!(first.records.len(), 70);
+        assert_eq!(first.platforms.len(), 7);
+        assert!(first.records[0]
+            .url
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{base}/o/r/main/algorithm_catalog/")));
+        let files = first.records.len() + first.scenarios.len() + first.platforms.len();
+        let n = http.take_counts();
+        assert_eq!(n.requests as usize, files + 1);
+        assert_eq!(count.load(Ordering::SeqCst), files + 1);
+        // Again: every file is asked with If-None-Match (304), except the platforms,
+        // still fresh by their max-age; the result is the same.
+        let again = load_github_at(&http, &base, &base, "o", "r", "main")
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        let n = http.take_counts();
+        assert_eq!(n.fresh, 7);
+        assert_eq!(n.not_modified as usize, files - 7);
+        // A repository that is not there.
+        let err = load_github_at(&http, &base, &base, "o", "nope", "main")
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("HTTP 404"), "{err}");
     }
 
     #[test]
