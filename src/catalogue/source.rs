@@ -628,6 +628,12 @@ async fn load_github_at(
     let tree = http
         .get_json(&tree_url, "application/vnd.github+json")
         .await?;
+    if tree.get("truncated").and_then(Value::as_bool) == Some(true) {
+        tracing::warn!(
+            repository = %format!("{owner}/{repo}"),
+            "the GitHub trees API cut its list short; some catalogue files may be missing"
+        );
+    }
     let paths: Vec<String> = tree
         .get("tree")
         .and_then(Value::as_array)
