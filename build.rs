@@ -33,22 +33,27 @@ fn main() {
         "/// Every JSON file of `catalog/apex/`: (relative path, text), sorted by path.\n\
          pub static FILES: &[(&str, &str)] = &[\n",
     );
-    let mut table: Vec<(String, &str)> = files
+    let mut table: Vec<String> = files
         .iter()
         .map(|path| {
-            let rel = path
-                .strip_prefix(&root)
+            path.strip_prefix(&root)
                 .expect("below the root")
                 .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .map(|c| c.as_os_str().to_str().expect("a UTF-8 path").to_string())
                 .collect::<Vec<_>>()
-                .join("/");
-            (rel, path.to_str().expect("a UTF-8 path"))
+                .join("/")
         })
         .collect();
     table.sort();
-    for (rel, abs) in &table {
-        writeln!(code, "    ({rel:?}, include_str!({abs:?})),").expect("a string");
+    // Paths relative to the manifest folder (not absolute), so that the generated file
+    // stays right wherever the package is checked out.
+    for rel in &table {
+        writeln!(
+            code,
+            "    ({rel:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?}))),",
+            format!("/catalog/apex/{rel}")
+        )
+        .expect("a string");
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("catalog_apex.rs");
