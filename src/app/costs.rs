@@ -88,10 +88,18 @@ impl App {
         runs: &[&Map<String, Value>],
         is_task: bool,
     ) -> (Estimate, Option<String>) {
-        match self
-            .catalogue()
+        let catalogue = self.catalogue();
+        // The record of this service on this backend; else the same application on
+        // another backend (a UDP or process keeps its price model across platforms).
+        let record = catalogue
             .find_by_service(label, &service.endpoint, &service.application)
-        {
+            .or_else(|| {
+                catalogue
+                    .list(&Default::default())
+                    .into_iter()
+                    .find(|r| r.label == label.as_str() && r.application == service.application)
+            });
+        match record {
             Some(record) => (
                 cost::estimate(
                     record.cost_estimate,
