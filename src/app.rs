@@ -400,6 +400,16 @@ impl App {
     pub async fn sync_job(&self, mut req: JobRequest) -> Result<(Job, Payload), AppError> {
         let def = self.service(req.label, &req.service).await?;
         req.parameters = def.validate(&req.parameters).map_err(AppError::Invalid)?;
+        let (estimate, _) =
+            self.estimate_runs(req.label, &req.service, &[&req.parameters], false);
+        self.check_budget(
+            &req.service.endpoint,
+            req.max_cost,
+            estimate.amount,
+            estimate.unit.clone(),
+        )
+        .await?;
+        req.estimate = Some(estimate);
         let job = self.parts().store.insert_job(req).await?;
         let running = JobPatch {
             status: Some(Status::Running),
