@@ -2,8 +2,9 @@
 //! with curl" runs, in order, with bash against a fresh daemon (the real binary, on a
 //! free port instead of 8421, with `eodispatch` on PATH), and each answer is what the
 //! README says it is; so do the walkthroughs of the sections "Try a whole job without
-//! an account", "Upscale a large area" (both against the fake backend in this process
-//! instead of port 9000) and "OGC API Processes services".
+//! an account", "Upscale a large area", "Cost before submitting, and budgets" (against
+//! the fake backend in this process instead of port 9000) and "OGC API Processes
+//! services".
 
 mod common;
 #[path = "common/ogc.rs"]
@@ -535,4 +536,86 @@ async fn readme_upscale_walkthrough_works_as_written() {
         "{:#?}",
         fake.jobs()
     );
+}
+
+/// The "Cost before submitting, and budgets" section: the fake backend in this process
+/// on a free port (instead of 9000), the daemon as a child, the section's blocks run as
+/// written in one shell: the estimate, then a budget that refuses the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_cost_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Cost before submitting, and budgets")
+        .expect("section");
+    let end = start + 1 + readme[start + 1..].find("\n## ").expect("next section");
+    let blocks: Vec<String> = readme[start..end]
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    let fake = fake_openeo::start(
+        fake_openeo::FakeConfig::default()
+            .with_timing(0.2, 0.5)
+            .with_token_check(fake_openeo::TokenCheck::Anonymous),
+    )
+    .await
+    .unwrap();
+    let fake_port = fake.local_addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let c = common::Child::start_with_env(&dir_path, &[]);
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_eodispatch"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut script = String::from("set -e\n");
+        for (i, block) in blocks.iter().enumerate() {
+            script.push_str(&format!("echo '@@BLOCK {i}'\n{block}\necho\n"));
+        }
+        let script = script
+            .replace("127.0.0.1:8421", &format!("127.0.0.1:{}", c.addr.port()))
+            .replace("127.0.0.1:9000", &format!("127.0.0.1:{fake_port}"));
+        let out = Command::new("timeout")
+            .args(["60", "bash", "-c", &script])
+            .env("PATH", path)
+            .env("HOME", &dir_path)
+            .envs(common::env_for(&dir_path, &c.addr.to_string()))
+            .output()
+            .unwrap();
+        c.signal("TERM");
+        out
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let outputs: Vec<&str> = stdout
+        .split("@@BLOCK ")
+        .skip(1)
+        .map(|o| o.split_once('\n').unwrap().1)
+        .collect();
+    let estimate: Value = serde_json::from_str(outputs[0].trim()).expect(outputs[0]);
+    assert_eq!(estimate["basis"], "per-area", "{estimate}");
+    assert_eq!(estimate["service"], "eurac_pv_farm_detection", "{estimate}");
+    let amount = estimate["amount"].as_f64().unwrap();
+    assert!(amount > 0.01 && amount < 0.05, "{estimate}");
+    assert_eq!(estimate["budget"]["max_cost"], 5.0, "{estimate}");
+    let lines: Vec<&str> = outputs[1].lines().filter(|l| !l.is_empty()).collect();
+    let budget: Value = serde_json::from_str(lines[0]).expect(lines[0]);
+    assert_eq!(budget["per_day"], 0.01, "{budget}");
+    let refusal: Value = serde_json::from_str(lines[1]).expect(lines[1]);
+    assert_eq!(refusal["code"], "BudgetExceeded", "{refusal}");
+    assert_eq!(refusal["budget"], "per_day", "{refusal}");
+    assert_eq!(refusal["limit"], 0.01, "{refusal}");
+    assert_eq!(refusal["spent"], 0.0, "{refusal}");
+    assert_eq!(refusal["estimate"], amount, "{refusal}");
 }
