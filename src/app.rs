@@ -400,8 +400,7 @@ impl App {
     pub async fn sync_job(&self, mut req: JobRequest) -> Result<(Job, Payload), AppError> {
         let def = self.service(req.label, &req.service).await?;
         req.parameters = def.validate(&req.parameters).map_err(AppError::Invalid)?;
-        let (estimate, _) =
-            self.estimate_runs(req.label, &req.service, &[&req.parameters], false);
+        let (estimate, _) = self.estimate_runs(req.label, &req.service, &[&req.parameters], false);
         self.check_budget(
             &req.service.endpoint,
             req.max_cost,

@@ -442,6 +442,56 @@ impl WorkerRun {
         ))
     }
 
+    /// For a job with a `max_cost`, asks the backend what the created job will cost
+    /// before starting it (where it offers an estimate) and keeps the figure; a figure
+    /// over `max_cost` fails the job with `BudgetExceeded` and deletes the remote job
+    /// unstarted. `true` when the job must not be started.
+    async fn over_backend_estimate(&self, job: &Job, remote_id: &str) -> Result<bool, Failure> {
+        let Some(max_cost) = job.max_cost else {
+            return Ok(false);
+        };
+        let costs = match self
+            .backend
+            .call(self.backend.platform.backend_estimate(remote_id))
+            .await
+        {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                tracing::debug!(job = job.id, error = %e, "no backend estimate");
+                return Ok(false);
+            }
+        };
+        let mut estimate = job.estimate.clone().unwrap_or_else(|| {
+            crate::job::cost::Estimate::unknown(None, None, "priced by the backend only")
+        });
+        estimate.backend = Some(costs);
+        let patch = JobPatch {
+            estimate: Some(estimate.clone()),
+            ..JobPatch::default()
+        };
+        self.patch(job, patch).await?;
+        if costs <= max_cost + 1e-9 {
+            return Ok(false);
+        }
+        self.cancel_remote(remote_id).await;
+        let over = Exceeded {
+            budget: crate::job::cost::BudgetKind::MaxCost,
+            backend: job.service.endpoint.clone(),
+            limit: max_cost,
+            spent: 0.0,
+            estimate: costs,
+            unit: estimate.unit.clone(),
+        };
+        self.fail(
+            job,
+            "BudgetExceeded",
+            &format!("not started: the backend {}", over.sentence()),
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// Notes that `job` waits for a reason of its own (published after the cycle).
     fn wait_for(&mut self, job: &Job, reason: WaitReason, words: &str) {
         if self.backend.set_job_waiting(job.id, reason, words) {
@@ -719,6 +769,9 @@ impl WorkerRun {
                 tracing::info!(job = job.id, remote = %remote_id, "submitted");
                 if job.status.is_terminal() {
                     self.cancel_remote(&remote_id).await;
+                    return Ok(true);
+                }
+                if self.over_backend_estimate(&job, &remote_id).await? {
                     return Ok(true);
                 }
                 self.start(&job, &remote_id).await?;

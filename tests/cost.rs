@@ -273,6 +273,50 @@ async fn costs_are_kept_max_cost_is_sent_and_a_daily_budget_refuses() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_backend_prices_over_its_max_cost_is_never_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = start_fake(0.1, 0.3).await;
+    let d = daemon_for(dir.path(), &fake, 2).await;
+    // The catalogue says ~0.03 credits; the fake's own estimate says 0.75.
+    let id = submit(
+        &d,
+        &pv_box(&fake.base_url(), "dear on this backend", Some(0.5)),
+    )
+    .await;
+    let job = wait_status(&d, id, "failed", LONG).await;
+    assert_eq!(job["error"]["code"], "BudgetExceeded", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_cost"),
+        "{job}"
+    );
+    assert_eq!(job["estimate"]["backend"], 0.75, "{job}");
+    let remote = fake.jobs();
+    assert_eq!(remote.len(), 1);
+    let stats: Value = reqwest::get(format!("{}/_fake/stats", fake.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        stats["requests"]["POST /jobs/{job_id}/results"].is_null(),
+        "never started: {stats}"
+    );
+    assert_eq!(
+        stats["requests"]["GET /jobs/{job_id}/estimate"], 1,
+        "{stats}"
+    );
+    // Within its max_cost, the same job runs (and is estimated once).
+    let ok = submit(&d, &pv_box(&fake.base_url(), "fits", Some(1.0))).await;
+    let job = wait_status(&d, ok, "finished", LONG).await;
+    assert_eq!(job["estimate"]["backend"], 0.75, "{job}");
+    d.stop().await;
+}
+
 async fn put_budget(
     d: &TestDaemon,
     backend: &str,

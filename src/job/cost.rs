@@ -188,6 +188,10 @@ pub struct Estimate {
     pub quantity: Quantity,
     /// The computation, or why there is none, in one sentence.
     pub explanation: String,
+    /// The backend's own estimate once the job was created there (openEO
+    /// `GET /jobs/{id}/estimate`), when it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<f64>,
 }
 
 impl Estimate {
@@ -201,6 +205,7 @@ impl Estimate {
             basis: Basis::Unknown,
             quantity: Quantity::default(),
             explanation: why.into(),
+            backend: None,
         }
     }
 }
@@ -323,6 +328,7 @@ pub fn estimate(
             ..q
         },
         explanation,
+        backend: None,
     }
 }
 

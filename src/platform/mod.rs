@@ -261,6 +261,12 @@ pub trait Platform: Send + Sync {
     ) -> Result<Option<Vec<RemoteJob>>, PlatformError>;
 
     /// One job's status.
+    /// The platform's own estimate of what a created, not yet started job will cost
+    /// (openEO `GET /jobs/{id}/estimate`); `None` where it offers none.
+    async fn backend_estimate(&self, _remote_id: &str) -> Result<Option<f64>, PlatformError> {
+        Ok(None)
+    }
+
     async fn job(&self, remote_id: &str) -> Result<RemoteJob, PlatformError>;
 
     /// Looks for the remote job of a submission whose answer was lost. `listing` is a

@@ -470,6 +470,21 @@ impl OpenEoBackend {
             .ok_or_else(|| self.http().protocol("the job has no id or status".into()))
     }
 
+    /// The backend's own cost estimate of a created job (`GET /jobs/{id}/estimate`,
+    /// its `costs`), when the capabilities offer that route; `None` otherwise.
+    pub async fn estimate(&self, id: &str) -> Result<Option<f64>, PlatformError> {
+        match self.capabilities().await {
+            Ok(c) if c.supports("GET", "/jobs/{job_id}/estimate") => {}
+            _ => return Ok(None),
+        }
+        let url = self.url(&["jobs", id, "estimate"]).await?;
+        let answer = self.send(Request::get(url)).await?;
+        let v = self.http().json(&answer)?;
+        Ok(v.get("costs")
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c >= 0.0))
+    }
+
     /// All jobs of the user: `GET /jobs?limit=100`, following `rel=next` links (at most
     /// 50 pages; the bearer goes only to links on the backend's own origin). Entries
     /// without an id are skipped; one without a status gets `unknown`.
@@ -887,6 +902,10 @@ impl Platform for OpenEo {
 
     async fn job(&self, remote_id: &str) -> Result<RemoteJob, PlatformError> {
         Ok(self.client.job(remote_id).await?.remote())
+    }
+
+    async fn backend_estimate(&self, remote_id: &str) -> Result<Option<f64>, PlatformError> {
+        self.client.estimate(remote_id).await
     }
 
     async fn reconcile(

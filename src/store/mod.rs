@@ -189,6 +189,8 @@ pub struct JobPatch {
     pub costs: Option<Option<f64>>,
     /// The platform's usage report.
     pub usage: Option<Option<serde_json::Value>>,
+    /// A new estimate (the backend's own figure added).
+    pub estimate: Option<crate::job::cost::Estimate>,
     /// Apply only while the job is not terminal (`created`, `queued`, `running`): the
     /// scheduler's updates must never undo a user's cancel. `update_job` returns `None`
     /// when the guard refuses.

@@ -533,7 +533,8 @@ pub(super) fn update_job(
         submit_attempts = submit_attempts + CASE WHEN ?19 AND ?20 = 'submitting' THEN 1 ELSE 0 END, \
         submit_started = CASE WHEN ?19 AND ?20 = 'submitting' THEN ?16 ELSE submit_started END, \
         costs = CASE WHEN ?22 THEN ?23 ELSE costs END, \
-        usage = CASE WHEN ?24 THEN ?25 ELSE usage END \
+        usage = CASE WHEN ?24 THEN ?25 ELSE usage END, \
+        estimate = CASE WHEN ?26 THEN ?27 ELSE estimate END \
         WHERE id = ?1 AND (NOT ?21 OR status IN ('created', 'queued', 'running'))";
     let now = rfc3339_z::format(&now_utc());
     let error = patch.error.as_ref().map(|e| e.as_ref());
@@ -568,6 +569,12 @@ pub(super) fn update_job(
         patch.costs.flatten(),
         patch.usage.is_some(),
         usage,
+        patch.estimate.is_some(),
+        patch
+            .estimate
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?,
     ])?;
     if changed == 0 {
         return Ok(None);

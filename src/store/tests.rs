@@ -112,6 +112,7 @@ async fn job_round_trips_every_field() {
 
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let patch = JobPatch {
+        estimate: None,
         costs: Some(Some(3.25)),
         usage: Some(Some(json!({"cpu": {"value": 40, "unit": "cpu-seconds"}}))),
         status: Some(Status::Finished),
