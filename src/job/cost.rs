@@ -486,9 +486,12 @@ fn projected_bbox(v: &Value) -> Option<(f64, f64, f64, f64)> {
     Some((f("west")?, f("south")?, f("east")?, f("north")?))
 }
 
+/// A ring of longitude/latitude positions, and whether it is a hole.
+type Ring = (Vec<(f64, f64)>, bool);
+
 /// The rings of a spatial value in longitude/latitude, each with whether it is a hole:
 /// an openEO bounding box, an OGC `{"bbox": [...]}`, or GeoJSON.
-fn rings(v: &Value) -> Option<Vec<(Vec<(f64, f64)>, bool)>> {
+fn rings(v: &Value) -> Option<Vec<Ring>> {
     let o = v.as_object()?;
     let f = |k: &str| o.get(k).and_then(Value::as_f64);
     if let (Some(w), Some(s), Some(e), Some(n)) = (f("west"), f("south"), f("east"), f("north")) {
@@ -506,7 +509,7 @@ fn rings(v: &Value) -> Option<Vec<(Vec<(f64, f64)>, bool)>> {
             return Some(vec![(bbox_ring(b[0], b[1], b[3], b[4]), false)]);
         }
     }
-    let polygon = |c: &Value| -> Option<Vec<(Vec<(f64, f64)>, bool)>> {
+    let polygon = |c: &Value| -> Option<Vec<Ring>> {
         let rings = c.as_array()?;
         let mut out = Vec::new();
         for (i, r) in rings.iter().enumerate() {

@@ -471,7 +471,7 @@ fn parse_max_cost(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Opt
     match v {
         None | Some(Value::Null) => Some(None),
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(x) if x.is_finite() && x >= 0.0 && x <= 1e12 => Some(Some(x)),
+            Some(x) if x.is_finite() && (0.0..=1e12).contains(&x) => Some(Some(x)),
             _ => {
                 errors.push(FieldError::new(
                     "max_cost",

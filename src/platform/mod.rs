@@ -99,7 +99,7 @@ pub struct Payload {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reconciled {
     /// This remote job is the one: link it.
-    Found(RemoteJob),
+    Found(Box<RemoteJob>),
     /// The platform certainly has no such job: submitting again is safe.
     NotCreated,
     /// The platform cannot tell: the job must not be submitted again by itself. The

@@ -387,7 +387,7 @@ fn choose(
         .iter()
         .any(|j| j.process_id.is_none() || j.created.is_none());
     match (near.as_slice(), candidates.len()) {
-        ([one], _) if !unknown => Reconciled::Found((*one).clone()),
+        ([one], _) if !unknown => Reconciled::Found(Box::new((*one).clone())),
         ([], 0) if complete => Reconciled::NotCreated,
         ([], 0) => Reconciled::Uncertain(
             "the answer to the submission was lost and the server's job list is too long to \
@@ -1804,7 +1804,7 @@ mod tests {
         ];
         assert_eq!(
             choose(&jobs, "p", since, &none, true),
-            Reconciled::Found(jobs[2].clone())
+            Reconciled::Found(Box::new(jobs[2].clone()))
         );
         // Already linked to another local job: not ours; nothing left.
         let linked: HashSet<String> = ["mine".to_string()].into();

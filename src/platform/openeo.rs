@@ -929,7 +929,9 @@ impl Platform for OpenEo {
                 continue;
             }
             match &r.description {
-                Some(d) if d.contains(&marker) => return Ok(Reconciled::Found(r.clone())),
+                Some(d) if d.contains(&marker) => {
+                    return Ok(Reconciled::Found(Box::new(r.clone())))
+                }
                 Some(_) => {}
                 None => undescribed.push(r.id.clone()),
             }
@@ -941,7 +943,7 @@ impl Platform for OpenEo {
                 .as_deref()
                 .is_some_and(|d| d.contains(&marker))
             {
-                return Ok(Reconciled::Found(r.remote()));
+                return Ok(Reconciled::Found(Box::new(r.remote())));
             }
         }
         Ok(Reconciled::NotCreated)
