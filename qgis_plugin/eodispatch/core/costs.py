@@ -231,7 +231,9 @@ class Estimator(QObject):
     def pending(self) -> bool:
         return self._timer.isActive()
 
-    def ask_now(self) -> None:
+    def ask_now(self, force: bool = False) -> None:
+        """Asks now (``force``: even when the body is the one last answered, e.g. after
+        the budgets changed)."""
         self._timer.stop()
         try:
             body = self.provider()
@@ -243,7 +245,7 @@ class Estimator(QObject):
             self.last_answer = None
             self.cleared.emit()
             return
-        if body == self.last_body and self.last_answer is not None:
+        if body == self.last_body and self.last_answer is not None and not force:
             return
         self.ask(body)
 

@@ -688,7 +688,8 @@ class EoDispatchDock(QgsDockWidget):
         if self.budget_dialog is not None:
             self.budget_dialog.close()
         self.budget_dialog = BudgetDialog(self.client, self)
-        self.budget_dialog.saved.connect(lambda _entries: self.estimator.ask_now() if self.estimator.last_body else None)
+        # The budget line of the estimate follows the new limits.
+        self.budget_dialog.saved.connect(lambda _entries: self.estimator.ask_now(force=True))
         self.budget_dialog.show()
         return self.budget_dialog
 
