@@ -132,9 +132,14 @@ def test_browser_lists_searches_filters_and_shows_a_service(plugin, daemon, monk
     assert opened == [hrefs[-1]]
 
 
-def test_browser_detail_of_an_unknown_service_is_a_404(daemon):
+def test_service_detail_and_unknown_service(daemon):
+    """What the browser reads for a selected service; an unknown id is a 404 problem."""
+    status, detail = daemon.api("GET", f"/services/{PV_ID}")
+    assert status == 200 and detail["id"] == PV_ID
+    assert isinstance(detail["links"], list) and isinstance(detail["defaults"], dict)
     status, body = daemon.api("GET", "/services/no-such-service")
     assert status == 404 and isinstance(body, dict) and body.get("status") == 404
+    assert "no-such-service" in str(body.get("detail")), body
 
 
 def test_choosing_a_service_fills_the_form_with_its_defaults(plugin, daemon):
