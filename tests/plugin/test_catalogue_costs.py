@@ -151,7 +151,7 @@ def test_choosing_a_service_fills_the_form_with_its_defaults(plugin, daemon):
     browser, _ = open_browser(dock, daemon)
     assert browser.select(PV_ID)
     browser.choose()
-    assert not browser.isVisible()
+    assert browser.isHidden()
     assert dock.service_combo.currentData()["id"] == PV_ID
     assert dock.endpoint_edit.text() == detail["endpoint"] and dock.application_edit.text() == detail["application"]
     assert dock.title_edit.text() == detail["title"]
@@ -180,7 +180,7 @@ def choose_pv(dock, daemon):
 
 
 def settle_estimate(dock):
-    wait_until(lambda: not dock.estimator.pending and dock.estimate_label.isVisible()
+    wait_until(lambda: not dock.estimator.pending and not dock.estimate_label.isHidden()
                and dock.estimator.last_answer is not None
                and dock.estimator.last_body == dock.estimate_body(), timeout=20, message="estimate shown")
     return dock.estimator.last_answer
@@ -308,14 +308,14 @@ def test_estimate_shows_the_budget_and_warns_before_overspending(plugin, daemon)
     assert budget["backend"].rstrip("/") == record["endpoint"].rstrip("/")
     assert budget["per_day"] == amount * 1000
     assert "Budget of" in dock.estimate_label.text() and "spent today" in dock.estimate_label.text()
-    assert not dock.estimate_warning.isVisible()
+    assert dock.estimate_warning.isHidden()
     status, entry = daemon.api("PUT", "/budgets", {"backend": record["endpoint"], "per_day": amount / 10,
                                                     "per_month": None})
     assert status == 200, entry
     dock.form.editors["spatial_extent"].set_value(BOX_A)
     answer = settle_estimate(dock)
     assert answer["budget"]["would_exceed"] == "per_day"
-    wait_until(lambda: dock.estimate_warning.isVisible(), message="warning")
+    wait_until(lambda: not dock.estimate_warning.isHidden(), message="warning")
     assert "daily budget" in dock.estimate_warning.text()
 
 
@@ -395,7 +395,7 @@ def test_budget_exceeded_refusal_is_one_clear_sentence(plugin, daemon):
     messages = []
     dock.notify = lambda text, level, duration: messages.append(text)
     dock.submit()
-    wait_until(lambda: dock.submit_button.isEnabled() and dock.general_error.isVisible(), message="refusal shown")
+    wait_until(lambda: dock.submit_button.isEnabled() and not dock.general_error.isHidden(), message="refusal shown")
     text = dock.general_error.text()
     assert text.startswith("Refused: the daily budget"), text
     from eodispatch.core.catalogue import number_text

@@ -59,7 +59,7 @@ def estimate_text(answer: Dict[str, Any], upscale: bool = False) -> str:
 def _limit_text(spent: Any, limit: Any, unit: str, period: str) -> str:
     if _num(limit) is None:
         return f"{amount_text(spent or 0, unit)} spent {period} (no limit)"
-    return f"{amount_text(spent or 0, unit)} of {amount_text(limit, unit)} spent {period}"
+    return f"{number_text(_num(spent) or 0)} of {amount_text(limit, unit)} spent {period}"
 
 
 def budget_text(budget: Optional[Dict[str, Any]]) -> str:
@@ -89,7 +89,8 @@ def exceed_warning(answer: Dict[str, Any]) -> str:
         limit, spent = None, None
     parts = [f"⚠ This would exceed the {name}"]
     if _num(limit) is not None:
-        parts.append(f" ({amount_text(spent or 0, unit)} of {amount_text(limit, unit)} spent)")
+        period = "today" if which == "per_day" else "this month"
+        parts.append(f" ({number_text(_num(spent) or 0)} of {amount_text(limit, unit)} spent {period})")
     parts.append(": the daemon will refuse it or hold it back.")
     return "".join(parts)
 
