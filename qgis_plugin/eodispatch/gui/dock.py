@@ -621,6 +621,7 @@ class EoDispatchDock(QgsDockWidget):
         the daemon's list again."""
         if self.browser is not None:
             self.browser.close()
+            self.browser.deleteLater()
         self.browser = ServiceBrowser(self.client, self.catalog.services, self)
         current = self.service_combo.currentData()
         if isinstance(current, dict) and current.get("id"):
@@ -687,6 +688,7 @@ class EoDispatchDock(QgsDockWidget):
     def open_budgets(self) -> BudgetDialog:
         if self.budget_dialog is not None:
             self.budget_dialog.close()
+            self.budget_dialog.deleteLater()
         self.budget_dialog = BudgetDialog(self.client, self)
         # The budget line of the estimate follows the new limits.
         self.budget_dialog.saved.connect(lambda _entries: self.estimator.ask_now(force=True))
