@@ -128,6 +128,23 @@ def contacts_text(detail: Dict[str, Any]) -> str:
     return ", ".join(dict.fromkeys(names))
 
 
+SOURCE_STATES = {"ok": "up to date", "cached": "cached copy (the source did not answer)",
+                 "offline": "offline", "bundled": "bundled snapshot"}
+
+
+def source_text(source: Dict[str, Any]) -> str:
+    """A ``GET /catalogue`` source in words: "bundled: bundled snapshot, 70 services"."""
+    state = str(source.get("state") or "")
+    text = f"{source.get('source') or '?'}: {SOURCE_STATES.get(state, state)}"
+    if isinstance(source.get("records"), int):
+        text += f", {source['records']} services"
+    if source.get("skipped"):
+        text += f" ({source['skipped']} skipped)"
+    if source.get("refreshed_at"):
+        text += f", read {str(source['refreshed_at'])[:16].replace('T', ' ')}"
+    return text
+
+
 def services_path(q: str = "", kind: str = ALL, platform: str = ALL) -> str:
     """``GET /services`` with its filters (the daemon filters too; the browser filters
     the full list locally)."""

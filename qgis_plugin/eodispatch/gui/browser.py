@@ -60,6 +60,7 @@ class ServiceBrowser(QDialog):
         self.images.failed.connect(self._no_image)
         self._listed()
         self.model.refresh()
+        self.client.get("/catalogue", self._got_sources)
 
     # --- layout ---------------------------------------------------------------------
 
@@ -89,6 +90,11 @@ class ServiceBrowser(QDialog):
         self.count_label = QLabel(left)
         self.count_label.setObjectName("service_count")
         ll.addWidget(self.count_label)
+        self.sources_label = plain_label(QLabel(left))
+        self.sources_label.setObjectName("catalogue_sources")
+        self.sources_label.setWordWrap(True)
+        self.sources_label.setStyleSheet("color: gray;")
+        ll.addWidget(self.sources_label)
 
         right = QWidget(split)
         rl = QVBoxLayout(right)
@@ -194,6 +200,14 @@ class ServiceBrowser(QDialog):
     def _list_failed(self, error) -> None:
         if not self.model.records:
             self.count_label.setText(f"Cannot read the services: {getattr(error, 'message', error)}")
+
+    def _got_sources(self, result) -> None:
+        """One line per catalogue source: how it stands (``GET /catalogue``)."""
+        if not result.ok or not isinstance(result.data, dict):
+            return
+        sources = [x for x in result.data.get("sources") or [] if isinstance(x, dict)]
+        self.sources_label.setText("\n".join(C.source_text(x) for x in sources))
+        self.sources_label.setToolTip(plain_tip("\n".join(str(x.get("error")) for x in sources if x.get("error"))))
 
     @property
     def filter_pending(self) -> bool:
