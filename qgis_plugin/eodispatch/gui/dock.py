@@ -50,6 +50,7 @@ from ..core.loaded import AutoLoader
 from ..core.runner import find_published_folder
 from ..core.safe import plain_label, plain_tip
 from ..core import costs as K
+from ..core.catalogue import cost_text
 from ..core import upscale as U
 from ..core.services import ServiceCatalog
 from ..core.sse import EventStream
@@ -503,7 +504,8 @@ class EoDispatchDock(QgsDockWidget):
             self.service_combo.addItem(str(s.get("title") or s.get("id")), s)
             i = self.service_combo.count() - 1
             label = str(s.get("label") or P.OPENEO)
-            self.service_combo.setItemData(i, plain_tip(f"{kinds.get(label, label)}: {s.get('endpoint')}"),
+            cost = f"\nCost: {cost_text(s)}" if "cost_estimate" in s else ""
+            self.service_combo.setItemData(i, plain_tip(f"{kinds.get(label, label)}: {s.get('endpoint')}{cost}"),
                                            Qt.ItemDataRole.ToolTipRole)
         self.service_combo.addItem("Other: enter by hand", CUSTOM)
         self.service_combo.setItemData(self.service_combo.count() - 1, "An openEO or OGC API Processes service by address",
