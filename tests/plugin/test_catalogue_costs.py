@@ -232,7 +232,7 @@ def test_live_estimate_follows_the_extent(plugin, daemon):
     timer.start(20)
     for box in (BOX_A, BOX_B, BOX_C, BOX_A):
         extent.set_value(box)
-        wait_until(lambda: False if dock.estimator.pending else True, timeout=5, message="debounce")
+        wait_until(lambda: not dock.estimator.pending, timeout=5, message="debounce")
     settle_estimate(dock)
     timer.stop()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
@@ -465,3 +465,39 @@ def test_budget_dialog_round_trip(plugin, daemon, fake_backend):
     entry = next(b for b in budgets if b["backend"].rstrip("/") == fake_backend.rstrip("/"))
     assert entry["per_day"] is None and entry["per_month"] is None
     assert json.dumps(entry)
+
+
+# --- wording (no daemon) ----------------------------------------------------------------
+
+
+def test_cost_wording(qgis_app):
+    from eodispatch.core import catalogue as C
+    from eodispatch.core import costs as K
+
+    assert C.number_text(0.001) == "0.001" and C.number_text(12.0) == "12" and C.number_text(1234.5) == "1,234.5"
+    assert C.cost_text({"cost_estimate": 0.125, "cost_unit": "platform credits per km²"}) == \
+        "0.125 platform credits per km²"
+    assert C.cost_text({"cost_estimate": None, "cost_unit": None}) == "cost unknown"
+    unknown = {"amount": None, "unit": None, "basis": "unknown", "explanation": "no cost in the catalogue",
+               "quantity": {}, "budget": None}
+    assert K.estimate_text(unknown) == "Cost unknown\nno cost in the catalogue"
+    tiles = {"amount": 2.5, "unit": "EUR", "basis": "per-area", "explanation": "x", "quantity": {"tiles": 4}}
+    assert K.estimate_text(tiles, upscale=True).splitlines() == ["Estimated cost: 2.5 EUR (from the area)", "x",
+                                                                 "4 tiles"]
+    budget = {"backend": "https://b", "per_day": 10, "per_month": None, "spent_today": 9.5, "spent_this_month": 20,
+              "unit": "credits", "would_exceed": "per_day"}
+    assert K.budget_text(budget) == ("Budget of https://b: 9.5 of 10 credits spent today; "
+                                     "20 credits spent this month (no limit)")
+    assert K.exceed_warning({"budget": budget}).startswith("⚠ This would exceed the daily budget (9.5 of 10 credits")
+    assert K.exceed_warning({"budget": dict(budget, would_exceed=None)}) == ""
+    assert K.job_cost_text({"costs": 0.62, "estimate": {"amount": 0.5, "unit": "credits"}}) == "0.62 credits"
+    assert K.job_cost_text({"costs": None, "estimate": {"amount": 0.5, "unit": "credits"}}) == "≈ 0.5 credits"
+    assert K.task_cost_text({"costs": None}, [{"costs": 1.5}, {"costs": 0.25}, {"costs": None}]) == "1.75"
+    assert K.parse_limit("") == (None, None) and K.parse_limit("2,5") == (2.5, None)
+    assert K.parse_limit("-1")[1] and K.parse_limit("x")[1]
+    records = [{"id": "a", "title": "NDVI max", "kind": "openeo", "keywords": []},
+               {"id": "b", "title": "Other", "kind": "ogc_api_process", "keywords": ["NDVI"]},
+               {"id": "c", "title": "Third", "kind": "openeo", "keywords": [], "platform": {"id": "p", "title": "P"}}]
+    assert [r["id"] for r in C.filter_records(records, "ndvi")] == ["a", "b"]
+    assert [r["id"] for r in C.filter_records(records, "ndvi", kind="openeo")] == ["a"]
+    assert [r["id"] for r in C.filter_records(records, platform="p")] == ["c"]
