@@ -154,6 +154,8 @@ pub struct Parts {
     pub background: Background,
     /// Port the API listens on.
     pub port: u16,
+    /// The service catalogue.
+    pub catalogue: crate::catalogue::Catalogue,
 }
 
 /// The application: cheap to clone.
@@ -245,7 +247,13 @@ impl App {
     pub fn apply_config(&self, new: &Config) -> Vec<&'static str> {
         let restart = self.parts().settings.apply(new);
         self.parts().backends.reconfigure(&new.backends);
+        self.parts().catalogue.reconfigure();
         restart
+    }
+
+    /// The service catalogue.
+    pub fn catalogue(&self) -> &crate::catalogue::Catalogue {
+        &self.parts().catalogue
     }
 
     /// The job store (read-only uses of the edge: lists, health).

@@ -186,6 +186,35 @@ pub struct Config {
     /// How upscale tasks' rasters are mosaicked when the request does not say:
     /// `vrt` (default) or `cog` (see `results::mosaic`). Takes effect at once.
     pub mosaic: crate::job::MosaicKind,
+    /// Service catalogues, in order (see `catalogue`): `bundled`, a folder, a GitHub
+    /// repository, a web folder or an OGC API Records collection URL (default: the
+    /// public APEx catalogue). Takes effect at once.
+    pub catalogues: Vec<String>,
+    /// Seconds between catalogue refreshes (default 21600). Takes effect at once.
+    pub catalogue_refresh_s: f64,
+}
+
+/// A list of strings given as a TOML array or as one comma-separated string (as
+/// environment variables give it).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StringList {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl StringList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringList::List(v) => v,
+            StringList::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
 }
 
 /// What `config.toml` and the environment may contain; every key optional.
@@ -211,6 +240,8 @@ struct RawConfig {
     request_timeout_s: Option<f64>,
     results_private: Option<bool>,
     mosaic: Option<crate::job::MosaicKind>,
+    catalogues: Option<StringList>,
+    catalogue_refresh_s: Option<f64>,
 }
 
 impl Config {
@@ -290,7 +321,7 @@ impl Config {
         };
         let results_dir = match raw.results_dir {
             Some(d) => expand_home(&d, home.as_deref())?,
-            None => home.ok_or(ConfigError::NoHome)?.join("EODispatch"),
+            None => home.clone().ok_or(ConfigError::NoHome)?.join("EODispatch"),
         };
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
@@ -339,7 +370,35 @@ impl Config {
                 message: "need 0.1 <= download_stall_s <= 3600 seconds".into(),
             });
         }
+        let catalogues = match raw.catalogues {
+            None => vec![crate::catalogue::DEFAULT_CATALOGUE.to_string()],
+            Some(list) => list
+                .into_vec()
+                .into_iter()
+                .map(|c| match c.strip_prefix('~') {
+                    Some(_) => expand_home(&c, home.as_deref()).map(|p| p.display().to_string()),
+                    None => Ok(c),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        for c in &catalogues {
+            crate::catalogue::SourceSpec::parse(c).map_err(|message| ConfigError::Invalid {
+                origin: "catalogues".into(),
+                message,
+            })?;
+        }
+        let catalogue_refresh_s = raw
+            .catalogue_refresh_s
+            .unwrap_or(crate::catalogue::DEFAULT_REFRESH_S);
+        if !(1.0..=30.0 * 86400.0).contains(&catalogue_refresh_s) {
+            return Err(ConfigError::Invalid {
+                origin: "catalogue_refresh_s".into(),
+                message: "need 1 <= catalogue_refresh_s <= 2592000 seconds".into(),
+            });
+        }
         Ok(Config {
+            catalogues,
+            catalogue_refresh_s,
             poll_interval_min_s,
             poll_interval_max_s,
             listen,
@@ -387,6 +446,8 @@ impl Config {
             request_timeout_s: 60.0,
             results_private: true,
             mosaic: crate::job::MosaicKind::Vrt,
+            catalogues: vec![crate::catalogue::bundled::NAME.to_string()],
+            catalogue_refresh_s: crate::catalogue::DEFAULT_REFRESH_S,
         }
     }
 
@@ -530,7 +591,7 @@ impl Settings {
     }
 
     /// Takes over the keys of `new` that can change while running: poll intervals,
-    /// the GDAL helper's path, and backends. Returns the keys whose change needs a
+    /// the GDAL helper's path, backends and the catalogue keys. Returns the keys whose change needs a
     /// restart (they keep their old values until then).
     pub fn apply(&self, new: &Config) -> Vec<&'static str> {
         let mut slot = self.0.write().unwrap_or_else(|e| e.into_inner());
@@ -541,6 +602,8 @@ impl Settings {
         next.geo_bin = new.geo_bin.clone();
         next.mosaic = new.mosaic;
         next.backends = new.backends.clone();
+        next.catalogues = new.catalogues.clone();
+        next.catalogue_refresh_s = new.catalogue_refresh_s;
         let checks: [(&'static str, bool); 13] = [
             ("listen", old.listen != new.listen),
             ("allow_remote", old.allow_remote != new.allow_remote),
@@ -651,6 +714,52 @@ mod tests {
         assert_eq!(c.log, "debug");
         assert_eq!(c.backends["vito"].url, "https://openeo.vito.be");
         assert_eq!(c.backends["vito"].max_running_jobs, Some(5));
+    }
+
+    #[test]
+    fn catalogues_from_the_file_or_a_comma_separated_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let c = Config::load_from(&env(&[("HOME", home)])).unwrap();
+        assert_eq!(c.catalogues, [crate::catalogue::DEFAULT_CATALOGUE]);
+        assert_eq!(c.catalogue_refresh_s, 21600.0);
+        let cfg = dir.path().join(".config/eodispatch");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(
+            cfg.join("config.toml"),
+            "catalogues = [\"~/apex\", \"bundled\"]\ncatalogue_refresh_s = 60\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&env(&[("HOME", home)])).unwrap();
+        assert_eq!(
+            c.catalogues,
+            [
+                dir.path().join("apex").display().to_string(),
+                "bundled".into()
+            ]
+        );
+        assert_eq!(c.catalogue_refresh_s, 60.0);
+        let c = Config::load_from(&env(&[
+            ("HOME", home),
+            (
+                "EODISPATCH_CATALOGUES",
+                "http://127.0.0.1:9/apex/, /srv/apex",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.catalogues, ["http://127.0.0.1:9/apex/", "/srv/apex"]);
+        let e = Config::load_from(&env(&[
+            ("HOME", home),
+            ("EODISPATCH_CATALOGUES", "ftp://x"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("catalogues"), "{e}");
+        let e = Config::load_from(&env(&[
+            ("HOME", home),
+            ("EODISPATCH_CATALOGUE_REFRESH_S", "0"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("catalogue_refresh_s"), "{e}");
     }
 
     #[test]

@@ -167,6 +167,7 @@ pub async fn run(
         settings: settings.clone(),
         background: background.clone(),
     });
+    let catalogue = crate::catalogue::Catalogue::new(settings.clone(), background.clone());
     let app = App::new(crate::app::Parts {
         settings: settings.clone(),
         store: store.clone(),
@@ -178,8 +179,10 @@ pub async fn run(
         results: results.clone(),
         background: background.clone(),
         port: addr.port(),
+        catalogue: catalogue.clone(),
     });
     app.register_known_backends();
+    catalogue.start();
     auth.restore().await?;
     app.start();
     scheduler.start().await?;

@@ -7,6 +7,7 @@
 //! against the hosted API work against the daemon. Parsing and validation of client
 //! input lives in [`validate`].
 
+pub mod cost;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod background;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod credentials;

@@ -12,9 +12,7 @@ use axum::routing::get;
 use common::TestDaemon;
 use serde_json::{json, Value};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/udp");
-
-/// Serves `catalog/udp/<name>` at `/udp/<name>`, plus `/not-a-udp.json` (JSON that is
+/// Serves the bundled UDP `<name>` (catalog/apex/**/openeo_udp/<name>) at `/udp/<name>`, plus `/not-a-udp.json` (JSON that is
 /// no UDP), `/html` and `/broken` (500). Returns the base URL and a request counter.
 async fn udp_server() -> (String, Arc<AtomicUsize>) {
     let count = Arc::new(AtomicUsize::new(0));
@@ -25,9 +23,12 @@ async fn udp_server() -> (String, Arc<AtomicUsize>) {
             get(move |Path(name): Path<String>| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    let safe = !name.contains('/') && !name.contains("..");
-                    match std::fs::read_to_string(format!("{FIXTURES}/{name}")) {
-                        Ok(text) if safe => (StatusCode::OK, text),
+                    let found = eodispatch::platform::udp::BUNDLED
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, text)| text.to_string());
+                    match found {
+                        Some(text) => (StatusCode::OK, text),
                         _ => (StatusCode::NOT_FOUND, "not found".to_string()),
                     }
                 }

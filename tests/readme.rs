@@ -183,7 +183,11 @@ fn readme_config_example_is_valid() {
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
         .collect();
-    assert_eq!(blocks.len(), 2, "the OGC example and the configuration");
+    assert_eq!(
+        blocks.len(),
+        3,
+        "the OGC example, the catalogues and the configuration"
+    );
     let load = |text: &str| {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), text).unwrap();
@@ -202,7 +206,11 @@ fn readme_config_example_is_valid() {
         eodispatch::job::Label::OgcApiProcess
     );
     assert!(ogc.backends["gep"].issuer.is_some() && ogc.backends["gep"].client_id.is_some());
-    let c = load(blocks[1]);
+    let cat = load(blocks[1]);
+    assert_eq!(cat.catalogues.len(), 5);
+    assert_eq!(cat.catalogues[4], "bundled");
+    assert_eq!(cat.catalogue_refresh_s, 21600.0);
+    let c = load(blocks[2]);
     assert_eq!(c.listen.to_string(), "127.0.0.1:8421");
     assert_eq!(c.backends["cdse"].max_running_jobs, Some(2));
     assert_eq!(c.backends["cdse"].label, eodispatch::job::Label::Openeo);

@@ -729,7 +729,7 @@ async fn non_transient_backend_errors_fail_the_job_with_the_backends_message() {
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/catalog/udp/eurac_pv_farm_detection.json"
+            "/catalog/apex/algorithm_catalog/eurac/eurac_pv_farm_detection/openeo_udp/eurac_pv_farm_detection.json"
         ),
         udps.path().join("pv_copy.json"),
     )

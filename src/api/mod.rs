@@ -107,6 +107,8 @@ fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenA
         .routes(routes!(tiles::create))
         .routes(routes!(params::params))
         .routes(routes!(services::services))
+        .routes(routes!(services::service))
+        .routes(routes!(services::catalogue))
         .routes(routes!(system::health))
         .routes(routes!(system::jobs_status))
         .routes(routes!(auth::backends))

@@ -1,260 +1,155 @@
-//! `GET /services` (*ext*): the services the daemon knows out of the box, for pickers
-//! (the QGIS plugin's service list, the Processing toolbox).
+//! `GET /services`, `GET /services/{id}` and `GET /catalogue` (*ext*): the services of
+//! the configured catalogues, for pickers (the QGIS plugin's service list, the
+//! Processing toolbox) and forms ([`crate::catalogue`] reads and refreshes them).
 //!
-//! The records are the APEx catalogue's OGC API Records (`catalog/records/*.json`),
-//! bundled at compile time like the UDPs of [`crate::platform::udp::BUNDLED`], so the
-//! list works offline. Each record becomes one [`ServiceRecord`]:
-//!
-//! - `label`, `endpoint`, `namespace`, `application`: the job's label and `service`,
-//!   from the record's `conformsTo` and its links with `rel: "service"` and
-//!   `rel: "application"` ([`crate::platform::service_of_record`]: openEO: the backend
-//!   and the UDP URL; OGC API Processes: the process URL of the `service` link split
-//!   into server, namespace and process id);
-//! - `title`, `description`, `keywords` from the record's `properties`.
-//!
-//! A record without an application or a service link is left out (it cannot be run).
-//! Configured catalogues are a later addition.
+//! Each service is a [`ServiceRecord`]: `label`, `endpoint`, `namespace` and
+//! `application` are what a job for it sends as `label` and `service`; `title`,
+//! `description`, `keywords`, `platform`, `formats`, `license`, `cost_estimate`,
+//! `cost_unit`, `thumbnail` describe it; `source` says which catalogue it came from
+//! (`bundled`: the snapshot compiled into the daemon, served while a source has not
+//! been read or cannot be).
 
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
-use serde_json::Value;
-use utoipa::ToSchema;
 
-/// The bundled APEx records, by file name. Add a line when adding a file to
-/// `catalog/records/` (a unit test checks that every file there is listed).
-pub const BUNDLED_RECORDS: [(&str, &str); 16] = [
-    (
-        "eurac_pv_farm_detection.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/eurac_pv_farm_detection.json"
-        )),
-    ),
-    (
-        "gep_DinSAR.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/gep_DinSAR.json"
-        )),
-    ),
-    (
-        "gep_api_ost.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/gep_api_ost.json"
-        )),
-    ),
-    (
-        "gep_bas.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/gep_bas.json"
-        )),
-    ),
-    (
-        "gep_ost.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/gep_ost.json"
-        )),
-    ),
-    (
-        "sar_coin.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sar_coin.json"
-        )),
-    ),
-    (
-        "scmap.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/scmap.json"
-        )),
-    ),
-    (
-        "sen4cap_l3_basic_markers.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l3_basic_markers.json"
-        )),
-    ),
-    (
-        "sen4cap_l3b_biophysical_indicators.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l3b_biophysical_indicators.json"
-        )),
-    ),
-    (
-        "sen4cap_l3b_spectral_indices.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l3b_spectral_indices.json"
-        )),
-    ),
-    (
-        "sen4cap_l4a_crop_type.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l4a_crop_type.json"
-        )),
-    ),
-    (
-        "sen4cap_l4b_grassland_mowing.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l4b_grassland_mowing.json"
-        )),
-    ),
-    (
-        "sen4cap_l4c_agricultural_practices.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l4c_agricultural_practices.json"
-        )),
-    ),
-    (
-        "sen4cap_l4d_bare_soil.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l4d_bare_soil.json"
-        )),
-    ),
-    (
-        "sen4cap_l4e_parcel_heterogeneity.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_l4e_parcel_heterogeneity.json"
-        )),
-    ),
-    (
-        "sen4cap_s1_pre_processing.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/records/sen4cap_s1_pre_processing.json"
-        )),
-    ),
-];
+use super::extract::Segments;
+use super::problem::{Problem, ProblemBody};
+use crate::app::App;
+use crate::catalogue::{CatalogueStatus, Query, ServiceDetails, ServiceRecord};
+use crate::job::validate::FieldError;
+use crate::job::Label;
 
-/// One runnable service of a catalogue.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct ServiceRecord {
-    /// The record's id (e.g. `eurac_pv_farm_detection`).
-    pub id: String,
-    /// Human title.
-    pub title: String,
-    /// Description (may be empty).
-    pub description: String,
-    /// `openeo` or `ogc_api_process`: the `label` of a job for this service.
-    pub label: &'static str,
-    /// Backend URL: the job's `service.endpoint`.
-    pub endpoint: String,
-    /// Application URL (openEO: the UDP): the job's `service.application`.
-    pub application: String,
-    /// The job's `service.namespace`, when the record gives one.
-    pub namespace: Option<String>,
-    /// Keywords of the record.
-    pub keywords: Vec<String>,
+/// Reads the query of `GET /services`; unknown or repeated parameters and an unknown
+/// `kind` are named.
+fn parse_query(raw: Option<&str>) -> Result<Query, Problem> {
+    let mut q = Query::default();
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !seen.insert(k.to_string()) {
+            errors.push(FieldError::new(
+                k.as_ref(),
+                "is given more than once; give each query parameter once",
+            ));
+            continue;
+        }
+        let v = v.into_owned();
+        match k.as_ref() {
+            "q" => q.q = Some(v),
+            "keyword" => q.keyword = Some(v),
+            "platform" => q.platform = Some(v),
+            "kind" => match Label::ALL.into_iter().find(|l| l.as_str() == v) {
+                Some(kind) => q.kind = Some(kind),
+                None => errors.push(FieldError::new(
+                    "kind",
+                    format!("unknown kind {v:?}; use openeo or ogc_api_process"),
+                )),
+            },
+            other => errors.push(FieldError::new(other, "unknown query parameter")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        Err(Problem::invalid(errors))
+    }
 }
 
-/// Reads one APEx record; `None` when it is not a runnable service.
-pub fn parse_record(doc: &Value) -> Option<ServiceRecord> {
-    let props = doc.get("properties")?;
-    let (label, service) = crate::platform::service_of_record(doc)?;
-    let str_prop = |k: &str| {
-        props
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let id = doc.get("id").and_then(Value::as_str)?.to_string();
-    let title = match str_prop("title") {
-        t if t.is_empty() => id.clone(),
-        t => t,
-    };
-    Some(ServiceRecord {
-        id,
-        title,
-        description: str_prop("description"),
-        label: label.as_str(),
-        endpoint: service.endpoint,
-        application: service.application,
-        namespace: service.namespace,
-        keywords: props
-            .get("keywords")
-            .and_then(Value::as_array)
-            .map(|k| {
-                k.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+/// Known services, sorted by title: the configured catalogues' records (the bundled
+/// APEx snapshot while a source has not been read or cannot be). Filters: `q` (words
+/// all found in title, description or keywords, case-insensitive), `keyword` (one
+/// keyword, case-insensitive), `platform` (part of the platform's id, title or URL, or
+/// of the endpoint), `kind` (`openeo` or `ogc_api_process`).
+#[utoipa::path(get, path = "/services", tag = "services",
+    params(
+        ("q" = Option<String>, Query, description = "Words that must all appear in the title, description or keywords"),
+        ("keyword" = Option<String>, Query, description = "A keyword the service has (case-insensitive)"),
+        ("platform" = Option<String>, Query, description = "Part of the platform's id, title or URL, or of the endpoint"),
+        ("kind" = Option<String>, Query, description = "openeo or ogc_api_process"),
+    ),
+    responses(
+        (status = 200, description = "Known services", body = Vec<ServiceRecord>),
+        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown query parameter or kind", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn services(
+    State(d): State<App>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<ServiceRecord>>, Problem> {
+    let q = parse_query(query.as_deref())?;
+    Ok(Json(d.catalogue().list(&q)))
+}
+
+/// One service with everything its catalogue record says: every link (example
+/// output, thumbnail, web app, notebook, code, licence, citation, ...), contacts, and
+/// default parameter values from its benchmark scenario (`{}` without one).
+#[utoipa::path(get, path = "/services/{id}", tag = "services",
+    params(("id" = String, Path, description = "The service's record id")),
+    responses(
+        (status = 200, description = "The service", body = ServiceDetails),
+        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No service with this id", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn service(
+    State(d): State<App>,
+    Segments(id): Segments<String>,
+) -> Result<Json<ServiceDetails>, Problem> {
+    d.catalogue().get(&id).map(Json).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "ServiceNotFound",
+            "No such service",
+            format!("the catalogue has no service {id:?}; GET /services lists them"),
+        )
     })
 }
 
-/// The bundled services, sorted by title.
-pub fn bundled() -> Vec<ServiceRecord> {
-    let mut out: Vec<ServiceRecord> = BUNDLED_RECORDS
-        .iter()
-        .filter_map(|(name, text)| match serde_json::from_str::<Value>(text) {
-            Ok(doc) => parse_record(&doc),
-            Err(e) => {
-                tracing::warn!(record = name, error = %e, "bundled record is not JSON");
-                None
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.title.cmp(&b.title));
-    out
-}
-
-/// Known services: the APEx catalogue records bundled with the daemon.
-#[utoipa::path(get, path = "/services", tag = "services",
-    responses((status = 200, description = "Known services", body = Vec<ServiceRecord>)))]
-pub async fn services() -> Json<Vec<ServiceRecord>> {
-    Json(bundled())
+/// The catalogue's sources and how they stand: `ok` (read at the last refresh),
+/// `cached` (its last good copy is served), `offline` (unreadable and no copy: the
+/// bundled snapshot stands in), `bundled`; records given and skipped, when last read,
+/// the last error.
+#[utoipa::path(get, path = "/catalogue", tag = "services",
+    responses(
+        (status = 200, description = "The catalogue's sources", body = CatalogueStatus),
+        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown query parameter", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn catalogue(
+    State(d): State<App>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<CatalogueStatus>, Problem> {
+    let errors: Vec<FieldError> =
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, _)| FieldError::new(k.as_ref(), "unknown query parameter"))
+            .collect();
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    Ok(Json(d.catalogue().status()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn every_record_file_is_bundled_and_runnable() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/records");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
-        files.sort();
-        let mut listed: Vec<String> = BUNDLED_RECORDS.iter().map(|(n, _)| n.to_string()).collect();
-        listed.sort();
-        assert_eq!(files, listed);
-        assert_eq!(bundled().len(), BUNDLED_RECORDS.len());
-    }
-
-    #[test]
-    fn records_without_links_are_skipped_and_ogc_is_detected() {
-        assert_eq!(parse_record(&json!({"id": "x", "properties": {}})), None);
-        let ogc = json!({"id": "s1", "properties": {"title": " S1 "},
-            "links": [{"rel": "application", "href": "https://repo/s1.cwl", "type": "application/cwl+yaml"},
-                      {"rel": "service", "href": "https://ades.example/gep/wps3/processes/s1-insar"}]});
-        let r = parse_record(&ogc).unwrap();
-        assert_eq!(r.label, "ogc_api_process");
-        assert_eq!(r.title, "S1");
-        assert_eq!(r.endpoint, "https://ades.example");
-        assert_eq!(r.namespace.as_deref(), Some("gep/wps3"));
-        assert_eq!(r.application, "s1-insar");
-        assert!(r.keywords.is_empty());
-        // An OGC service link that is not a process URL cannot be run.
-        let mut bad = ogc.clone();
-        bad["links"][1]["href"] = json!("https://ades.example/ogc");
-        assert_eq!(parse_record(&bad), None);
+    fn queries_are_read_and_checked() {
+        let q = parse_query(Some(
+            "q=ndvi+map&keyword=Sentinel-2&platform=cdse&kind=openeo",
+        ))
+        .unwrap();
+        assert_eq!(q.q.as_deref(), Some("ndvi map"));
+        assert_eq!(q.keyword.as_deref(), Some("Sentinel-2"));
+        assert_eq!(q.platform.as_deref(), Some("cdse"));
+        assert_eq!(q.kind, Some(Label::Openeo));
+        assert_eq!(parse_query(None).unwrap(), Query::default());
+        let e = parse_query(Some("kind=wps")).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.errors[0].name, "kind");
+        let e = parse_query(Some("limit=3")).unwrap_err();
+        assert_eq!(e.errors[0].name, "limit");
+        let e = parse_query(Some("q=a&q=b")).unwrap_err();
+        assert_eq!(e.errors[0].name, "q");
     }
 }

@@ -41,7 +41,8 @@
 //! UDP is reused for [`FRESH_FOR`], then fetched again; if that fails the old one is
 //! kept. When a fetch fails (no connection or an HTTP error status) and there is
 //! nothing older, a URL whose last path segment is the file name of a UDP bundled at
-//! compile time ([`BUNDLED`], copies of the APEx catalogue in `catalog/udp/`) resolves
+//! compile time ([`BUNDLED`], the openEO UDPs of the APEx catalogue snapshot in
+//! `catalog/apex/`) resolves
 //! to that copy, so the APEx services work without internet access; such answers are
 //! reused for [`FALLBACK_FRESH_FOR`] only. A URL may end in `#<process id>` to pick one
 //! process of a process-list document (`{"processes": [...]}`).
@@ -86,39 +87,25 @@ const MAX_LEAVES: usize = 256;
 /// Deepest nesting of `anyOf`/`oneOf`/`allOf` followed.
 const MAX_DEPTH: usize = 16;
 
-/// The APEx catalogue UDPs bundled at compile time, by file name: the offline
-/// fallback of [`UdpCache::get`]. Add a line here when adding a file to
-/// `catalog/udp/` (a unit test checks that every file there is listed).
-pub const BUNDLED: [(&str, &str); 4] = [
-    (
-        "eurac_pv_farm_detection.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/udp/eurac_pv_farm_detection.json"
-        )),
-    ),
-    (
-        "cropsar1d.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/udp/cropsar1d.json"
-        )),
-    ),
-    (
-        "scmap_composite.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/udp/scmap_composite.json"
-        )),
-    ),
-    (
-        "RAMONA-herbaceous_rangeland_biomass-country-mosaick.json",
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/catalog/udp/RAMONA-herbaceous_rangeland_biomass-country-mosaick.json"
-        )),
-    ),
-];
+/// The openEO UDPs of the bundled APEx catalogue snapshot (every file below an
+/// `openeo_udp/` folder of `catalog/apex/algorithm_catalog/<provider>/<service>/`,
+/// compiled in by `build.rs`), by file name: the offline fallback of
+/// [`UdpCache::get`] ([`bundled_for`]). A file name may occur twice (`ppi.json` and
+/// `test/ppi.json`); the path then decides.
+pub static BUNDLED: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+    std::sync::LazyLock::new(|| {
+        bundled_udp_files()
+            .map(|(path, text)| (path.rsplit('/').next().unwrap_or(path), *text))
+            .collect()
+    });
+
+/// The bundled UDP files: (path in the snapshot, text).
+fn bundled_udp_files() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    crate::catalogue::bundled::FILES.iter().filter(|(path, _)| {
+        let mut dirs = path.split('/').rev().skip(1);
+        path.ends_with(".json") && dirs.any(|d| d == "openeo_udp")
+    })
+}
 
 // ---------------------------------------------------------------------------------
 // The UDP document
@@ -1433,15 +1420,23 @@ impl UdpError {
 /// implementation lives with the openEO adapter).
 pub use crate::redact::redact_url;
 
-/// The bundled UDP text for a URL whose last path segment is a bundled file name.
+/// The bundled UDP text for a URL whose last path segment is a bundled file name
+/// (e.g. a raw.githubusercontent.com URL of the APEx repository). When several bundled
+/// files have that name, the one whose path in the snapshot ends the URL's path wins,
+/// else the one nearest to its `openeo_udp/` folder.
 pub fn bundled_for(url: &str) -> Option<&'static str> {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     let path = path.split_once("://").map_or(path, |(_, rest)| rest);
     let (_authority, path) = path.split_once('/')?;
     let last = path.rsplit('/').next()?;
-    BUNDLED
+    let candidates: Vec<&(&str, &str)> = bundled_udp_files()
+        .filter(|(p, _)| p.rsplit('/').next() == Some(last))
+        .collect();
+    let by_path = candidates
         .iter()
-        .find(|(name, _)| *name == last)
+        .find(|(p, _)| path.ends_with(&format!("/{p}")) || path == *p);
+    by_path
+        .or_else(|| candidates.iter().min_by_key(|(p, _)| p.len()))
         .map(|(_, text)| *text)
 }
 
@@ -1751,20 +1746,45 @@ mod tests {
 
     #[test]
     fn every_catalog_file_is_bundled_and_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/udp");
-        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.to_string_lossy().contains("/openeo_udp/")
+                    && p.extension().is_some_and(|x| x == "json")
+                {
+                    out.push(p.file_name().unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/apex");
+        let mut on_disk = Vec::new();
+        walk(std::path::Path::new(dir), &mut on_disk);
         on_disk.sort();
         let mut listed: Vec<String> = BUNDLED.iter().map(|(n, _)| n.to_string()).collect();
         listed.sort();
         assert_eq!(on_disk, listed);
-        for (name, text) in BUNDLED {
+        assert_eq!(listed.len(), 47);
+        for (name, text) in BUNDLED.iter() {
             let udp = Udp::from_slice(text.as_bytes(), None).unwrap();
-            assert_eq!(format!("{}.json", udp.id), name);
+            assert_eq!(&format!("{}.json", udp.id), name);
         }
+        // Each is found by its raw.githubusercontent.com URL, also the two `ppi.json`.
+        let raw = "https://raw.githubusercontent.com/ESA-APEx/apex_algorithms/refs/heads/main";
+        for (path, text) in bundled_udp_files() {
+            assert_eq!(bundled_for(&format!("{raw}/{path}")), Some(*text), "{path}");
+        }
+        let main = "algorithm_catalog/vito/ppi/openeo_udp/ppi.json";
+        let test = "algorithm_catalog/vito/ppi/openeo_udp/test/ppi.json";
+        assert_ne!(
+            bundled_for(&format!("{raw}/{main}")),
+            bundled_for(&format!("{raw}/{test}"))
+        );
+        assert_eq!(
+            bundled_for("https://elsewhere.example/ppi.json"),
+            bundled_for(&format!("{raw}/{main}"))
+        );
     }
 
     #[test]
@@ -2528,7 +2548,10 @@ mod tests {
                     if headers.contains_key("authorization") {
                         (StatusCode::BAD_REQUEST, String::new())
                     } else {
-                        (StatusCode::OK, BUNDLED[1].1.to_string())
+                        (
+                            StatusCode::OK,
+                            bundled_for("x://h/cropsar1d.json").unwrap().to_string(),
+                        )
                     }
                 }),
             );

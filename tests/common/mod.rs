@@ -233,6 +233,8 @@ pub fn env_for(root: &Path, listen: &str) -> Vec<(String, String)> {
         ),
         ("EODISPATCH_LISTEN".into(), listen.into()),
         ("EODISPATCH_LOG".into(), "info".into()),
+        // The bundled catalogue only: tests reach no network but 127.0.0.1.
+        ("EODISPATCH_CATALOGUES".into(), "bundled".into()),
     ]
 }
 

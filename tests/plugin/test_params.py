@@ -4,6 +4,7 @@ the field they name."""
 
 import functools
 import http.server
+import shutil
 import threading
 
 import pytest
@@ -13,9 +14,13 @@ from conftest import REPO, pv_job, wait_until
 
 
 @pytest.fixture(scope="module")
-def udp_server():
-    """Serves catalog/udp/*.json over HTTP (the daemon fetches UDPs by URL)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(REPO / "catalog" / "udp"))
+def udp_server(tmp_path_factory):
+    """Serves the bundled catalogue's UDPs (catalog/apex/**/openeo_udp/*.json) by file name
+    over HTTP (the daemon fetches UDPs by URL)."""
+    folder = tmp_path_factory.mktemp("udp")
+    for udp in (REPO / "catalog" / "apex" / "algorithm_catalog").glob("*/*/openeo_udp/*.json"):
+        shutil.copy(udp, folder / udp.name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *a: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

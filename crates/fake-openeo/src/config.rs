@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultRule;
 
-/// The UDP fixture folder known at build time: `catalog/udp` of the workspace.
-pub const DEFAULT_UDP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog/udp");
+/// The UDP fixture folder known at build time: the bundled APEx catalogue snapshot of the
+/// workspace (`catalog/apex/algorithm_catalog`, UDPs in `<provider>/<service>/openeo_udp/`).
+pub const DEFAULT_UDP_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../catalog/apex/algorithm_catalog"
+);
 
 /// The issuer advertised by default; nothing listens there (port 1), which is the point: a test
 /// that needs a real identity provider sets [`FakeConfig::issuer`].
@@ -27,7 +31,8 @@ pub struct FakeConfig {
     pub bind: IpAddr,
     /// Port to bind; 0 picks a free one (see [`crate::FakeHandle::base_url`]).
     pub port: u16,
-    /// Folder with the UDP JSON files that remote `namespace` URLs resolve to (by file name).
+    /// Folder with the UDP JSON files that remote `namespace` URLs resolve to (by file name,
+    /// directly in it or in subfolders).
     pub udp_dir: PathBuf,
     /// How jobs run when no [`PlanRule`] matches.
     pub plan: JobPlan,

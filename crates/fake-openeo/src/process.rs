@@ -207,6 +207,40 @@ fn walk_callbacks(value: &Value, udp_dir: &Path, found: &mut Found) -> Result<()
     }
 }
 
+/// The fixture file named `name`: directly in `udp_dir`, else in an `openeo_udp` folder
+/// below it (at most five levels deep, as in the APEx catalogue's
+/// `<provider>/<service>/openeo_udp/`; records and benchmark scenarios next to it share
+/// the name and are not UDPs).
+pub(crate) fn find_udp_file(udp_dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    fn walk(dir: &Path, name: &str, depth: usize, in_udp: bool) -> Option<std::path::PathBuf> {
+        let direct = dir.join(name);
+        if in_udp && direct.is_file() {
+            return Some(direct);
+        }
+        if depth == 0 {
+            return None;
+        }
+        let mut dirs: Vec<_> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.iter().find_map(|d| {
+            let udp = in_udp || d.file_name().is_some_and(|n| n == "openeo_udp");
+            walk(d, name, depth - 1, udp)
+        })
+    }
+    if name.is_empty() || name.contains('/') || name.contains("..") || name.contains('\\') {
+        return None;
+    }
+    let direct = udp_dir.join(name);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    walk(udp_dir, name, 5, false)
+}
+
 /// Resolves a remote process definition URL to the fixture file of the same name.
 pub(crate) fn resolve_udp(url: &str, process_id: &str, udp_dir: &Path) -> Result<Value, ApiError> {
     let invalid = |why: &str| {
@@ -221,8 +255,9 @@ pub(crate) fn resolve_udp(url: &str, process_id: &str, udp_dir: &Path) -> Result
     if file.is_empty() || file.contains("..") || file.contains('\\') {
         return Err(invalid("no process definition file name in the URL"));
     }
-    let text = std::fs::read_to_string(udp_dir.join(file))
-        .map_err(|_| invalid("no process definition found at this URL (HTTP 404)"))?;
+    let text = find_udp_file(udp_dir, file)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .ok_or_else(|| invalid("no process definition found at this URL (HTTP 404)"))?;
     let doc: Value =
         serde_json::from_str(&text).map_err(|_| invalid("the document is not valid JSON"))?;
     let candidates: Vec<&Value> = match &doc {

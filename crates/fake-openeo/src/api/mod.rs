@@ -275,8 +275,9 @@ async fn udp_file(
     if name.contains("..") || name.contains('/') || name.contains('\\') {
         return Err(ApiError::not_found());
     }
-    let text =
-        std::fs::read(shared.config.udp_dir.join(&name)).map_err(|_| ApiError::not_found())?;
+    let text = crate::process::find_udp_file(&shared.config.udp_dir, &name)
+        .and_then(|p| std::fs::read(p).ok())
+        .ok_or_else(ApiError::not_found)?;
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
