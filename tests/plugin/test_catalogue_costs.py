@@ -71,8 +71,15 @@ def test_browser_lists_searches_filters_and_shows_a_service(plugin, daemon, monk
     browser, ids = open_browser(plugin.dock, daemon)
     assert len(ids) == 70, "the daemon bundles the 70-record APEx snapshot"
     assert browser.count_label.text() == "70 services"
-    # Where the list comes from (GET /catalogue): the bundled snapshot, with no configuration.
-    wait_until(lambda: "bundled" in browser.sources_label.text(), message="catalogue sources")
+    # Where the list comes from (GET /catalogue): each source and how it stands (offline in
+    # the tests: the bundled snapshot stands in).
+    from eodispatch.core.catalogue import source_text
+
+    status, catalogue = daemon.api("GET", "/catalogue")
+    assert status == 200 and catalogue["sources"], catalogue
+    want = "\n".join(source_text(x) for x in catalogue["sources"])
+    wait_until(lambda: browser.sources_label.text() == want, message="catalogue sources")
+    assert all(x["source"] in want and x["state"] in ("ok", "cached", "offline", "bundled") for x in catalogue["sources"])
 
     # Typing: nothing happens per key, the list follows after a pause.
     t0 = time.monotonic()
@@ -126,7 +133,7 @@ def test_browser_lists_searches_filters_and_shows_a_service(plugin, daemon, monk
     assert status == 200
     hrefs = [x["href"] for x in detail["links"] if x["href"].startswith(("http://", "https://"))]
     assert len(hrefs) >= 3, detail["links"]
-    wait_until(lambda: browser.link_urls() == hrefs, message="links of the service")
+    wait_until(lambda: browser.link_urls() == hrefs, message=f"links of the service {hrefs}: {browser.link_urls()}")
     # No internet in the tests: the placeholder (with internet: the image).
     wait_until(lambda: browser.thumbnail.text() in (B.NO_PREVIEW, ""), timeout=30, message="thumbnail or placeholder")
     assert browser.thumbnail.text() == B.NO_PREVIEW or not browser.thumbnail.pixmap().isNull()
