@@ -7,6 +7,10 @@
 //! it: each gets the parts it needs (see `scheduler::Parts`, `results::Parts`,
 //! `auth::Parts`, `watch::Parts`), wired in [`crate::daemon::run`].
 
+mod costs;
+
+pub use costs::{BudgetEntry, BudgetLine, BudgetRequest, EstimateAnswer};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +65,9 @@ pub enum AppError {
         /// What and why, in words.
         detail: String,
     },
+    /// The estimate would break a budget.
+    #[error("{}", .0.sentence())]
+    BudgetExceeded(crate::job::cost::Exceeded),
     /// The job has no results (yet).
     #[error("{0}")]
     NoResults(String),
@@ -351,6 +358,23 @@ impl App {
         {
             req.parameters = def.validate(&req.parameters).map_err(AppError::Invalid)?;
         }
+        let (estimate, _) = self.estimate_runs(req.label, &req.service, &[&req.parameters], false);
+        let replay = match &idempotency {
+            Some((key, _)) => self.parts().store.key_used(key.clone()).await?,
+            None => false,
+        };
+        if !replay {
+            // A replayed request is answered with its job, never refused by the budget
+            // that job itself now uses.
+            self.check_budget(
+                &req.service.endpoint,
+                req.max_cost,
+                estimate.amount,
+                estimate.unit.clone(),
+            )
+            .await?;
+        }
+        req.estimate = Some(estimate);
         let (job, created) = match idempotency {
             Some((key, hash)) => {
                 self.parts()
@@ -376,6 +400,16 @@ impl App {
     pub async fn sync_job(&self, mut req: JobRequest) -> Result<(Job, Payload), AppError> {
         let def = self.service(req.label, &req.service).await?;
         req.parameters = def.validate(&req.parameters).map_err(AppError::Invalid)?;
+        let (estimate, _) =
+            self.estimate_runs(req.label, &req.service, &[&req.parameters], false);
+        self.check_budget(
+            &req.service.endpoint,
+            req.max_cost,
+            estimate.amount,
+            estimate.unit.clone(),
+        )
+        .await?;
+        req.estimate = Some(estimate);
         let job = self.parts().store.insert_job(req).await?;
         let running = JobPatch {
             status: Some(Status::Running),
@@ -740,6 +774,25 @@ impl App {
             .await?
         {
             normalise_task(&def, &mut req)?;
+        }
+        let tiles = costs::tile_parameters(&req.job.parameters, &req.dimension);
+        req.tile_estimates = tiles
+            .iter()
+            .map(|p| {
+                self.estimate_runs(req.job.label, &req.job.service, &[p], false)
+                    .0
+            })
+            .collect();
+        // Refused only when not even one tile fits: otherwise tiles start until the
+        // task's max_cost (or a backend budget) is spent, and the rest wait.
+        if let Some(first) = req.tile_estimates.first() {
+            self.check_budget(
+                &req.job.service.endpoint,
+                req.job.max_cost,
+                first.amount,
+                first.unit.clone(),
+            )
+            .await?;
         }
         let task = self.parts().store.insert_task(req).await?;
         for job in self.parts().store.jobs_of_task(task.id).await? {

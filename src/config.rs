@@ -134,6 +134,12 @@ pub struct BackendConfig {
     /// Scopes to ask `issuer` for, besides `openid` (and `offline_access` when offered).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The most all jobs on this backend may cost per day (UTC), in the backend's
+    /// currency (credits, EUR): a job whose estimate would go over is refused, a tile
+    /// waits.
+    pub budget_per_day: Option<f64>,
+    /// The same per calendar month (UTC).
+    pub budget_per_month: Option<f64>,
 }
 
 /// The daemon's configuration, fully resolved.
@@ -449,6 +455,14 @@ impl Config {
             catalogues: vec![crate::catalogue::bundled::NAME.to_string()],
             catalogue_refresh_s: crate::catalogue::DEFAULT_REFRESH_S,
         }
+    }
+
+    /// The `[backends.*]` section of the backend at `endpoint`, if any.
+    pub fn backend_section(&self, endpoint: &str) -> Option<&BackendConfig> {
+        let want = crate::credentials::normalise_endpoint(endpoint);
+        self.backends
+            .values()
+            .find(|b| crate::credentials::normalise_endpoint(&b.url) == want)
     }
 
     /// Path of the API token file.

@@ -283,6 +283,10 @@ pub struct JobRequest {
     pub parameters: Map<String, Value>,
     /// Requested output format.
     pub format: OutputFormat,
+    /// *ext* The most the job may cost (sent as openEO `budget`), in the backend's unit.
+    pub max_cost: Option<f64>,
+    /// The estimate made when the job was accepted (set by the application layer).
+    pub estimate: Option<cost::Estimate>,
 }
 
 /// The dimension an upscale task fans out over: one unit job per value, with
@@ -305,6 +309,8 @@ pub struct TaskRequest {
     pub dimension: Dimension,
     /// *ext* How the tiles' rasters are mosaicked (`None`: as `config.toml` says).
     pub mosaic: Option<MosaicKind>,
+    /// Each tile's estimate, in dimension order (set by the application layer).
+    pub tile_estimates: Vec<cost::Estimate>,
 }
 
 /// An error recorded on a job, in the words of the daemon or of the backend.
@@ -328,6 +334,9 @@ pub enum WaitReason {
     BackendLimit,
     /// The service definition cannot be read (e.g. the UDP's URL is unreachable).
     ServiceUnavailable,
+    /// Sending the job would overspend a budget: its task's `max_cost`, or the
+    /// backend's `budget_per_day` / `budget_per_month`.
+    Budget,
 }
 
 /// What a waiting job waits for (*ext*): one field of the job, `null` when nothing
@@ -427,6 +436,15 @@ pub struct Job {
     pub upscale_task_id: Option<i64>,
     /// *ext* Why the job waits, when something blocks it (`null` otherwise).
     pub waiting: Option<Waiting>,
+    /// *ext* The most the job may cost, as the client asked (`null`: no limit).
+    pub max_cost: Option<f64>,
+    /// *ext* What the job was estimated to cost when it was accepted.
+    pub estimate: Option<cost::Estimate>,
+    /// *ext* What the platform reported the job cost (`null` until it does).
+    pub costs: Option<f64>,
+    /// *ext* The platform's report of resources used (openEO `usage`), once there is one.
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Value>,
 }
 
 /// The short form of a job used in lists and in upscale tasks
@@ -631,6 +649,13 @@ pub struct Task {
     pub counts: StatusCounts,
     /// *ext* Delivery of the sub-jobs' results into the results folder.
     pub results: TaskResults,
+    /// *ext* The most the whole task may cost (`null`: no limit); tiles wait once it
+    /// is spent.
+    pub max_cost: Option<f64>,
+    /// *ext* Sum of what the platform reported its tiles cost (`null`: none yet).
+    pub costs: Option<f64>,
+    /// *ext* Sum of its tiles' estimates, where known.
+    pub estimate: Option<f64>,
     /// The sub-jobs, in dimension order.
     pub jobs: Vec<JobSummary>,
 }
@@ -662,6 +687,13 @@ pub struct TaskSummary {
     pub counts: StatusCounts,
     /// *ext* Delivery of the sub-jobs' results.
     pub results: TaskResults,
+    /// *ext* The most the whole task may cost (`null`: no limit); tiles wait once it
+    /// is spent.
+    pub max_cost: Option<f64>,
+    /// *ext* Sum of what the platform reported its tiles cost (`null`: none yet).
+    pub costs: Option<f64>,
+    /// *ext* Sum of its tiles' estimates, where known.
+    pub estimate: Option<f64>,
 }
 
 impl From<&Task> for TaskSummary {
@@ -676,6 +708,9 @@ impl From<&Task> for TaskSummary {
             progress: t.progress,
             counts: t.counts.clone(),
             results: t.results.clone(),
+            max_cost: t.max_cost,
+            costs: t.costs,
+            estimate: t.estimate,
         }
     }
 }

@@ -49,10 +49,11 @@ use tokio::sync::Notify;
 use crate::background::Background;
 use crate::config::Settings;
 use crate::events::{Event, EventBus};
+use crate::job::cost::{check_budgets, Exceeded, Limits, Spent};
 use crate::job::{Job, JobError, Label, Status, SubmitState, WaitReason};
 use crate::platform::backends::{normalise_endpoint, Backend, BackendKey, Backends};
 use crate::platform::{PlatformError, Reconciled, RemoteJob, ServiceError, Submission};
-use crate::store::{JobPatch, Store, StoreError};
+use crate::store::{budget_windows, JobPatch, Store, StoreError};
 
 /// Shortest poll interval (default of `poll_interval_min_s`).
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
@@ -234,7 +235,8 @@ impl Scheduler {
         }
     }
 
-    fn wake_all(&self) {
+    /// Wakes every backend worker (budgets or logins changed).
+    pub fn wake_all(&self) {
         for w in self
             .workers
             .lock()
@@ -401,6 +403,45 @@ impl WorkerRun {
         Ok(())
     }
 
+    /// The budget that sending `job` now would break, if any: its task's `max_cost`
+    /// (against the task's tiles sent so far), or the backend's daily and monthly
+    /// budgets (against the jobs sent today and this month). A job without a known
+    /// estimate is never held back.
+    async fn budget_stop(&self, job: &Job) -> Result<Option<Exceeded>, StoreError> {
+        let Some(amount) = job.estimate.as_ref().and_then(|e| e.amount) else {
+            return Ok(None);
+        };
+        let config = self.parts.settings.get();
+        let section = config.backend_section(&job.service.endpoint);
+        let (own, max_cost) = match job.upscale_task_id {
+            Some(task) => self.parts.store.task_spent(task).await?,
+            None => (0.0, None),
+        };
+        let limits = Limits {
+            max_cost,
+            per_day: section.and_then(|s| s.budget_per_day),
+            per_month: section.and_then(|s| s.budget_per_month),
+        };
+        if limits == Limits::default() {
+            return Ok(None);
+        }
+        let [today, month] = if limits.per_day.is_some() || limits.per_month.is_some() {
+            self.parts
+                .store
+                .spent_since(job.service.endpoint.clone(), budget_windows(), true)
+                .await?
+        } else {
+            [0.0, 0.0]
+        };
+        Ok(check_budgets(
+            limits,
+            Spent { own, today, month },
+            amount,
+            &job.service.endpoint,
+            job.estimate.as_ref().and_then(|e| e.unit.as_deref()),
+        ))
+    }
+
     /// Notes that `job` waits for a reason of its own (published after the cycle).
     fn wait_for(&mut self, job: &Job, reason: WaitReason, words: &str) {
         if self.backend.set_job_waiting(job.id, reason, words) {
@@ -565,6 +606,10 @@ impl WorkerRun {
         {
             if free == 0 {
                 break;
+            }
+            if let Some(over) = self.budget_stop(job).await? {
+                self.wait_for(job, WaitReason::Budget, &over.waiting_sentence());
+                continue;
             }
             match self.submit(job).await {
                 Ok(true) => {
@@ -849,9 +894,22 @@ impl WorkerRun {
             return Ok(false);
         }
         let progress = remote.progress;
+        let (mut costs, mut usage) = (remote.costs, remote.usage.clone());
+        if status.is_terminal() && job.status != status && costs.is_none() && usage.is_none() {
+            // Job lists often leave out what a job cost: ask for the job itself once,
+            // when it ends (no effect on the status if this fails).
+            if let Some(id) = job.backend_job_id.as_deref() {
+                match self.backend.call(self.backend.platform.job(id)).await {
+                    Ok(full) => (costs, usage) = (full.costs, full.usage),
+                    Err(e) => tracing::debug!(job = job.id, error = %e, "no cost report"),
+                }
+            }
+        }
         let same = job.status == status
             && job.backend_status.as_deref() == Some(remote.raw_status.as_str())
-            && (progress.is_none() || job.progress == progress);
+            && (progress.is_none() || job.progress == progress)
+            && (costs.is_none() || job.costs == costs)
+            && (usage.is_none() || job.usage == usage);
         if same {
             return Ok(false);
         }
@@ -860,6 +918,12 @@ impl WorkerRun {
             backend_status: Some(Some(remote.raw_status.clone())),
             ..JobPatch::default()
         };
+        if costs.is_some() {
+            patch.costs = Some(costs);
+        }
+        if usage.is_some() {
+            patch.usage = Some(usage);
+        }
         if progress.is_some() {
             patch.progress = Some(progress);
         }

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod costs;
 pub mod extract;
 pub mod files;
 pub mod guard;
@@ -70,6 +71,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
         (name = "tiles", description = "Splitting an area of interest into a grid"),
         (name = "backends", description = "Backends and logging in to them"),
         (name = "system", description = "Health, status overview and live events"),
+        (name = "services", description = "The service catalogue and service parameters"),
+        (name = "costs", description = "Cost estimates and budgets"),
     )
 )]
 struct ApiDoc;
@@ -109,6 +112,8 @@ fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenA
         .routes(routes!(services::services))
         .routes(routes!(services::service))
         .routes(routes!(services::catalogue))
+        .routes(routes!(costs::estimate))
+        .routes(routes!(costs::budgets, costs::set_budget))
         .routes(routes!(system::health))
         .routes(routes!(system::jobs_status))
         .routes(routes!(auth::backends))

@@ -48,6 +48,9 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Extra response header (e.g. `WWW-Authenticate`).
     pub header: Option<(header::HeaderName, HeaderValue)>,
+    /// Members of this problem type beyond the standard ones (e.g. `BudgetExceeded`'s
+    /// `budget`, `limit`, `spent`, `estimate`).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The JSON body of a problem (documented in the OpenAPI document).
@@ -69,6 +72,11 @@ pub struct ProblemBody {
     /// One entry per invalid field (validation errors only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Members of some problem types (`BudgetExceeded`: `budget`, `backend`, `limit`,
+    /// `spent`, `estimate`, `unit`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -86,6 +94,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             header: None,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -202,6 +211,7 @@ impl Problem {
             code: self.code.to_string(),
             request_id: current_request_id(),
             errors: self.errors.clone(),
+            extra: self.extra.clone(),
         }
     }
 }
@@ -251,6 +261,18 @@ impl From<AppError> for Problem {
                 title,
                 detail,
             } => Problem::new(StatusCode::CONFLICT, code, title, detail),
+            AppError::BudgetExceeded(over) => Problem {
+                extra: match serde_json::to_value(&over) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                },
+                ..Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "BudgetExceeded",
+                    "Budget exceeded",
+                    over.sentence(),
+                )
+            },
             AppError::NoResults(detail) => Problem::new(
                 StatusCode::NOT_FOUND,
                 "ResultsNotAvailable",

@@ -236,6 +236,7 @@ pub(crate) fn wait_word(w: &Value) -> &'static str {
         Some("backend_unreachable") => "backend unreachable",
         Some("backend_limit") => "backend limit",
         Some("service_unavailable") => "service unreadable",
+        Some("budget") => "budget spent",
         _ => "waiting",
     }
 }
@@ -282,6 +283,21 @@ pub fn render_job(job: &Value, now: OffsetDateTime) -> String {
     ]);
     if job.get("upscale_task_id").is_some_and(|v| !v.is_null()) {
         lines.push(("upscale task", text(job, "/upscale_task_id")));
+    }
+    // Money: the estimate when accepted, the limit, what the platform reported.
+    if let Some(e) = job.get("estimate").filter(|e| !e.is_null()) {
+        let words = e.get("explanation").and_then(Value::as_str).unwrap_or("-");
+        lines.push(("estimate", words.to_string()));
+    }
+    if job.get("max_cost").is_some_and(|v| !v.is_null()) {
+        lines.push(("max cost", text(job, "/max_cost")));
+    }
+    if job.get("costs").is_some_and(|v| !v.is_null()) {
+        let unit = job
+            .pointer("/estimate/unit")
+            .and_then(Value::as_str)
+            .unwrap_or("(backend currency)");
+        lines.push(("costs", format!("{} {unit}", text(job, "/costs"))));
     }
     for key in ["created", "updated"] {
         let value = match job.get(key).and_then(Value::as_str) {
@@ -436,6 +452,21 @@ parameters:
         assert!(text.contains("backend status:  error\n"), "{text}");
         assert!(text.contains("namespace:       terradue\n"), "{text}");
         assert!(text.contains("upscale task:    2\n"), "{text}");
+        assert!(!text.contains("costs"), "{text}");
+        j["estimate"] = json!({"amount": 2.5, "unit": "platform credits",
+            "explanation": "0.1 platform credits per km² × 25 km² = 2.5 platform credits"});
+        j["costs"] = json!(3.1);
+        j["max_cost"] = json!(10.0);
+        let text = render_job(&j, now);
+        assert!(
+            text.contains("estimate:        0.1 platform credits per km² × 25 km² = 2.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("costs:           3.1 platform credits\n"),
+            "{text}"
+        );
+        assert!(text.contains("max cost:        10.0\n"), "{text}");
     }
 
     #[test]

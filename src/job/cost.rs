@@ -13,7 +13,7 @@
 //!
 //! Nothing here does I/O.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -132,7 +132,7 @@ fn leading_number(text: &str, word: &str) -> Option<u32> {
 }
 
 /// How sure an estimate is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum Basis {
     /// A fixed price: what the run costs.
     #[serde(rename = "exact")]
@@ -146,7 +146,7 @@ pub enum Basis {
 }
 
 /// The quantities an estimate was computed from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Quantity {
     /// Area of the spatial extent, km² (summed over tiles for a task).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,7 +172,7 @@ pub struct Quantity {
 }
 
 /// An estimate of what a job or task will cost.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Estimate {
     /// The amount, `null` when it cannot be known before the run.
     pub amount: Option<f64>,
@@ -633,6 +633,145 @@ fn count_products(params: &Map<String, Value>) -> Option<u32> {
     best
 }
 
+/// Which budget a cost would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetKind {
+    /// The job's or task's own `max_cost`.
+    MaxCost,
+    /// The backend's `budget_per_day`.
+    PerDay,
+    /// The backend's `budget_per_month`.
+    PerMonth,
+}
+
+impl BudgetKind {
+    /// The configuration key or request field that sets it.
+    pub fn setting(self) -> &'static str {
+        match self {
+            BudgetKind::MaxCost => "max_cost",
+            BudgetKind::PerDay => "budget_per_day",
+            BudgetKind::PerMonth => "budget_per_month",
+        }
+    }
+}
+
+/// The limits that apply to one submission.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// The job's or task's own limit.
+    pub max_cost: Option<f64>,
+    /// The backend's daily budget.
+    pub per_day: Option<f64>,
+    /// The backend's monthly budget.
+    pub per_month: Option<f64>,
+}
+
+/// What was spent (or committed) so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spent {
+    /// Against `max_cost` (a task's tiles so far; 0 for a new job).
+    pub own: f64,
+    /// On the backend today (UTC).
+    pub today: f64,
+    /// On the backend this month (UTC).
+    pub month: f64,
+}
+
+/// A budget that a cost would break: what a `BudgetExceeded` problem says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Exceeded {
+    /// Which budget.
+    pub budget: BudgetKind,
+    /// The backend concerned.
+    pub backend: String,
+    /// The budget's amount.
+    pub limit: f64,
+    /// Spent (or committed to jobs already accepted) against it.
+    pub spent: f64,
+    /// What the job (or tile) is estimated to cost.
+    pub estimate: f64,
+    /// The currency, when known.
+    pub unit: Option<String>,
+}
+
+impl Exceeded {
+    /// The refusal in one sentence, with what to do.
+    pub fn sentence(&self) -> String {
+        let unit = self.unit.as_deref().unwrap_or("(backend currency)");
+        let what = match self.budget {
+            BudgetKind::MaxCost => "the max_cost of".to_string(),
+            BudgetKind::PerDay => format!("today's budget (budget_per_day) on {} of", self.backend),
+            BudgetKind::PerMonth => {
+                format!(
+                    "this month's budget (budget_per_month) on {} of",
+                    self.backend
+                )
+            }
+        };
+        format!(
+            "estimated {} {unit} with {} {unit} spent would exceed {what} {} {unit}; \
+             raise {} or make the area or time span smaller",
+            num(self.estimate),
+            num(self.spent),
+            num(self.limit),
+            self.budget.setting()
+        )
+    }
+}
+
+impl Exceeded {
+    /// Why a job waits for this budget, in one sentence.
+    pub fn waiting_sentence(&self) -> String {
+        let unit = self.unit.as_deref().unwrap_or("(backend currency)");
+        let what = match self.budget {
+            BudgetKind::MaxCost => "its upscale task's max_cost".to_string(),
+            BudgetKind::PerDay => format!("today's budget on {}", self.backend),
+            BudgetKind::PerMonth => format!("this month's budget on {}", self.backend),
+        };
+        format!(
+            "Waiting for budget: {} {unit} of {what} of {} {unit} are spent and this job is \
+             estimated at {} {unit}; raise {} (or wait for the next {}) to send it",
+            num(self.spent),
+            num(self.limit),
+            num(self.estimate),
+            self.budget.setting(),
+            match self.budget {
+                BudgetKind::PerMonth => "month",
+                BudgetKind::PerDay => "day",
+                BudgetKind::MaxCost => "retry",
+            }
+        )
+    }
+}
+
+/// The first budget that `amount` on top of `spent` would break, if any.
+pub fn check_budgets(
+    limits: Limits,
+    spent: Spent,
+    amount: f64,
+    backend: &str,
+    unit: Option<&str>,
+) -> Option<Exceeded> {
+    let checks = [
+        (BudgetKind::MaxCost, limits.max_cost, spent.own),
+        (BudgetKind::PerDay, limits.per_day, spent.today),
+        (BudgetKind::PerMonth, limits.per_month, spent.month),
+    ];
+    checks.into_iter().find_map(|(budget, limit, spent)| {
+        let limit = limit?;
+        // A tolerance for sums of rounded amounts.
+        (spent + amount > limit + 1e-9).then(|| Exceeded {
+            budget,
+            backend: backend.to_string(),
+            limit,
+            spent: round(spent),
+            estimate: round(amount),
+            unit: unit.map(str::to_string),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,6 +913,67 @@ mod tests {
             params(json!({"input_products": ["S1A_IW_SLC__1SDV_2024", "S1A_IW_SLC__1SDV_2025"]}));
         let two = estimate(Some(1.5), Some("€ per input product"), &[&listed], false);
         assert_eq!((two.amount, two.quantity.products), (Some(3.0), Some(2)));
+    }
+
+    #[test]
+    fn budgets_are_checked_in_order_and_say_what_is_spent() {
+        let limits = Limits {
+            max_cost: Some(10.0),
+            per_day: Some(50.0),
+            per_month: Some(100.0),
+        };
+        let none = check_budgets(limits, Spent::default(), 10.0, "b", None);
+        assert_eq!(none, None);
+        let own = check_budgets(limits, Spent::default(), 10.5, "b", None).unwrap();
+        assert_eq!((own.budget, own.limit), (BudgetKind::MaxCost, 10.0));
+        let day = check_budgets(
+            limits,
+            Spent {
+                own: 0.0,
+                today: 45.0,
+                month: 45.0,
+            },
+            6.0,
+            "b",
+            Some("EUR"),
+        )
+        .unwrap();
+        assert_eq!(
+            (day.budget, day.spent, day.estimate),
+            (BudgetKind::PerDay, 45.0, 6.0)
+        );
+        assert!(
+            day.sentence().contains("budget_per_day"),
+            "{}",
+            day.sentence()
+        );
+        let month = check_budgets(
+            limits,
+            Spent {
+                own: 0.0,
+                today: 0.0,
+                month: 99.0,
+            },
+            2.0,
+            "b",
+            None,
+        )
+        .unwrap();
+        assert_eq!(month.budget, BudgetKind::PerMonth);
+        assert_eq!(
+            check_budgets(
+                Limits::default(),
+                Spent {
+                    own: 1e9,
+                    today: 1e9,
+                    month: 1e9
+                },
+                1e9,
+                "b",
+                None
+            ),
+            None
+        );
     }
 
     #[test]

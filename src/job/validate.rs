@@ -67,9 +67,17 @@ pub const GEOJSON_TYPES: [&str; 9] = [
 ];
 
 /// Top-level fields of a `POST /unit_jobs` body.
-const JOB_FIELDS: [&str; 5] = ["title", "label", "service", "parameters", "format"];
+const JOB_FIELDS: [&str; 6] = [
+    "title",
+    "label",
+    "service",
+    "parameters",
+    "format",
+    "max_cost",
+];
 /// Top-level fields of a `POST /upscale_tasks` body.
-const TASK_FIELDS: [&str; 7] = [
+const TASK_FIELDS: [&str; 8] = [
+    "max_cost",
     "title",
     "label",
     "service",
@@ -144,6 +152,7 @@ pub fn parse_task_request(body: &Value) -> Result<TaskRequest, Vec<FieldError>> 
             job,
             dimension,
             mosaic,
+            tile_estimates: Vec::new(),
         }),
         _ => None,
     };
@@ -445,13 +454,40 @@ fn parse_job_fields(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> O
         OutputFormat::parse,
         errors,
     );
+    let max_cost = parse_max_cost(obj.get("max_cost"), errors);
     Some(JobRequest {
         title: title?,
         label: label?,
         service: service?,
         parameters: parameters?,
         format: format?,
+        max_cost: max_cost?,
+        estimate: None,
     })
+}
+
+/// `max_cost`: absent, `null` or a finite number ≥ 0 (`Some(None)`: no limit).
+fn parse_max_cost(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Option<f64>> {
+    match v {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(x) if x.is_finite() && x >= 0.0 && x <= 1e12 => Some(Some(x)),
+            _ => {
+                errors.push(FieldError::new(
+                    "max_cost",
+                    "must be a number from 0 to 1e12 (in the backend's currency)",
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new(
+                "max_cost",
+                format!("must be a number or null, not {}", kind(other)),
+            ));
+            None
+        }
+    }
 }
 
 fn parse_title(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<String> {

@@ -60,6 +60,10 @@ pub struct RemoteJob {
     /// Free text the client sent with the job, when reported (openEO `description`,
     /// where our UUID travels).
     pub description: Option<String>,
+    /// What the job cost, when reported (openEO `costs`, after it ended).
+    pub costs: Option<f64>,
+    /// Resources used, when reported (openEO `usage`).
+    pub usage: Option<Value>,
 }
 
 /// What a submission did.

@@ -349,6 +349,12 @@ fn parse_status(v: &Value, prefix: &str) -> Option<RemoteJob> {
         created: text("created").and_then(|c| rfc3339_z::parse(&c).ok()),
         process_id: text("processID"),
         description: None,
+        // Not in OGC API Processes Part 1; some servers add them to the status info.
+        costs: o
+            .get("costs")
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c >= 0.0),
+        usage: o.get("usage").filter(|u| u.is_object()).cloned(),
     })
 }
 
@@ -1340,6 +1346,8 @@ impl Platform for Ogc {
                 created: None,
                 process_id: Some(addr.id.clone()),
                 description: None,
+                costs: None,
+                usage: None,
             });
             remote.id = remote_id;
             if remote.status.is_none() {
@@ -1780,6 +1788,8 @@ mod tests {
             created: Some(rfc3339_z::parse(created).unwrap()),
             process_id: Some(process.into()),
             description: None,
+            costs: None,
+            usage: None,
         }
     }
 

@@ -87,6 +87,10 @@ pub struct BatchJob {
     pub updated: Option<String>,
     /// Time of creation (RFC 3339), when reported.
     pub created: Option<String>,
+    /// What the job cost, when reported (after it ended).
+    pub costs: Option<f64>,
+    /// Resources used, when reported (after it ended).
+    pub usage: Option<Value>,
 }
 
 impl BatchJob {
@@ -107,6 +111,8 @@ impl BatchJob {
                 .and_then(|c| rfc3339_z::parse(c).ok()),
             process_id: None,
             description: self.description.clone(),
+            costs: self.costs,
+            usage: self.usage.clone(),
         }
     }
 }
@@ -831,6 +837,11 @@ impl Platform for OpenEo {
             &job.parameters,
             job.format,
         );
+        let mut body = body;
+        if let Some(budget) = job.max_cost {
+            // The job's limit, in the backend's currency (openEO `budget`).
+            body.insert("budget".into(), json!(budget));
+        }
         Ok(Prepared {
             body: Value::Object(body),
             asynchronous: true,
@@ -1083,6 +1094,11 @@ fn parse_job(v: &Value, strict: bool) -> Option<BatchJob> {
         description: text("description"),
         updated: text("updated"),
         created: text("created"),
+        costs: o
+            .get("costs")
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c >= 0.0),
+        usage: o.get("usage").filter(|u| u.is_object()).cloned(),
     })
 }
 

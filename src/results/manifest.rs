@@ -353,6 +353,10 @@ mod tests {
             results: Results::default(),
             upscale_task_id: None,
             waiting: None,
+            max_cost: None,
+            estimate: None,
+            costs: None,
+            usage: None,
         }
     }
 

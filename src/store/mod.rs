@@ -18,6 +18,7 @@
 //!   handle) lets the writer finish every queued operation, checkpoints the WAL and
 //!   closes the connections.
 
+mod costs;
 mod logins;
 mod mosaics;
 mod readers;
@@ -41,6 +42,7 @@ use crate::job::{
     Job, JobError, JobRequest, Label, Results, Status, SubmitState, Task, TaskRequest, TaskSummary,
 };
 
+pub use costs::budget_windows;
 pub use logins::LoginRecord;
 pub use mosaics::TaskMosaic;
 pub use schema::SCHEMA_VERSION;
@@ -183,6 +185,10 @@ pub struct JobPatch {
     pub backend_status: Option<Option<String>>,
     /// New submission state (`Submitting` also counts an attempt).
     pub submit_state: Option<SubmitState>,
+    /// What the platform reported the job cost.
+    pub costs: Option<Option<f64>>,
+    /// The platform's usage report.
+    pub usage: Option<Option<serde_json::Value>>,
     /// Apply only while the job is not terminal (`created`, `queued`, `running`): the
     /// scheduler's updates must never undo a user's cancel. `update_job` returns `None`
     /// when the guard refuses.
@@ -321,6 +327,17 @@ impl Store {
     pub async fn insert_job(&self, req: JobRequest) -> Result<Job, StoreError> {
         let uuid = Uuid::new_v4();
         self.write(move |c| rows::insert_job(c, req, uuid)).await
+    }
+
+    /// Whether a job was stored under idempotency key `key` already.
+    pub async fn key_used(&self, key: String) -> Result<bool, StoreError> {
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM idempotency_keys WHERE key = ?1")?
+                    .exists([key])?,
+            )
+        })
+        .await
     }
 
     /// Stores a new job under a client's idempotency key: the same key and body give

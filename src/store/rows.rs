@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{JobFilter, JobPatch, StoreError};
+use crate::job::cost::Estimate;
 use crate::job::{
     now_utc, rfc3339_z, Dimension, Job, JobError, JobRequest, JobSummary, Label, OutputFormat,
     Results, ResultsState, ServiceDetails, Status, StatusCounts, SubmitState, Task, TaskRequest,
@@ -92,7 +93,7 @@ macro_rules! job_columns {
         "id, uuid, title, label, status, endpoint, namespace, application, parameters, \
          format, backend_job_id, progress, error_code, error_message, results_state, \
          results_dir, results_bytes, results_total_bytes, upscale_task_id, created, updated, \
-         backend_status, submit_state, submit_started"
+         backend_status, submit_state, submit_started, max_cost, estimate, costs, usage"
     };
 }
 
@@ -170,7 +171,22 @@ fn job_from_row(row: &Row<'_>) -> Result<Job, StoreError> {
         },
         upscale_task_id: get!(18, "upscale_task_id"),
         waiting: None,
+        max_cost: get!(24, "max_cost"),
+        estimate: parse_json_opt(get!(25, "estimate"), JOBS, id, "estimate")?,
+        costs: get!(26, "costs"),
+        usage: parse_json_opt(get!(27, "usage"), JOBS, id, "usage")?,
     })
+}
+
+/// A nullable JSON column.
+fn parse_json_opt<T: serde::de::DeserializeOwned>(
+    s: Option<String>,
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+) -> Result<Option<T>, StoreError> {
+    s.map(|s| serde_json::from_str(&s).map_err(|e| bad(table, column, id, e.to_string())))
+        .transpose()
 }
 
 /// Runs a query returning `job_columns!()` rows.
@@ -364,12 +380,16 @@ struct NewJob<'a> {
     format: OutputFormat,
     task: Option<(i64, i64)>,
     now: &'a str,
+    max_cost: Option<f64>,
+    estimate: Option<&'a Estimate>,
 }
 
 fn insert_row(conn: &Connection, j: &NewJob<'_>) -> Result<i64, StoreError> {
     const SQL: &str = "INSERT INTO unit_jobs (uuid, title, label, status, endpoint, namespace, \
-        application, parameters, request, format, upscale_task_id, task_index, created, updated) \
-        VALUES (?1, ?2, ?3, 'created', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)";
+        application, parameters, request, format, upscale_task_id, task_index, created, updated, \
+        max_cost, estimate, estimate_amount) \
+        VALUES (?1, ?2, ?3, 'created', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)";
+    let estimate = j.estimate.map(serde_json::to_string).transpose()?;
     conn.prepare_cached(SQL)?.execute(params![
         j.uuid.hyphenated().to_string(),
         j.title,
@@ -383,6 +403,9 @@ fn insert_row(conn: &Connection, j: &NewJob<'_>) -> Result<i64, StoreError> {
         j.task.map(|t| t.0),
         j.task.map(|t| t.1),
         j.now,
+        j.max_cost,
+        estimate,
+        j.estimate.and_then(|e| e.amount),
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -395,6 +418,7 @@ fn request_json(req: &JobRequest) -> Result<String, StoreError> {
         "service": req.service,
         "parameters": req.parameters,
         "format": req.format,
+        "max_cost": req.max_cost,
     });
     Ok(serde_json::to_string(&value)?)
 }
@@ -456,6 +480,8 @@ pub(super) fn insert_job(
             format: req.format,
             task: None,
             now: &now_s,
+            max_cost: req.max_cost,
+            estimate: req.estimate.as_ref(),
         },
     )?;
     Ok(Job {
@@ -478,6 +504,10 @@ pub(super) fn insert_job(
         results: Results::default(),
         upscale_task_id: None,
         waiting: None,
+        max_cost: req.max_cost,
+        estimate: req.estimate,
+        costs: None,
+        usage: None,
     })
 }
 
@@ -501,11 +531,17 @@ pub(super) fn update_job(
         backend_status = CASE WHEN ?17 THEN ?18 ELSE backend_status END, \
         submit_state = CASE WHEN ?19 THEN ?20 ELSE submit_state END, \
         submit_attempts = submit_attempts + CASE WHEN ?19 AND ?20 = 'submitting' THEN 1 ELSE 0 END, \
-        submit_started = CASE WHEN ?19 AND ?20 = 'submitting' THEN ?16 ELSE submit_started END \
+        submit_started = CASE WHEN ?19 AND ?20 = 'submitting' THEN ?16 ELSE submit_started END, \
+        costs = CASE WHEN ?22 THEN ?23 ELSE costs END, \
+        usage = CASE WHEN ?24 THEN ?25 ELSE usage END \
         WHERE id = ?1 AND (NOT ?21 OR status IN ('created', 'queued', 'running'))";
     let now = rfc3339_z::format(&now_utc());
     let error = patch.error.as_ref().map(|e| e.as_ref());
     let results = patch.results.as_ref();
+    let usage = match &patch.usage {
+        Some(Some(u)) => Some(serde_json::to_string(u)?),
+        _ => None,
+    };
     let changed = conn.prepare_cached(SQL)?.execute(params![
         id,
         patch.status.is_some(),
@@ -528,6 +564,10 @@ pub(super) fn update_job(
         patch.submit_state.is_some(),
         patch.submit_state.map(SubmitState::as_str),
         patch.only_if_active,
+        patch.costs.is_some(),
+        patch.costs.flatten(),
+        patch.usage.is_some(),
+        usage,
     ])?;
     if changed == 0 {
         return Ok(None);
@@ -544,7 +584,7 @@ pub(super) fn retry_job(conn: &Connection, id: i64, uuid: Uuid) -> Result<Option
         backend_job_id = NULL, backend_status = NULL, progress = NULL, \
         error_code = NULL, error_message = NULL, submit_state = 'pending', \
         submit_started = NULL, results_state = 'pending', results_dir = NULL, \
-        results_bytes = 0, results_total_bytes = NULL, updated = ?3 \
+        results_bytes = 0, results_total_bytes = NULL, costs = NULL, usage = NULL, updated = ?3 \
         WHERE id = ?1 AND status IN ('failed', 'canceled')";
     let now = rfc3339_z::format(&now_utc());
     let changed =
@@ -622,8 +662,8 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
     let job = &req.job;
     conn.prepare_cached(
         "INSERT INTO upscale_tasks (uuid, title, label, endpoint, namespace, application, \
-         parameters, format, dimension, created, updated) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+         parameters, format, dimension, created, updated, max_cost) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
     )?
     .execute(params![
         Uuid::new_v4().hyphenated().to_string(),
@@ -636,6 +676,7 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
         job.format.as_str(),
         serde_json::to_string(&req.dimension)?,
         now_s,
+        job.max_cost,
     ])?;
     let task_id = conn.last_insert_rowid();
     if let Some(kind) = req.mosaic {
@@ -643,6 +684,7 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
     }
     let mut jobs = Vec::with_capacity(req.dimension.values.len());
     for (index, value) in req.dimension.values.iter().enumerate() {
+        let index_usize = index;
         let mut parameters = job.parameters.clone();
         parameters.insert(req.dimension.name.clone(), value.clone());
         let title = format!("{} - Processing Job {}", job.title, index + 1);
@@ -659,6 +701,8 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
                 format: job.format,
                 task: Some((task_id, index)),
                 now: &now_s,
+                max_cost: None,
+                estimate: req.tile_estimates.get(index_usize),
             },
         )?;
         jobs.push(JobSummary {
@@ -686,6 +730,12 @@ pub(super) fn insert_task(conn: &Connection, req: TaskRequest) -> Result<Task, S
         progress: counts.task_progress(0.0),
         counts,
         results: TaskResults::default(),
+        max_cost: req.job.max_cost,
+        costs: None,
+        estimate: {
+            let known: Vec<f64> = req.tile_estimates.iter().filter_map(|e| e.amount).collect();
+            (!known.is_empty()).then(|| known.iter().sum())
+        },
         jobs,
     })
 }
@@ -732,6 +782,9 @@ pub(super) fn select_task(conn: &Connection, id: i64) -> Result<Option<Task>, St
             progress: summary.progress,
             counts: summary.counts,
             results: summary.results,
+            max_cost: summary.max_cost,
+            costs: summary.costs,
+            estimate: summary.estimate,
             jobs: Vec::new(),
         }
     };
@@ -781,7 +834,8 @@ macro_rules! task_summaries {
                coalesce(sum(j.results_state = 'ready'), 0), \
                coalesce(sum(j.results_state = 'failed'), 0), \
                coalesce(sum(j.status = 'finished' \
-                   AND j.results_state IN ('pending', 'downloading')), 0), max(j.updated) \
+                   AND j.results_state IN ('pending', 'downloading')), 0), max(j.updated), \
+               t.max_cost, sum(j.costs), sum(j.estimate_amount) \
              FROM upscale_tasks t LEFT JOIN unit_jobs j ON j.upscale_task_id = t.id ",
             $where,
             " GROUP BY t.id ORDER BY t.id DESC"
@@ -834,6 +888,9 @@ fn summary_from_row(row: &Row<'_>) -> Result<TaskSummary, StoreError> {
         progress: counts.task_progress(active_progress),
         counts,
         results,
+        max_cost: get!(18, "max_cost"),
+        costs: get!(19, "costs"),
+        estimate: get!(20, "estimate_amount"),
     })
 }
 

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_backend_logins.sql")),
     (4, include_str!("migrations/0004_submit_started.sql")),
     (5, include_str!("migrations/0005_task_mosaic.sql")),
+    (6, include_str!("migrations/0006_costs.sql")),
 ];
 
 /// The newest schema version this binary knows (`PRAGMA user_version` after all

@@ -35,6 +35,16 @@ fn request(title: &str) -> JobRequest {
         },
         parameters,
         format: OutputFormat::Gtiff,
+        max_cost: Some(12.5),
+        estimate: Some(crate::job::cost::estimate(
+            Some(0.1),
+            Some("platform credits per km²"),
+            &[&serde_json::from_value(
+                json!({"spatial_extent": {"west": 0, "south": 0, "east": 0.1, "north": 0.1}}),
+            )
+            .unwrap()],
+            false,
+        )),
     }
 }
 
@@ -49,6 +59,8 @@ fn ogc_request(title: &str) -> JobRequest {
         },
         parameters: Map::new(),
         format: OutputFormat::Netcdf,
+        max_cost: None,
+        estimate: None,
     }
 }
 
@@ -60,6 +72,7 @@ fn task_request(title: &str, n: usize) -> TaskRequest {
             values: (0..n).map(|i| json!({"tile": i})).collect(),
         },
         mosaic: None,
+        tile_estimates: Vec::new(),
     }
 }
 
@@ -99,6 +112,8 @@ async fn job_round_trips_every_field() {
 
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let patch = JobPatch {
+        costs: Some(Some(3.25)),
+        usage: Some(Some(json!({"cpu": {"value": 40, "unit": "cpu-seconds"}}))),
         status: Some(Status::Finished),
         backend_job_id: Some(Some("j-2405abc".into())),
         progress: Some(Some(87.5)),
