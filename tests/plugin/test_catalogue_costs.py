@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import PV_UDP, pv_job, wait_until
+from conftest import pv_job, wait_until
 
 PV_ID = "eurac_pv_farm_detection"
 # Two boxes near Vienna of clearly different areas.
@@ -330,12 +330,15 @@ def test_estimate_shows_the_budget_and_warns_before_overspending(plugin, daemon)
     assert "daily budget" in dock.estimate_warning.text()
 
 
-def test_unknown_cost_says_so(plugin, daemon, fake_backend):
-    """A service entered by hand has no catalogue cost."""
+def test_unknown_cost_says_so(plugin, daemon):
+    """A catalogue service without a price: the estimate says the cost is unknown."""
     dock = plugin.dock
-    dock.select_service(fake_backend, PV_UDP)
-    wait_until(lambda: "spatial_extent" in dock.form.editors, message="form")
-    dock.form.editors["spatial_extent"].set_value(BOX_A)
+    record = next(r for r in services(daemon) if r["label"] == "openeo" and r["cost_estimate"] is None
+                  and r["id"] in ("ndsi", "bsi", "enhanced_vegetation_index", "amwi"))
+    dock.choose_service(record, {"defaults": {}})
+    wait_until(lambda: dock.form.specs, timeout=20, message="form")
+    if dock.form.extent_widget() is not None:
+        dock.form.extent_widget().set_value(BOX_A)
     answer = settle_estimate(dock)
     assert answer["basis"] == "unknown" and answer["amount"] is None
     assert dock.estimate_label.text().startswith("Cost unknown")

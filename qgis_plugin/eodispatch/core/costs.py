@@ -255,6 +255,7 @@ class Estimator(QObject):
         self.asked += 1
         seq = self.seq
         self.last_body = body
+        self.last_answer = None  # the answer to this body, once it comes
         self.busy.emit()
         self.client.post("/estimate", body, lambda r, s=seq: self._answered(s, r))
 
