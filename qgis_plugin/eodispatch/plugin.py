@@ -49,6 +49,7 @@ class EoDispatchPlugin:
         self.provider = None
         self.dock = None
         self.action = None
+        self.menu_actions = []  # "Browse services…", "Budgets…"
         self._started = False
         self._missed_bar = None
         self._osm_bar = None
@@ -89,6 +90,13 @@ class EoDispatchPlugin:
         self.dock.visibilityChanged.connect(self.action.setChecked)
         self.iface.addPluginToWebMenu(MENU, self.action)
         self.iface.addWebToolBarIcon(self.action)
+        for name, text, slot in (("eodispatch_browse_services", "Browse services…", self.dock.open_browser),
+                                 ("eodispatch_budgets", "Budgets…", self.dock.open_budgets)):
+            action = QAction(text, self.iface.mainWindow())
+            action.setObjectName(name)
+            action.triggered.connect(lambda _c=False, f=slot: f())
+            self.iface.addPluginToWebMenu(MENU, action)
+            self.menu_actions.append(action)
         # QGIS builds its start-up project after plugins load: layers added now would
         # vanish. Start when QGIS is ready (or now, when the plugin is enabled later).
         self.iface.initializationCompleted.connect(self.start)
@@ -124,6 +132,10 @@ class EoDispatchPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        for action in self.menu_actions:
+            self.iface.removePluginWebMenu(MENU, action)
+            action.deleteLater()
+        self.menu_actions = []
         if self.action is not None:
             self.iface.removePluginWebMenu(MENU, self.action)
             self.iface.removeWebToolBarIcon(self.action)

@@ -127,6 +127,7 @@ WAIT_WORDS = {
     "backend_unreachable": "backend unreachable",
     "backend_limit": "backend limit",
     "service_unavailable": "service unavailable",
+    "budget": "budget reached",
 }
 
 

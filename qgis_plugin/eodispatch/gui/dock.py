@@ -3,7 +3,13 @@ parameter form, Submit; and the live job list.
 
 "Upscale over a grid" (a check box above the form) turns the service's extent parameter
 into an area and a grid: the cells are shown on the map with their count, and Submit
-sends one upscale task (one job per cell) instead of one job."""
+sends one upscale task (one job per cell) instead of one job.
+
+"Browse…" next to the service list opens the service browser (search, filters, details,
+links); the service chosen there fills the form, with the catalogue's defaults. Above
+Submit, the live cost estimate of what Submit would send (``POST /estimate``, asked once
+the form has been still for 400 ms; only the latest answer shows) with the backend's
+budget; "Budgets…" edits the daily and monthly limits per backend."""
 
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -43,10 +49,14 @@ from ..core.jobs import JobModel
 from ..core.loaded import AutoLoader
 from ..core.runner import find_published_folder
 from ..core.safe import plain_label, plain_tip
+from ..core import costs as K
+from ..core.catalogue import cost_text
 from ..core import upscale as U
 from ..core.services import ServiceCatalog
 from ..core.sse import EventStream
 from ..core.tasks import TaskModel
+from .browser import ServiceBrowser
+from .budgets import BudgetDialog
 from .form import ERROR_STYLE, ParameterForm
 from .jobs import JobList
 from .login import LoginDialog
@@ -92,6 +102,12 @@ class EoDispatchDock(QgsDockWidget):
         self.service_view: Optional[Dict[str, Any]] = None
         self._session_choice: Optional[str] = None
         self._job_seen: Dict[Any, Any] = {}  # job id -> (status, waiting reason)
+        self.browser: Optional[ServiceBrowser] = None
+        self.budget_dialog: Optional[BudgetDialog] = None
+        # Defaults of the service chosen in the browser, for its form: (form key, values).
+        self._pending_defaults: Optional[tuple] = None
+        self.applied_defaults: List[str] = []
+        self.estimator = K.Estimator(self.client, self.estimate_body, parent=self)
         self._build()
         stream.connected.connect(self.refresh)
         stream.disconnected.connect(lambda _r: self.check_health())
@@ -143,6 +159,12 @@ class EoDispatchDock(QgsDockWidget):
         self.start_button.hide()
         row.addWidget(self.daemon_label, 1)
         row.addWidget(self.start_button)
+        self.budgets_button = QToolButton(daemon_box)
+        self.budgets_button.setObjectName("open_budgets")
+        self.budgets_button.setText("Budgets…")
+        self.budgets_button.setToolTip("Daily and monthly spending limits per backend")
+        self.budgets_button.clicked.connect(self.open_budgets)
+        row.addWidget(self.budgets_button)
         dl.addLayout(row)
         self.backend_table = QTableWidget(0, 3, daemon_box)
         self.backend_table.setObjectName("backends")
@@ -174,7 +196,15 @@ class EoDispatchDock(QgsDockWidget):
         self.service_combo.setMinimumContentsLength(12)
         self.service_combo.currentIndexChanged.connect(self._service_index_changed)
         self.service_combo.activated.connect(self._service_chosen)
-        sl.addWidget(self.service_combo)
+        self.browse_button = QToolButton(service_box)
+        self.browse_button.setObjectName("browse_services")
+        self.browse_button.setText("Browse…")
+        self.browse_button.setToolTip("Search the catalogue: descriptions, platforms, costs, links")
+        self.browse_button.clicked.connect(self.open_browser)
+        combo_row = QHBoxLayout()
+        combo_row.addWidget(self.service_combo, 1)
+        combo_row.addWidget(self.browse_button)
+        sl.addLayout(combo_row)
         # Service descriptions come from catalogues and remote UDPs: plain text.
         self.description = plain_label(QLabel(service_box))
         self.description.setObjectName("service_description")
@@ -247,6 +277,12 @@ class EoDispatchDock(QgsDockWidget):
             self.format_combo.addItem(label, code)
         self.format_error = self._error_label(params_box)
         jf.addRow("Output format", self._with_error(self.format_combo, self.format_error))
+        self.max_cost_edit = QLineEdit(params_box)
+        self.max_cost_edit.setObjectName("max_cost")
+        self.max_cost_edit.setPlaceholderText("optional: no limit")
+        self.max_cost_edit.setToolTip("The most this job (each tile of an upscale task) may cost on the platform")
+        self.max_cost_error = self._error_label(params_box)
+        jf.addRow("Maximum cost", self._with_error(self.max_cost_edit, self.max_cost_error))
         pl.addLayout(jf)
         self._kind_changed(reload=False)
         page.addWidget(params_box)
@@ -260,6 +296,16 @@ class EoDispatchDock(QgsDockWidget):
         self.scroll.setWidget(submit_page)
         outer.addWidget(self.scroll, 1)
         # Below the scrolling part: always in sight, whatever the form's length.
+        self.estimate_label = plain_label(QLabel(submit_tab))
+        self.estimate_label.setObjectName("estimate")
+        self.estimate_label.setWordWrap(True)
+        self.estimate_label.setContentsMargins(4, 0, 4, 0)
+        self.estimate_label.hide()
+        outer.addWidget(self.estimate_label)
+        self.estimate_warning = self._error_label(submit_tab)
+        self.estimate_warning.setObjectName("estimate_warning")
+        self.estimate_warning.setContentsMargins(4, 0, 4, 0)
+        outer.addWidget(self.estimate_warning)
         self.general_error = self._error_label(submit_tab)
         self.general_error.setMaximumHeight(120)
         outer.addWidget(self.general_error)
@@ -278,6 +324,15 @@ class EoDispatchDock(QgsDockWidget):
         self.job_list.task_action_requested.connect(self.task_action)
         self.tabs.addTab(self.job_list, "Jobs")
         self.setWidget(self.tabs)
+        # The live estimate follows everything Submit would send.
+        self.form.changed.connect(self.estimator.changed)
+        self.format_combo.currentIndexChanged.connect(self.estimator.changed)
+        self.max_cost_edit.textChanged.connect(self.estimator.changed)
+        self.upscale.cells_changed.connect(self.estimator.changed)
+        self.upscale_check.toggled.connect(self.estimator.changed)
+        self.estimator.estimated.connect(self._show_estimate)
+        self.estimator.failed.connect(self._estimate_failed)
+        self.estimator.cleared.connect(self._estimate_cleared)
 
     @staticmethod
     def _error_label(parent) -> QLabel:
@@ -449,7 +504,8 @@ class EoDispatchDock(QgsDockWidget):
             self.service_combo.addItem(str(s.get("title") or s.get("id")), s)
             i = self.service_combo.count() - 1
             label = str(s.get("label") or P.OPENEO)
-            self.service_combo.setItemData(i, plain_tip(f"{kinds.get(label, label)}: {s.get('endpoint')}"),
+            cost = f"\nCost: {cost_text(s)}" if "cost_estimate" in s else ""
+            self.service_combo.setItemData(i, plain_tip(f"{kinds.get(label, label)}: {s.get('endpoint')}{cost}"),
                                            Qt.ItemDataRole.ToolTipRole)
         self.service_combo.addItem("Other: enter by hand", CUSTOM)
         self.service_combo.setItemData(self.service_combo.count() - 1, "An openEO or OGC API Processes service by address",
@@ -560,6 +616,87 @@ class EoDispatchDock(QgsDockWidget):
         self.namespace_edit.setText(namespace or "")
         self.load_params()
 
+    # --- service browser -------------------------------------------------------------
+
+    def open_browser(self) -> ServiceBrowser:
+        """The service browser (one at a time), on the catalogue known so far; it reads
+        the daemon's list again."""
+        if self.browser is not None:
+            self.browser.close()
+            self.browser.deleteLater()
+        self.browser = ServiceBrowser(self.client, self.catalog.services, self)
+        current = self.service_combo.currentData()
+        if isinstance(current, dict) and current.get("id"):
+            self.browser.select(str(current["id"]))
+        self.browser.chosen.connect(self.choose_service)
+        self.browser.show()
+        return self.browser
+
+    @staticmethod
+    def _form_key_of(record: Dict[str, Any]) -> tuple:
+        label = str(record.get("label") or record.get("kind") or P.OPENEO)
+        namespace = (str(record.get("namespace") or "").strip().strip("/") or None) if label == P.OGC else None
+        return (label, str(record.get("endpoint") or "").strip(), str(record.get("application") or "").strip(),
+                namespace)
+
+    def choose_service(self, record: Dict[str, Any], detail: Optional[Dict[str, Any]] = None) -> None:
+        """The service chosen in the browser: selected in the list (remembered like a pick
+        in the list), its form built, and its catalogue defaults (``GET /services/{id}``)
+        put into the form's fields of the same name."""
+        sid = str(record.get("id") or "")
+        key = self._form_key_of(record)
+        self._pending_defaults = (key, {})
+        self.applied_defaults = []
+        index = self._index_of(sid)
+        if index >= 0:
+            self._session_choice = sid
+            QgsSettings().setValue(SERVICE_CHOICE_KEY, sid)
+            if self.service_combo.currentIndex() == index:
+                self._service_picked(index)
+            else:
+                self.service_combo.setCurrentIndex(index)
+        else:  # not in the list (yet): by address
+            self.select_service(key[1], key[2], key[0], key[3])
+            self._set_description(str(record.get("description") or ""))
+            if not self.title_edit.text() or self.title_edit.property("auto"):
+                self.title_edit.setText(str(record.get("title") or ""))
+                self.title_edit.setProperty("auto", True)
+        if isinstance(detail, dict) and isinstance(detail.get("defaults"), dict):
+            self._set_defaults(key, detail["defaults"])
+        elif sid:
+            from urllib.parse import quote
+
+            self.client.get("/services/" + quote(sid, safe=""),
+                            lambda r, k=key: self._set_defaults(k, r.data.get("defaults") or {})
+                            if r.ok and isinstance(r.data, dict) else None)
+
+    def _set_defaults(self, key: tuple, defaults: Dict[str, Any]) -> None:
+        if self._pending_defaults is None or self._pending_defaults[0] != key:
+            return  # another service was picked since
+        self._pending_defaults = (key, dict(defaults))
+        self._apply_defaults()
+
+    def _apply_defaults(self) -> None:
+        """The pending defaults into the form, when the form is the chosen service's."""
+        if self._pending_defaults is None or not self.form.specs:
+            return
+        key, values = self._pending_defaults
+        if self._form_key != key or not values:
+            return
+        self.applied_defaults = self.form.set_values(values)
+
+    # --- budgets ---------------------------------------------------------------------
+
+    def open_budgets(self) -> BudgetDialog:
+        if self.budget_dialog is not None:
+            self.budget_dialog.close()
+            self.budget_dialog.deleteLater()
+        self.budget_dialog = BudgetDialog(self.client, self)
+        # The budget line of the estimate follows the new limits.
+        self.budget_dialog.saved.connect(lambda _entries: self.estimator.ask_now(force=True))
+        self.budget_dialog.show()
+        return self.budget_dialog
+
     def service_label(self) -> str:
         """``openeo`` or ``ogc_api_process``: the catalogue entry's, or the chosen kind."""
         s = self.service_combo.currentData()
@@ -580,6 +717,7 @@ class EoDispatchDock(QgsDockWidget):
             self.form.clear()
             self._form_key = None
             self._upscale_available()
+            self.estimator.changed()
             return
         namespace = self.service_namespace()
         key = (self.service_label(), endpoint, application, namespace)
@@ -628,6 +766,7 @@ class EoDispatchDock(QgsDockWidget):
         self._form_descriptors = descriptors
         self.general_error.hide()
         self._upscale_available()
+        self._apply_defaults()
 
     # --- upscale mode ----------------------------------------------------------------
 
@@ -686,12 +825,31 @@ class EoDispatchDock(QgsDockWidget):
 
     # --- submit ----------------------------------------------------------------------
 
-    def job_body(self) -> Optional[Dict[str, Any]]:
+    def max_cost(self) -> tuple:
+        """The "Maximum cost" field: ``(value or None, error or None)``."""
+        return K.parse_limit(self.max_cost_edit.text())
+
+    def _with_max_cost(self, body: Dict[str, Any], quiet: bool) -> Optional[Dict[str, Any]]:
+        value, error = self.max_cost()
+        if error:
+            if not quiet:
+                self.max_cost_error.setText(error)
+                self.max_cost_error.show()
+            return None
+        if value is not None:
+            body["max_cost"] = value
+        return body
+
+    def job_body(self, quiet: bool = False) -> Optional[Dict[str, Any]]:
+        """The ``POST /unit_jobs`` body; ``None`` (the errors shown unless ``quiet``) when
+        the form is not complete."""
         values, errors = self.form.values()
         if errors:
-            self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors], "Check the highlighted fields.")
+            if not quiet:
+                self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors],
+                                  "Check the highlighted fields.")
             return None
-        return P.job_body(
+        body = P.job_body(
             self.title_edit.text().strip() or "EO Dispatch job",
             self.service_label(),
             self.endpoint_edit.text().strip(),
@@ -700,24 +858,27 @@ class EoDispatchDock(QgsDockWidget):
             self.format_combo.currentData(),
             self.service_namespace(),
         )
+        return self._with_max_cost(body, quiet)
 
-    def task_body(self) -> Optional[Dict[str, Any]]:
+    def task_body(self, quiet: bool = False) -> Optional[Dict[str, Any]]:
         """The ``POST /upscale_tasks`` body: the form's parameters, the extent parameter
         as the dimension, one value per cell."""
         field = self.upscale_field()
         if field is None:
             return None
         if not self.upscale.cells:
-            self.general_error.setText(self.upscale.error or "Pick an area first: it has no cells yet.")
-            self.general_error.show()
+            if not quiet:
+                self.general_error.setText(self.upscale.error or "Pick an area first: it has no cells yet.")
+                self.general_error.show()
             return None
         values, errors = self.form.values()
         errors = [e for e in errors if e["name"] != field.name]
         if errors:
-            self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors],
-                              "Check the highlighted fields.")
+            if not quiet:
+                self._show_errors([{"name": "parameters." + e["name"], "reason": e["reason"]} for e in errors],
+                                  "Check the highlighted fields.")
             return None
-        return U.task_body(
+        body = U.task_body(
             self.title_edit.text().strip() or "EO Dispatch upscale task",
             self.service_label(),
             self.endpoint_edit.text().strip(),
@@ -728,6 +889,43 @@ class EoDispatchDock(QgsDockWidget):
             U.dimension_values(field, self.upscale.cells),
             self.service_namespace(),
         )
+        return self._with_max_cost(body, quiet)
+
+    # --- live cost estimate ----------------------------------------------------------
+
+    def estimate_body(self) -> Optional[Dict[str, Any]]:
+        """What Submit would send now (``None``: nothing complete to estimate)."""
+        if not self.form.specs or not self.endpoint_edit.text().strip() or not self.application_edit.text().strip():
+            return None
+        return self.task_body(quiet=True) if self.upscaling else self.job_body(quiet=True)
+
+    def _show_estimate(self, answer: Dict[str, Any]) -> None:
+        lines = [K.estimate_text(answer, upscale=self.upscaling)]
+        budget = K.budget_text(answer.get("budget"))
+        if budget:
+            lines.append(budget)
+        self.estimate_label.setText("\n".join(lines))
+        self.estimate_label.setStyleSheet("" if K.estimate_known(answer) else "color: gray;")
+        self.estimate_label.show()
+        warning = K.exceed_warning(answer)
+        self.estimate_warning.setText(warning)
+        self.estimate_warning.setVisible(bool(warning))
+
+    def _estimate_failed(self, error) -> None:
+        if error is not None and error.status in (404, 405):
+            text = "Cost estimate not available (this daemon has no /estimate)."
+        else:
+            text = f"Cost estimate not available: {error.message if error is not None else 'no answer'}"
+        self.estimate_label.setText(text)
+        self.estimate_label.setStyleSheet("color: gray;")
+        self.estimate_label.show()
+        self.estimate_warning.hide()
+
+    def _estimate_cleared(self) -> None:
+        self.estimate_label.clear()
+        self.estimate_label.hide()
+        self.estimate_warning.clear()
+        self.estimate_warning.hide()
 
     def submit(self) -> None:
         self._clear_errors()
@@ -744,11 +942,22 @@ class EoDispatchDock(QgsDockWidget):
         self.submit_button.setEnabled(False)
         self.client.post("/unit_jobs", body, self._submitted)
 
+    def _refused(self, result: ApiResult) -> None:
+        """A refusal of the daemon: a budget one in one clear sentence, else its errors
+        under their fields."""
+        if K.budget_exceeded(result.error):
+            text = K.budget_exceeded_text(result.error)
+            self.general_error.setText(text)
+            self.general_error.show()
+            self.notify(text, Qgis.MessageLevel.Warning, 10)
+            return
+        self._show_errors(result.error.errors, result.error.message)
+        self.notify(f"Not submitted: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+
     def _task_submitted(self, result: ApiResult) -> None:
         self.submit_button.setEnabled(True)
         if not result.ok:
-            self._show_errors(result.error.errors, result.error.message)
-            self.notify(f"Not submitted: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+            self._refused(result)
             return
         task = result.data
         self.last_task = task
@@ -764,8 +973,7 @@ class EoDispatchDock(QgsDockWidget):
     def _submitted(self, result: ApiResult) -> None:
         self.submit_button.setEnabled(True)
         if not result.ok:
-            self._show_errors(result.error.errors, result.error.message)
-            self.notify(f"Not submitted: {result.error.message}", Qgis.MessageLevel.Warning, 8)
+            self._refused(result)
             return
         job = result.data
         self.last_job = job
@@ -776,7 +984,7 @@ class EoDispatchDock(QgsDockWidget):
     def _clear_errors(self) -> None:
         self.form.clear_errors()
         for label in (self.endpoint_error, self.application_error, self.namespace_error, self.title_error,
-                      self.format_error, self.general_error):
+                      self.format_error, self.max_cost_error, self.general_error):
             label.clear()
             label.hide()
 
@@ -784,7 +992,8 @@ class EoDispatchDock(QgsDockWidget):
         rest = self.form.show_errors(errors)
         unplaced = []
         labels = {"service.endpoint": self.endpoint_error, "service.application": self.application_error,
-                  "service.namespace": self.namespace_error, "title": self.title_error, "format": self.format_error}
+                  "service.namespace": self.namespace_error, "title": self.title_error, "format": self.format_error,
+                  "max_cost": self.max_cost_error}
         for e in rest:
             label = labels.get(str(e.get("name")))
             if label is not None:
@@ -906,6 +1115,10 @@ class EoDispatchDock(QgsDockWidget):
     def cleanup(self) -> None:
         self._health_timer.stop()
         self._backends_timer.stop()
+        self.estimator.stop()
+        for dlg in (self.browser, self.budget_dialog):
+            if dlg is not None:
+                dlg.close()
         self.upscale.cleanup()
         self.form.clear()
         if self.login_dialog is not None:

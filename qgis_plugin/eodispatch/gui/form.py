@@ -11,6 +11,7 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDateEdit,
+    QDateTimeEdit,
     QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
@@ -192,7 +193,11 @@ class ParameterForm(QWidget):
     with an error label under it for the daemon's validation messages.
 
     Optional parameters without a default are left out of the job unless the user gives
-    them (empty number or text, grey check box, "not given" date or choice)."""
+    them (empty number or text, grey check box, "not given" date or choice).
+
+    ``changed`` is emitted when any value changes (the live cost estimate listens)."""
+
+    changed = pyqtSignal()
 
     def __init__(self, canvas=None, parent=None):
         super().__init__(parent)
@@ -237,6 +242,93 @@ class ParameterForm(QWidget):
             self.layout_.addRow(label, box)
             self.editors[spec.name] = editor
             self.error_labels[spec.name] = err
+            self._watch(editor)
+        self.changed.emit()
+
+    def _watch(self, editor: QWidget) -> None:
+        """Connects the editor's change signal to ``changed``."""
+        emit = self.changed.emit
+        if isinstance(editor, ExtentWidget):
+            editor.changed.connect(emit)
+        elif isinstance(editor, DateRangeWidget):
+            editor.start.dateChanged.connect(lambda _d: emit())
+            editor.end.dateChanged.connect(lambda _d: emit())
+        elif isinstance(editor, QDateTimeEdit):  # QDateEdit, QgsDateEdit
+            editor.dateChanged.connect(lambda _d: emit())
+        elif isinstance(editor, QCheckBox):
+            editor.stateChanged.connect(lambda _s: emit())
+        elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+            editor.valueChanged.connect(lambda _v: emit())
+        elif isinstance(editor, QComboBox):
+            editor.currentIndexChanged.connect(lambda _i: emit())
+        elif isinstance(editor, (QLineEdit, QPlainTextEdit)):
+            editor.textChanged.connect(lambda *_a: emit())
+
+    def set_values(self, values: Dict[str, Any]) -> List[str]:
+        """Puts ``values`` (e.g. a catalogue service's defaults) into the fields of the
+        same name; values a field cannot take are skipped. Returns the names set."""
+        done = []
+        for spec in self.specs:
+            if spec.name not in values or values[spec.name] is None:
+                continue
+            try:
+                if self._set_value(spec, self.editors[spec.name], values[spec.name]):
+                    done.append(spec.name)
+            except (TypeError, ValueError):
+                continue
+        return done
+
+    @staticmethod
+    def _set_value(spec: P.FieldSpec, w: QWidget, v: Any) -> bool:
+        if isinstance(w, ExtentWidget):
+            bbox = P.bbox_of_value(v) if isinstance(v, dict) else None
+            if bbox is None and isinstance(v, list) and len(v) == 4:
+                bbox = dict(zip(("west", "south", "east", "north"), map(float, v)))
+            if not bbox:
+                return False
+            w.set_value(bbox)
+            return True
+        if isinstance(w, DateRangeWidget):
+            if not isinstance(v, list) or len(v) != 2:
+                return False
+            start, end = (QDate.fromString(str(x or "")[:10], "yyyy-MM-dd") for x in v)
+            if not (start.isValid() and end.isValid()):
+                return False
+            w.start.setDate(start)
+            w.end.setDate(end)
+            return True
+        if isinstance(w, QDateTimeEdit):
+            d = QDate.fromString(str(v)[:10], "yyyy-MM-dd")
+            if not d.isValid():
+                return False
+            w.setDate(d)
+            return True
+        if isinstance(w, QCheckBox):
+            if not isinstance(v, bool):
+                return False
+            w.setCheckState(Qt.CheckState.Checked if v else Qt.CheckState.Unchecked)
+            return True
+        if isinstance(w, QSpinBox):
+            w.setValue(int(v))
+            return True
+        if isinstance(w, QDoubleSpinBox):
+            w.setValue(float(v))
+            return True
+        if isinstance(w, QComboBox):
+            i = w.findData(v)
+            if i < 0:
+                i = w.findText(str(v))
+            if i < 0:
+                return False
+            w.setCurrentIndex(i)
+            return True
+        if isinstance(w, QPlainTextEdit):
+            w.setPlainText(v if isinstance(v, str) else json.dumps(v))
+            return True
+        if isinstance(w, QLineEdit):
+            w.setText(", ".join(map(str, v)) if isinstance(v, list) else str(v))
+            return True
+        return False
 
     def _editor(self, spec: P.FieldSpec) -> QWidget:
         d = spec.default

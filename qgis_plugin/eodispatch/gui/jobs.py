@@ -22,13 +22,15 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core import costs as K
 from ..core.backends import waiting_view
 from ..core.footprints import STATUS_COLORS
 from ..core.jobs import JobModel
 from ..core.safe import plain_tip
 from ..core.tasks import TaskModel, tiles_total
 
-COLUMNS = ["Title", "Status", "Progress", "Download", "Age"]
+COLUMNS = ["Title", "Status", "Progress", "Download", "Age", "Cost"]
+COST = 5  # what the platform charged (a task: the sum of its tiles); "≈" an estimate
 WAITING_COLOR = "#b35806"  # dark orange: the job is held up, not failed
 ACTIONS = [
     ("cancel", "Cancel"),
@@ -225,6 +227,7 @@ class JobList(QWidget):
         item.setText(4, age(str(task.get("created") or "")))
         counts = task.get("counts") or {}
         item.setToolTip(1, plain_tip(", ".join(f"{v} {k}" for k, v in counts.items() if v) or status))
+        self._task_cost(tid)
         sel = self.selected()
         if sel == ("task", tid):
             self._selection_changed()
@@ -276,8 +279,23 @@ class JobList(QWidget):
             item.setToolTip(1, plain_tip(f"{status}: {waiting.tip}"))
         else:
             item.setToolTip(1, plain_tip(err.get("message") or status))
+        item.setText(COST, K.job_cost_text(job))
+        item.setToolTip(COST, plain_tip(K.job_cost_tip(job)))
+        if isinstance(tid, int):
+            self._task_cost(tid)
         if jid == self.selected_id():
             self._selection_changed()
+
+    def _task_cost(self, tid: int) -> None:
+        """The task row's cost: the daemon's sum, else the sum of the tiles known."""
+        item = self.task_items.get(tid)
+        if item is None or self.tasks is None:
+            return
+        task = self.tasks.task(tid) or {}
+        tiles = self.tasks.tiles(tid)
+        item.setText(COST, K.task_cost_text(task, tiles))
+        max_cost = task.get("max_cost")
+        item.setToolTip(COST, plain_tip(f"Maximum cost: {max_cost}" if max_cost is not None else ""))
 
     def _download(self, jid: int, progress: Dict[str, Any]) -> None:
         job = self.model.job(jid)

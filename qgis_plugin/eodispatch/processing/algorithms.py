@@ -37,6 +37,7 @@ from qgis.core import (
 from ..core import params as P
 from ..core import upscale as U
 from ..core.client import ApiError, blocking_request
+from ..core.costs import budget_exceeded, budget_exceeded_text
 from ..core.daemon import DaemonInfo
 from ..core.manifest import create_layers, read_manifest, read_task_manifest
 from ..core.runner import JobFailed, submit_and_wait, submit_task_and_wait
@@ -94,6 +95,8 @@ class _Base(QgsProcessingAlgorithm):
         try:
             done = submit_and_wait(info, body, feedback, on_info=feedback.pushInfo)
         except ApiError as e:
+            if budget_exceeded(e):  # which budget, its limit, what was spent, the estimate
+                raise QgsProcessingException(budget_exceeded_text(e)) from e
             lines = [e.message] + [f"{x.get('name')}: {x.get('reason')}" for x in e.errors]
             raise QgsProcessingException("\n".join(lines)) from e
         except JobFailed as e:
@@ -485,6 +488,8 @@ class UpscaleAlgorithm(QgsProcessingAlgorithm):
             )
             done = submit_task_and_wait(info, body, feedback, on_info=feedback.pushInfo)
         except ApiError as e:
+            if budget_exceeded(e):  # which budget, its limit, what was spent, the estimate
+                raise QgsProcessingException(budget_exceeded_text(e)) from e
             lines = [e.message] + [f"{x.get('name')}: {x.get('reason')}" for x in e.errors]
             raise QgsProcessingException("\n".join(lines)) from e
         except JobFailed as e:
