@@ -125,7 +125,10 @@ def test_cancel_from_the_job_list(qgis_app, qgis_iface, qgis_new_project, daemon
         assert status == 201, job
         wait_until(lambda: job["id"] in plugin.dock.job_list.items, message="job listed")
         plugin.dock.job_action("cancel", job["id"])
-        wait_until(lambda: plugin.jobs.job(job["id"])["status"] == "canceled", timeout=20, message="canceled")
+        try:
+            wait_until(lambda: plugin.jobs.job(job["id"])["status"] == "canceled", timeout=20, message="canceled")
+        except AssertionError:
+            raise AssertionError(f"not canceled: {plugin.jobs.job(job['id'])}; daemon: {daemon.api('GET', '/unit_jobs/%d' % job['id'])}")
         assert plugin.footprints.color_of(job["id"]) == footprint_color_names()["canceled"]
     finally:
         plugin.unload()

@@ -278,7 +278,7 @@ def test_services_with_a_namespace_from_the_picker_and_by_hand(plugin, daemon, n
         "https://sen4x.tao.c-s.ro", "process", "206")
     assert dock.service_namespace() == "process"
     tip = dock.service_combo.itemData(dock.service_combo.currentIndex(), Qt.ItemDataRole.ToolTipRole)
-    assert tip == "OGC API Processes: https://sen4x.tao.c-s.ro", tip
+    assert tip == "OGC API Processes: https://sen4x.tao.c-s.ro\nCost: 1 € per input product (Amplitude or Coherence)", tip
 
     # A catalogue entry on the namespaced server.
     entry = {"id": "apex_features", "title": "Features behind a namespace", "description": "test entry",

@@ -39,6 +39,9 @@ class ServiceCatalog(QObject):
         self.persist = persist
         self.services: List[Dict[str, Any]] = []
         self.params: Dict[str, List[Dict[str, Any]]] = {}
+        self._pending = 0  # parameter answers still awaited for the whole catalogue
+        self._dirty = False  # some of them changed what is known
+        self._queue: List[tuple] = []  # services whose parameters are still to be asked
         if persist:
             self._restore()
 
@@ -77,22 +80,46 @@ class ServiceCatalog(QObject):
             self.services = services
             self._save()
             self.changed.emit()
-        for s in services:
-            self.fetch_params(s.get("label") or OPENEO, s["endpoint"], s["application"], s.get("namespace"))
+        # The whole catalogue's parameters (for the Processing algorithms) arrive as one
+        # change: saved and announced once, when the last answer is in, not once per
+        # service (70 rebuilds of the toolbox and the picker otherwise).
+        # One request at a time: the client's few connections to the daemon stay free
+        # for what the user does meanwhile (a cancel must not queue behind 70 of these).
+        self._pending = len(services)
+        self._dirty = False
+        self._queue = [
+            (s.get("label") or OPENEO, s["endpoint"], s["application"], s.get("namespace")) for s in services
+        ]
+        self._fetch_next()
 
-    def fetch_params(self, label: str, endpoint: str, application: str, namespace: Optional[str] = None) -> None:
+    def _fetch_next(self) -> None:
+        if self._queue:
+            label, endpoint, application, namespace = self._queue.pop(0)
+            self.fetch_params(label, endpoint, application, namespace, batch=True)
+
+    def fetch_params(
+        self, label: str, endpoint: str, application: str, namespace: Optional[str] = None, batch: bool = False
+    ) -> None:
         key = service_key(endpoint, application, namespace)
 
         def done(result: ApiResult) -> None:
             if not result.ok or not isinstance(result.data, list):
                 self.params_failed.emit(key, result.error)
-                return
-            changed = self.params.get(key) != result.data
-            self.params[key] = result.data
-            self.params_ready.emit(key, result.data)
-            if changed:
-                self._save()
-                self.changed.emit()
+            else:
+                changed = self.params.get(key) != result.data
+                self.params[key] = result.data
+                self.params_ready.emit(key, result.data)
+                if changed and not batch:
+                    self._save()
+                    self.changed.emit()
+                self._dirty = self._dirty or changed
+            if batch:
+                self._pending = max(0, self._pending - 1)
+                if self._pending == 0 and self._dirty:
+                    self._dirty = False
+                    self._save()
+                    self.changed.emit()
+                self._fetch_next()
 
         if self.client is not None:
             self.client.post("/params", params_body(label, endpoint, application, namespace), done)
