@@ -56,8 +56,14 @@ pub fn start(parts: Parts) {
     let config_file = parts.settings.get().config_file();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
-            let _ = tx.send(ev.paths);
+        // Reading a file is not changing it: the watcher's own read of config.toml
+        // (an open and a close without writing) would otherwise apply it again, and
+        // again, every DEBOUNCE.
+        match ev {
+            Ok(ev) if !matches!(ev.kind, notify::EventKind::Access(_)) => {
+                let _ = tx.send(ev.paths);
+            }
+            _ => {}
         }
     });
     let mut watcher = match watcher {

@@ -67,6 +67,10 @@ use crate::job::validate::{
 /// Timeout of one UDP fetch (connect, headers and body).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a fetch may take when a copy of the UDP is at hand (kept from an earlier
+/// fetch, or bundled) before that copy is used.
+pub const WAIT_WITH_COPY: Duration = Duration::from_secs(3);
+
 /// Largest UDP document accepted, in bytes.
 pub const MAX_UDP_BYTES: usize = 5 * 1024 * 1024;
 
@@ -1582,7 +1586,20 @@ async fn load(
         at: Instant::now(),
         fresh_for,
     };
-    match fetch(&http, &url).await {
+    // With a copy at hand (an older fetch, or the bundled snapshot), the network gets
+    // a short while only: offline, a form must not wait for a DNS timeout.
+    let fetched = if stale.is_some() || bundled_for(&url).is_some() {
+        match tokio::time::timeout(WAIT_WITH_COPY, fetch(&http, &url)).await {
+            Ok(r) => r,
+            Err(_) => Err(UdpError::Unreachable {
+                url: redact_url(&url),
+                reason: format!("no answer within {} s", WAIT_WITH_COPY.as_secs()),
+            }),
+        }
+    } else {
+        fetch(&http, &url).await
+    };
+    match fetched {
         Ok(udp) => Ok(fresh(Arc::new(udp), fresh_for)),
         Err(e @ (UdpError::Unreachable { .. } | UdpError::Http { .. })) => {
             if let Some(old) = stale {
