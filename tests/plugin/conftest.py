@@ -159,7 +159,7 @@ def daemon(tmp_path, monkeypatch):
     yield d
     d.proc.terminate()
     try:
-        d.proc.wait(10)
+        d.proc.wait(20)
     except subprocess.TimeoutExpired:
         d.proc.kill()
 

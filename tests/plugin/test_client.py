@@ -81,7 +81,7 @@ def test_plugin_follows_a_daemon_that_moved(qgis_app, qgis_iface, qgis_new_proje
         plugin.unload()
         if other is not None:
             other.proc.terminate()
-            other.proc.wait(10)
+            other.proc.wait(20)
 
 
 def test_a_wrong_token_is_shown_not_hidden(qgis_app, qgis_iface, qgis_new_project, daemon, monkeypatch, tmp_path):

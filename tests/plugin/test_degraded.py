@@ -53,7 +53,7 @@ def test_without_the_gdal_helper_a_finished_job_still_loads(qgis_app, qgis_new_p
         assert loaded.unchecked == ["Without GDAL"]
     finally:
         d.proc.terminate()
-        d.proc.wait(10)
+        d.proc.wait(20)
 
 
 class _Tripwire:

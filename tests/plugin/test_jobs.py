@@ -150,7 +150,7 @@ def test_event_stream_reconnects_after_a_daemon_restart(qgis_app, daemon, fake_b
     try:
         wait_until(lambda: len(connects) == 1, message="connected")
         daemon.proc.terminate()
-        daemon.proc.wait(10)
+        daemon.proc.wait(20)
         wait_until(lambda: not stream.is_connected, message="disconnected")
         # A job appears while the plugin is disconnected...
         restarted = start_daemon(daemon.root, daemon.env["EODISPATCH_LISTEN"])

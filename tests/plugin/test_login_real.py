@@ -60,7 +60,7 @@ def world(idp, tmp_path, monkeypatch):
     yield d, url.rstrip("/")
     d.api("POST", "/auth/logout", {"endpoint": url})
     d.proc.terminate()
-    d.proc.wait(10)
+    d.proc.wait(20)
     fake.terminate()
     fake.wait(10)
 

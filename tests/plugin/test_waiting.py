@@ -134,7 +134,7 @@ def test_a_job_behind_the_backends_limit_says_so_until_it_goes_on(qgis_app, tmp_
         assert not _cell(plugin, second["id"]).text(1).startswith("waiting")
     finally:
         d.proc.terminate()
-        d.proc.wait(10)
+        d.proc.wait(20)
         proc.terminate()
         proc.wait(10)
 
