@@ -465,6 +465,17 @@ impl Config {
             .find(|b| crate::credentials::normalise_endpoint(&b.url) == want)
     }
 
+    /// The budgets that apply to a job on the backend at `endpoint` with its own
+    /// `max_cost` (or its task's): the backend section's daily and monthly budgets.
+    pub fn budget_limits(&self, endpoint: &str, max_cost: Option<f64>) -> crate::job::cost::Limits {
+        let section = self.backend_section(endpoint);
+        crate::job::cost::Limits {
+            max_cost,
+            per_day: section.and_then(|s| s.budget_per_day),
+            per_month: section.and_then(|s| s.budget_per_month),
+        }
+    }
+
     /// Path of the API token file.
     pub fn token_path(&self) -> PathBuf {
         self.state_dir.join(TOKEN_FILE)

@@ -49,11 +49,11 @@ use tokio::sync::Notify;
 use crate::background::Background;
 use crate::config::Settings;
 use crate::events::{Event, EventBus};
-use crate::job::cost::{check_budgets, Exceeded, Limits, Spent};
+use crate::job::cost::{check_budgets, Exceeded, Limits};
 use crate::job::{Job, JobError, Label, Status, SubmitState, WaitReason};
 use crate::platform::backends::{normalise_endpoint, Backend, BackendKey, Backends};
 use crate::platform::{PlatformError, Reconciled, RemoteJob, ServiceError, Submission};
-use crate::store::{budget_windows, JobPatch, Store, StoreError};
+use crate::store::{JobPatch, Store, StoreError};
 
 /// Shortest poll interval (default of `poll_interval_min_s`).
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
@@ -411,31 +411,23 @@ impl WorkerRun {
         let Some(amount) = job.estimate.as_ref().and_then(|e| e.amount) else {
             return Ok(None);
         };
-        let config = self.parts.settings.get();
-        let section = config.backend_section(&job.service.endpoint);
         let (own, max_cost) = match job.upscale_task_id {
             Some(task) => self.parts.store.task_spent(task).await?,
             None => (0.0, None),
         };
-        let limits = Limits {
-            max_cost,
-            per_day: section.and_then(|s| s.budget_per_day),
-            per_month: section.and_then(|s| s.budget_per_month),
-        };
+        let endpoint = &job.service.endpoint;
+        let limits = self.parts.settings.get().budget_limits(endpoint, max_cost);
         if limits == Limits::default() {
             return Ok(None);
         }
-        let [today, month] = if limits.per_day.is_some() || limits.per_month.is_some() {
-            self.parts
-                .store
-                .spent_since(job.service.endpoint.clone(), budget_windows(), true)
-                .await?
-        } else {
-            [0.0, 0.0]
-        };
+        let spent = self
+            .parts
+            .store
+            .spent_against(limits, endpoint, own, true)
+            .await?;
         Ok(check_budgets(
             limits,
-            Spent { own, today, month },
+            spent,
             amount,
             &job.service.endpoint,
             job.estimate.as_ref().and_then(|e| e.unit.as_deref()),

@@ -188,28 +188,18 @@ impl App {
         unit: Option<String>,
     ) -> Result<(), AppError> {
         let Some(a) = amount else { return Ok(()) };
-        let config = self.config();
-        let s = config.backend_section(endpoint);
-        let limits = Limits {
-            max_cost,
-            per_day: s.and_then(|s| s.budget_per_day),
-            per_month: s.and_then(|s| s.budget_per_month),
-        };
+        let limits = self.config().budget_limits(endpoint, max_cost);
         if limits == Limits::default() {
             return Ok(());
         }
-        let [today, month] = self
+        let spent = self
             .parts()
             .store
-            .spent_since(endpoint.to_string(), crate::store::budget_windows(), false)
+            .spent_against(limits, endpoint, 0.0, false)
             .await?;
         match cost::check_budgets(
             limits,
-            Spent {
-                own: 0.0,
-                today,
-                month,
-            },
+            spent,
             a,
             endpoint.trim_end_matches('/'),
             unit.as_deref(),

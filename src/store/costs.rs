@@ -10,6 +10,7 @@
 use rusqlite::params;
 
 use super::{Store, StoreError};
+use crate::job::cost::{Limits, Spent};
 
 /// What counts of a job: its reported cost, else its estimate; nothing for a job that
 /// ended before the platform had it.
@@ -54,6 +55,25 @@ impl Store {
             Ok(row)
         })
         .await
+    }
+
+    /// What counts against `limits` for a job on `endpoint`: `own` (its task's spending,
+    /// 0 for a job alone) and, when the backend has a daily or monthly budget, what was
+    /// spent on it today and this month ([`Store::spent_since`]; `sent_only` as there).
+    pub async fn spent_against(
+        &self,
+        limits: Limits,
+        endpoint: &str,
+        own: f64,
+        sent_only: bool,
+    ) -> Result<Spent, StoreError> {
+        let [today, month] = if limits.per_day.is_some() || limits.per_month.is_some() {
+            self.spent_since(endpoint.to_string(), budget_windows(), sent_only)
+                .await?
+        } else {
+            [0.0, 0.0]
+        };
+        Ok(Spent { own, today, month })
     }
 
     /// What the sub-jobs of task `id` that were sent to the platform cost or are
