@@ -19,6 +19,8 @@
 mod common;
 #[path = "common/fake.rs"]
 mod fake;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -398,6 +400,7 @@ async fn one_job(
     fake.shutdown().await;
     let dir = PathBuf::from(job["results"]["dir"].as_str().unwrap());
     let man: Value = serde_json::from_slice(&std::fs::read(dir.join("job.json")).unwrap()).unwrap();
+    schema::assert_job_json(&man);
     (dir, man)
 }
 

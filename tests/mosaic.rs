@@ -11,6 +11,8 @@
 mod common;
 #[path = "common/fake.rs"]
 mod fake;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,7 +114,9 @@ async fn wait_task_json(
             if let Ok(text) = std::fs::read(folder.join("task.json")) {
                 // Never half-written: it always parses.
                 let v: Value = serde_json::from_slice(&text).expect("task.json parses");
+                schema::assert_task_json(&v);
                 if pred(&v) {
+                    schema::assert_folder(&folder);
                     return (folder, v);
                 }
                 last = v;

@@ -12,6 +12,8 @@ mod fake;
 mod ogc;
 #[path = "common/oidc.rs"]
 mod oidc;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,7 +69,9 @@ async fn wait_ready(d: &TestDaemon, id: i64) -> Value {
 fn manifest(job: &Value) -> (PathBuf, Value) {
     let dir = PathBuf::from(job["results"]["dir"].as_str().expect("a results folder"));
     let text = std::fs::read_to_string(dir.join("job.json")).expect("job.json");
-    (dir, serde_json::from_str(&text).unwrap())
+    let m = serde_json::from_str(&text).unwrap();
+    schema::assert_job_json(&m);
+    (dir, m)
 }
 
 /// Execution requests the server received (for counting submissions).

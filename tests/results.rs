@@ -12,6 +12,8 @@
 mod common;
 #[path = "common/fake.rs"]
 mod fake;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,7 +108,9 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 fn manifest(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("job.json")).unwrap()).unwrap()
+    let m = serde_json::from_slice(&std::fs::read(dir.join("job.json")).unwrap()).unwrap();
+    schema::assert_job_json(&m);
+    m
 }
 
 fn gdalinfo(path: &Path) -> Value {

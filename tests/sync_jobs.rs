@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/fake.rs"]
 mod fake;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::time::Duration;
 
@@ -59,6 +61,7 @@ async fn the_result_is_the_answer_and_is_kept_in_the_results_folder() {
     assert_eq!(kept, bytes.as_ref(), "the same bytes as the answer");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(folder.join("job.json")).unwrap()).unwrap();
+    schema::assert_job_json(&manifest);
     let layers = manifest["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "{manifest}");
     assert_eq!(layers[0]["path"], "result.tif", "{manifest}");

@@ -13,6 +13,8 @@
 mod common;
 #[path = "common/fake.rs"]
 mod fake;
+#[path = "common/schema.rs"]
+mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -528,7 +530,10 @@ fn manifests(dir: &Path) -> Vec<PathBuf> {
         if p.is_dir() {
             out.extend(manifests(&p));
         } else if p.file_name().is_some_and(|n| n == "job.json") {
+            schema::assert_job_json(&serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
             out.push(p);
+        } else if p.file_name().is_some_and(|n| n == "task.json") {
+            schema::assert_task_json(&serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
         }
     }
     out

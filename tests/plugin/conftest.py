@@ -1,7 +1,8 @@
 """Fixtures of the plugin tests: the real daemon (``target/debug/eodispatch serve``) and
 the fake openEO backend (``target/debug/fake-openeo --anonymous``) as child processes,
 each test's daemon in its own temporary folders, and helpers to write job folders the
-way the daemon publishes them (CONTRACTS.md "Results folder").
+way the daemon publishes them (docs/results-folder.md; results_schema.py checks them
+against docs/job.schema.json and docs/task.schema.json).
 
 Run with ``QT_QPA_PLATFORM=offscreen`` and ``PYTHONPATH=qgis_plugin`` (tests/run does).
 """
@@ -244,8 +245,12 @@ def publish_when_finished(daemon: "Daemon", job_id: int, timeout: float = 60.0, 
 
 
 def manifest_layer_names(folder) -> list:
-    """The layer names a job folder's job.json promises (readable map layers)."""
+    """The layer names a job folder's job.json promises (readable map layers); the
+    job.json is checked against docs/job.schema.json first."""
+    from results_schema import check_job_json
+
     data = json.loads((Path(folder) / "job.json").read_text())
+    check_job_json(data)
     return [x["name"] for x in data["layers"] if x.get("kind") in ("raster", "vector") and x.get("readable", True)]
 
 

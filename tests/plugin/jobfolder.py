@@ -1,4 +1,5 @@
-"""Writes job folders as the daemon publishes them (CONTRACTS.md "Results folder"):
+"""Writes job folders as the daemon publishes them (docs/results-folder.md; each job.json
+is checked against docs/job.schema.json):
 ``results_dir/<YYYY-MM-DD>_<slug>_<id>/`` with a real GeoTIFF (GDAL), a GeoJSON,
 ``results.json`` and ``job.json``, staged in ``results_dir/.incoming`` and renamed into
 place in one step.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from osgeo import gdal, osr
+
+from results_schema import check_job_json
 
 gdal.UseExceptions()
 
@@ -78,9 +81,11 @@ def write_job_folder(
         {
             "name": "PV farms (openEO.tif)",
             "path": "openEO.tif",
+            "asset": "openEO.tif",
             "kind": "raster",
             "readable": True,
             "error": None,
+            "error_code": None,
             "driver": "GTiff",
             "crs": tif["crs"],
             "bounds": tif["bounds"],
@@ -91,7 +96,8 @@ def write_job_folder(
                 {"index": 1, "data_type": "Byte", "nodata": None, "min": mn, "max": mx,
                  "mean": mean, "stddev": sd, "description": "pv"}
             ],
-            "subdatasets": [],
+            "subdatasets": None,
+            "optimised": None,
             "style": style if style is not None else {"type": "minmax", "band": 1, "min": 10, "max": 200},
         }
     ]
@@ -109,9 +115,11 @@ def write_job_folder(
             {
                 "name": "Farm outlines",
                 "path": "farms.geojson",
+                "asset": "farms",
                 "kind": "vector",
                 "readable": True,
                 "error": None,
+                "error_code": None,
                 "driver": "GeoJSON",
                 "crs": "EPSG:4326",
                 "bounds": list(bbox),
@@ -125,13 +133,14 @@ def write_job_folder(
     manifest = {
         "eodispatch_manifest": 1,
         "job": {"id": job_id, "uuid": uuid, "title": title, "status": "finished",
-                "created": date + "T10:00:00Z", "updated": date + "T10:05:00Z",
+                "created": date + "T10:00:00.000Z", "updated": date + "T10:05:00.000Z",
                 "backend_job_id": "j-1", "label": "openeo", "format": "gtiff"},
-        "service": {"endpoint": endpoint, "application": application},
+        "service": {"endpoint": endpoint, "namespace": None, "application": application},
         "parameters": {"spatial_extent": dict(zip(("west", "south", "east", "north"), bbox))},
         "stac": "results.json",
         "layers": layers,
     }
+    check_job_json(manifest)
     (incoming / "job.json").write_text(json.dumps(manifest, indent=1))
     final = results_dir / f"{date}_{slug(title)}_{job_id}"
     os.rename(incoming, final)

@@ -2,16 +2,19 @@
 task folder, one mosaic"): ``results_dir/<date>_<slug>_task<id>/`` with a job folder per
 tile (jobfolder.py), the mosaic ``openEO.vrt`` over the tiles' GeoTIFFs (sources relative
 to it) and ``task.json``; the folder appears by one rename, and each republication
-replaces the VRT and ``task.json`` through a hidden temporary file and a rename."""
+replaces the VRT and ``task.json`` through a hidden temporary file and a rename. Each
+task.json is checked against docs/task.schema.json (docs/results-folder.md)."""
 
 import json
 import os
+import uuid as _uuid
 from pathlib import Path
 from typing import List
 
 from osgeo import gdal
 
 from jobfolder import slug, write_job_folder
+from results_schema import check_task_json
 
 gdal.UseExceptions()
 
@@ -30,7 +33,8 @@ class TaskFolder:
         """A tile's job folder, published into the task folder."""
         staging = self.folder if self.folder.is_dir() else self.results_dir / ".incoming" / f"task-{self.uuid}"
         staging.mkdir(parents=True, exist_ok=True)
-        tile = write_job_folder(staging, job_id, f"{self.uuid}-{job_id}", f"{self.title} - Processing Job {job_id}",
+        tile_uuid = str(_uuid.uuid5(_uuid.UUID(self.uuid), str(job_id)))
+        tile = write_job_folder(staging, job_id, tile_uuid, f"{self.title} - Processing Job {job_id}",
                                 bbox=bbox, with_vector=False)
         self.tiles.append({"job": job_id, "folder": tile.name, "bbox": list(bbox)})
         return tile
@@ -50,30 +54,36 @@ class TaskFolder:
         gt = ds.GetGeoTransform()
         bounds = [gt[0], gt[3] + gt[5] * ds.RasterYSize, gt[0] + gt[1] * ds.RasterXSize, gt[3]]
         width, height = ds.RasterXSize, ds.RasterYSize
+        wgs84 = [min(t["bbox"][0] for t in self.tiles), min(t["bbox"][1] for t in self.tiles),
+                 max(t["bbox"][2] for t in self.tiles), max(t["bbox"][3] for t in self.tiles)]
         ds = None
         self.publications += 1
         manifest = {
             "eodispatch_task_manifest": 1,
             "task": {"id": self.task_id, "uuid": self.uuid, "title": self.title,
                      "status": "finished" if final else "running", "label": "openeo", "format": "gtiff",
-                     "created": "2026-12-02T10:00:00Z", "updated": f"2026-12-02T10:0{self.publications}:00Z",
+                     "created": "2026-12-02T10:00:00.000Z", "updated": f"2026-12-02T10:0{self.publications}:00.000Z",
                      "dimension": "spatial_extent"},
-            "service": {"endpoint": "http://127.0.0.1:9", "application": "https://example.org/udp.json"},
+            "service": {"endpoint": "http://127.0.0.1:9", "namespace": None,
+                        "application": "https://example.org/udp.json"},
             "parameters": {},
             "final": final,
-            "counts": {"finished": len(self.tiles)},
+            "counts": {"created": 0, "queued": 0, "running": 0, "finished": len(self.tiles), "canceled": 0,
+                       "failed": 0},
             "tiles": [{"job": t["job"], "title": "", "status": "finished", "folder": t["folder"],
-                       "bounds_wgs84": t["bbox"]} for t in self.tiles],
+                       "crs": "EPSG:32633", "bounds": None, "bounds_wgs84": t["bbox"]} for t in self.tiles],
             "failed": [],
             "pending": [],
             "mosaic": {"kind": "vrt", "available": True, "error": None, "error_code": None},
             "layers": [{
                 "name": self.title, "output": "openEO", "path": "openEO.vrt", "kind": "raster", "readable": True,
-                "error": None, "driver": "VRT", "crs": "EPSG:32633", "bounds": bounds, "width": width,
-                "height": height, "tiles": len(self.tiles),
+                "error": None, "error_code": None, "driver": "VRT", "crs": "EPSG:32633", "bounds": bounds,
+                "bounds_wgs84": wgs84, "width": width, "height": height, "bands": [], "subdatasets": None,
+                "tiles": len(self.tiles),
                 "style": {"type": "minmax", "band": 1, "min": 0, "max": 255},
             }],
         }
+        check_task_json(manifest)
         (staging / ".tmp-task.json").write_text(json.dumps(manifest, indent=1))
         os.replace(staging / ".tmp-task.json", staging / "task.json")
         if staging != self.folder:
