@@ -69,6 +69,9 @@ def test_new_folder_loads_as_a_styled_group_with_a_notice(qgis_app, qgis_iface, 
     assert apply_raster_style(rgb_layer, {"type": "rgb", "bands": [1, 1, 1], "min": [0, 0, 0], "max": [255, 200, 100]})
     assert isinstance(rgb_layer.renderer(), QgsMultiBandColorRenderer)
     assert rgb_layer.renderer().blueContrastEnhancement().maximumValue() == 100
+    # A band without statistics: the helper writes min/max null, QGIS keeps its own stretch.
+    assert not apply_raster_style(rgb_layer, {"type": "minmax", "band": 1, "min": None, "max": None})
+    assert isinstance(rgb_layer.renderer(), QgsMultiBandColorRenderer)
     loader.stop()
 
 

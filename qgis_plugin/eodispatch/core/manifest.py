@@ -196,6 +196,8 @@ def apply_raster_style(layer: QgsRasterLayer, style: Optional[Dict[str, Any]]) -
     provider = layer.dataProvider()
     kind = style.get("type")
     if kind == "minmax":
+        if style.get("min") is None or style.get("max") is None:
+            return False  # the helper found no statistics (an empty band): QGIS's own stretch
         band = int(style.get("band") or 1)
         renderer = QgsSingleBandGrayRenderer(provider, band)
         ce = QgsContrastEnhancement(provider.dataType(band))
