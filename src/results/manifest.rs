@@ -262,7 +262,7 @@ pub(crate) fn with_common_keys(m: &mut Map<String, Value>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -326,7 +326,8 @@ mod tests {
         );
     }
 
-    fn sample_job() -> Job {
+    /// A finished openEO job with plain values (tests of this module and of `mosaic`).
+    pub(crate) fn sample_job() -> Job {
         use crate::job::*;
         let now = time::OffsetDateTime::now_utc();
         Job {

@@ -114,6 +114,9 @@ impl Snapshot {
                     }
                 }
                 (Status::Finished, ResultsState::Failed) => s.failed.push(j.id),
+                // Delivered, then deleted or moved away by the user: ended, nothing to
+                // mosaic and nothing to wait for.
+                (Status::Finished, ResultsState::Removed) => {}
                 (Status::Finished, _) => s.complete = false,
                 (Status::Failed | Status::Canceled, _) => s.failed.push(j.id),
                 _ => s.complete = false,
@@ -704,5 +707,15 @@ mod tests {
             ..s
         };
         assert!(!more.published_in(&stored));
+    }
+
+    #[test]
+    fn a_tile_whose_folder_the_user_removed_does_not_hold_the_task_back() {
+        let mut removed = crate::results::manifest::tests::sample_job();
+        removed.results.state = ResultsState::Removed;
+        let s = Snapshot::of(&[removed.clone()], None);
+        assert_eq!((s.tiles.len(), s.failed.len(), s.complete), (0, 0, true));
+        removed.results.state = ResultsState::Downloading;
+        assert!(!Snapshot::of(&[removed], None).complete);
     }
 }
