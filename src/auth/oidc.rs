@@ -624,8 +624,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The HTTP client `oauth2` sends its requests with: [`send`] over our client.
 struct Http<'a> {
     client: &'a reqwest::Client,
-    /// The issuer of a device login being polled: `oauth2` polls on after a failed
-    /// request, so each one is logged here.
+    /// The issuer of a device login being polled: `oauth2` polls on (waiting longer)
+    /// after a failed request, so each one is logged here.
     polling: Option<&'a str>,
 }
 
@@ -646,7 +646,7 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
         Box::pin(async move {
             let answer = send(self.client, request).await;
             if let (Err(e), Some(issuer)) = (&answer, self.polling) {
-                tracing::warn!(issuer, error = %e, "device login: provider unreachable; polling on");
+                tracing::warn!(issuer, error = %e, "device login: a poll failed; polling on");
             }
             answer
         })
