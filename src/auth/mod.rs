@@ -1,7 +1,7 @@
 //! Backend authentication: logging in to a backend once and keeping its credential fresh.
 //!
 //! - [`oidc`]: the protocol (the backend's providers, discovery, device / browser / client
-//!   credentials flows, refresh);
+//!   credentials flows and refresh, the flows through the `oauth2` crate);
 //! - [`session`]: a logged-in backend and its credential (access token in memory, renewal
 //!   ahead of expiry, one renewal at a time per issuer and client);
 //! - [`tokens`]: the token store over the OS keyring (or an opt-in 0600 file);
@@ -33,7 +33,12 @@ use crate::credentials::{normalise_endpoint, Credentials, Logins};
 use crate::events::{Event, EventBus};
 use crate::store::{LoginRecord, Store, StoreError};
 
-/// How long a browser login may take from start to callback.
+/// How long a browser login may take from start to callback. Pending browser logins
+/// are a plain map, swept when a new one starts and checked at the callback: a cache
+/// with a time to live would drop a late one at a moment of its choosing, and the
+/// callback could no longer reliably tell a late return (the attempt ends `expired`)
+/// from an unknown link; it would also want its values `Clone`, which the single-use
+/// PKCE verifier is not.
 const BROWSER_TTL: Duration = Duration::from_secs(600);
 
 /// Errors of logins and logouts.
@@ -374,16 +379,9 @@ impl Auth {
                 let client_id = flow_client(Flow::Browser, "authorization code")?;
                 let scope = oidc::scope(&provider, &discovery, true);
                 let pkce = Pkce::new();
-                let state = oidc::random_token(32);
                 let redirect_uri = format!("http://127.0.0.1:{}/auth/callback", self.0.parts.port);
-                let url = oidc::authorization_url(
-                    &discovery,
-                    &client_id,
-                    &redirect_uri,
-                    &scope,
-                    &state,
-                    &pkce,
-                )?;
+                let (url, state) =
+                    oidc::authorization_url(&discovery, &client_id, &redirect_uri, &scope, &pkce)?;
                 started.authorization_url = Some(url);
                 self.new_attempt(&login_id, &endpoint, Method::Browser);
                 let mut pending = lock(&self.0.browser);
@@ -482,61 +480,48 @@ impl Auth {
     }
 
     async fn poll_device(&self, job: DeviceJob) {
-        let deadline = Instant::now() + Duration::from_secs(job.device.expires_in);
-        let mut interval = Duration::from_secs(job.device.interval);
-        loop {
-            tokio::time::sleep(interval).await;
-            if Instant::now() >= deadline {
-                self.end_attempt(
-                    &job.login_id,
-                    "expired",
-                    Some("the code expired before the login was completed".into()),
-                );
-                return;
-            }
-            if lock(&self.0.attempts)
+        // A logout or a newer login ends the attempt: polling stops.
+        let wanted = || {
+            lock(&self.0.attempts)
                 .get(&job.login_id)
-                .is_none_or(|a| a.state != "pending")
-            {
-                return; // cancelled by a logout or a newer login
+                .is_some_and(|a| a.state == "pending")
+        };
+        let end = oidc::device_token(
+            &self.0.http,
+            &job.discovery,
+            &job.client_id,
+            &job.device,
+            job.pkce.as_ref(),
+            wanted,
+        )
+        .await;
+        match end {
+            Ok(oidc::DeviceEnd::Done(set)) => {
+                let done = Done {
+                    login_id: job.login_id.clone(),
+                    endpoint: job.endpoint.clone(),
+                    provider: &job.provider,
+                    client_id: &job.client_id,
+                    method: Method::Device,
+                    discovery: job.discovery.clone(),
+                    scope: job.scope.clone(),
+                };
+                if let Err(e) = self.finish(done, set, None).await {
+                    self.end_attempt(&job.login_id, "failed", Some(e.to_string()));
+                }
             }
-            let poll = oidc::device_poll(
-                &self.0.http,
-                &job.discovery,
-                &job.client_id,
-                &job.device.device_code,
-                job.pkce.as_ref(),
-            )
-            .await;
-            match poll {
-                Ok(oidc::DevicePoll::Pending) => {}
-                Ok(oidc::DevicePoll::SlowDown) => interval += Duration::from_secs(5),
-                Ok(oidc::DevicePoll::Done(set)) => {
-                    let done = Done {
-                        login_id: job.login_id.clone(),
-                        endpoint: job.endpoint.clone(),
-                        provider: &job.provider,
-                        client_id: &job.client_id,
-                        method: Method::Device,
-                        discovery: job.discovery.clone(),
-                        scope: job.scope.clone(),
-                    };
-                    if let Err(e) = self.finish(done, set, None).await {
-                        self.end_attempt(&job.login_id, "failed", Some(e.to_string()));
-                    }
-                    return;
-                }
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, "device login: provider unreachable; polling on");
-                }
-                Err(e) => {
-                    let state = match &e {
-                        OidcError::Rejected { error, .. } if error == "expired_token" => "expired",
-                        _ => "failed",
-                    };
-                    self.end_attempt(&job.login_id, state, Some(e.to_string()));
-                    return;
-                }
+            Ok(oidc::DeviceEnd::Expired) => self.end_attempt(
+                &job.login_id,
+                "expired",
+                Some("the code expired before the login was completed".into()),
+            ),
+            Ok(oidc::DeviceEnd::Stopped) => {}
+            Err(e) => {
+                let state = match &e {
+                    OidcError::Rejected { error, .. } if error == "expired_token" => "expired",
+                    _ => "failed",
+                };
+                self.end_attempt(&job.login_id, state, Some(e.to_string()));
             }
         }
     }
@@ -585,7 +570,7 @@ impl Auth {
             &p.client_id,
             code,
             &p.redirect_uri,
-            &p.pkce,
+            p.pkce.verifier,
         )
         .await
         {

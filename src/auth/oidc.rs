@@ -3,17 +3,35 @@
 //! endpoint grants the daemon uses — device code (RFC 8628) with PKCE, authorization code
 //! with PKCE S256 (RFC 7636), client credentials, and refresh (with rotation).
 //!
+//! The grants are the `oauth2` crate's: it builds the requests, reads the answers and
+//! polls a device login. What stays here is ours: which provider and client a backend
+//! offers, discovery (and the checks that make a discovery document safe to use), the
+//! scopes, the PKCE challenge on the device authorization request (openEO's "device code
+//! flow + PKCE", which `oauth2` does not set there), the HTTP exchange under our timeout
+//! and size limit, the bounds on a provider's numbers, and the mapping of `oauth2`'s
+//! errors to [`OidcError`].
+//!
 //! Pure protocol: no storage and no state. Every secret travels as a [`SecretString`]
-//! (its `Debug` is redacted) and no error message carries a token: an identity provider's
-//! error is reduced to its `error` code and `error_description`.
+//! or an `oauth2` secret type (both redact `Debug`) and no error message carries a token:
+//! an identity provider's error is reduced to its `error` code and `error_description`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use base64::Engine as _;
+use oauth2::basic::{BasicClient, BasicTokenResponse, BasicTokenType};
+use oauth2::{
+    AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, ErrorResponseType, HttpRequest,
+    HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardDeviceAuthorizationResponse, StandardErrorResponse,
+    TokenResponse as _, TokenUrl,
+};
 use rand::RngCore as _;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
 
 use super::tokens::SecretString;
 
@@ -172,7 +190,9 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovery,
             OidcError::Protocol(e.to_string())
         });
     }
-    let body = read_limited(answer, issuer).await?;
+    let body = read_limited(answer)
+        .await
+        .map_err(|e| transport_error(issuer, e))?;
     let d: Discovery = serde_json::from_slice(&body)
         .map_err(|e| OidcError::Protocol(format!("discovery document: {e}")))?;
     check_discovery(issuer, &d)?;
@@ -192,21 +212,6 @@ pub const MAX_TOKEN_LIFE_S: u64 = 366 * 24 * 3600;
 /// Largest answer read from an identity provider (a discovery document or a token
 /// answer is a few kilobytes).
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
-
-/// Reads an answer body up to [`MAX_ANSWER_BYTES`].
-async fn read_limited(mut answer: reqwest::Response, issuer: &str) -> Result<Vec<u8>, OidcError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|e| unreachable(issuer, &e))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(OidcError::Protocol(format!(
-                "the identity provider's answer is larger than {} KiB",
-                MAX_ANSWER_BYTES / 1024
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// A discovery document is only used when it names the issuer it was fetched from
 /// (OpenID Connect Discovery §4.3: a document that names another issuer could send our
@@ -278,22 +283,20 @@ pub fn scope(provider: &Provider, discovery: &Discovery, want_refresh: bool) -> 
     set.into_iter().collect::<Vec<_>>().join(" ")
 }
 
-/// A PKCE pair: a random 64-character verifier and its S256 challenge.
+/// A PKCE pair (S256): a random 64-character verifier and its challenge.
 pub struct Pkce {
-    /// Sent with the token request.
-    pub verifier: SecretString,
+    /// Sent with the token request (single use: the `oauth2` type is not `Clone`).
+    pub verifier: PkceCodeVerifier,
     /// Sent with the authorization request.
-    pub challenge: String,
+    pub challenge: PkceCodeChallenge,
 }
 
 impl Pkce {
-    /// A fresh pair.
+    /// A fresh pair (48 random bytes make the 64-character verifier).
     pub fn new() -> Pkce {
-        let verifier = random_token(48);
-        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(Sha256::digest(verifier.as_bytes()));
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(48);
         Pkce {
-            verifier: SecretString::new(verifier),
+            verifier,
             challenge,
         }
     }
@@ -312,11 +315,24 @@ pub fn random_token(n: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The `oauth2` client of one issuer's token endpoint for `client_id`.
+type TokenClient =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+fn client(discovery: &Discovery, client_id: &str) -> Result<TokenClient, OidcError> {
+    let token_url = TokenUrl::new(discovery.token_endpoint.clone())
+        .map_err(|e| OidcError::Protocol(format!("token_endpoint: {e}")))?;
+    Ok(BasicClient::new(ClientId::new(client_id.to_string())).set_token_uri(token_url))
+}
+
+/// The space-separated scope of [`scope`] as `oauth2` scopes.
+fn scopes(scope: &str) -> impl Iterator<Item = Scope> + '_ {
+    scope.split_whitespace().map(|s| Scope::new(s.to_string()))
+}
+
 /// What the device authorization endpoint answered.
 #[derive(Debug)]
 pub struct DeviceStart {
-    /// The code the daemon polls with (a secret).
-    pub device_code: SecretString,
     /// The code the user types.
     pub user_code: String,
     /// The page where the user types it.
@@ -327,9 +343,12 @@ pub struct DeviceStart {
     pub expires_in: u64,
     /// Seconds between polls (default 5).
     pub interval: u64,
+    /// The answer itself, with the numbers above (it holds the device code, a secret).
+    answer: StandardDeviceAuthorizationResponse,
 }
 
-/// Starts a device code login.
+/// Starts a device code login. With `pkce`, its challenge goes with the request (openEO's
+/// "device code flow + PKCE"; `oauth2` has no setter for it on this request).
 pub async fn device_authorize(
     http: &reqwest::Client,
     discovery: &Discovery,
@@ -346,37 +365,43 @@ pub async fn device_authorize(
             discovery.issuer
         ))
         })?;
-    let mut form = vec![
-        ("client_id", client_id.to_string()),
-        ("scope", scope.to_string()),
-    ];
+    let endpoint = DeviceAuthorizationUrl::new(endpoint.to_string())
+        .map_err(|e| OidcError::Protocol(format!("device_authorization_endpoint: {e}")))?;
+    let client = client(discovery, client_id)?.set_device_authorization_url(endpoint);
+    let mut request = client.exchange_device_code().add_scopes(scopes(scope));
     if let Some(p) = pkce {
-        form.push(("code_challenge", p.challenge.clone()));
-        form.push(("code_challenge_method", "S256".into()));
+        request = request
+            .add_extra_param("code_challenge", p.challenge.as_str())
+            .add_extra_param("code_challenge_method", p.challenge.method().as_str());
     }
-    let v = post_form(http, &discovery.issuer, endpoint, &form, None).await?;
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let answer: StandardDeviceAuthorizationResponse = request
+        .request_async(&Http::new(http))
+        .await
+        .map_err(|e| oauth_error(&discovery.issuer, e))?;
+    // A provider's numbers are kept within sense: a code lives at most a day, and is
+    // polled at least every 5 minutes (no overflow in deadlines). `oauth2` polls with
+    // the numbers of the answer, whose fields are private: they are replaced through
+    // its serde form.
+    let expires_in = answer
+        .expires_in()
+        .as_secs()
+        .clamp(1, MAX_DEVICE_CODE_LIFE_S);
+    let interval = answer.interval().as_secs().clamp(1, MAX_POLL_INTERVAL_S);
+    let mut form = serde_json::to_value(&answer)
+        .map_err(|e| OidcError::Protocol(format!("device authorization answer: {e}")))?;
+    form["expires_in"] = expires_in.into();
+    form["interval"] = interval.into();
+    let answer: StandardDeviceAuthorizationResponse = serde_json::from_value(form)
+        .map_err(|e| OidcError::Protocol(format!("device authorization answer: {e}")))?;
     Ok(DeviceStart {
-        device_code: SecretString::new(
-            text("device_code").ok_or_else(|| OidcError::Protocol("no device_code".into()))?,
-        ),
-        user_code: text("user_code").ok_or_else(|| OidcError::Protocol("no user_code".into()))?,
-        verification_uri: text("verification_uri")
-            .or_else(|| text("verification_url"))
-            .ok_or_else(|| OidcError::Protocol("no verification_uri".into()))?,
-        verification_uri_complete: text("verification_uri_complete"),
-        // A provider's numbers are kept within sense: a code lives at most a day, and is
-        // polled at least every 5 minutes (no overflow in deadlines).
-        expires_in: v
-            .get("expires_in")
-            .and_then(Value::as_u64)
-            .unwrap_or(600)
-            .clamp(1, MAX_DEVICE_CODE_LIFE_S),
-        interval: v
-            .get("interval")
-            .and_then(Value::as_u64)
-            .unwrap_or(5)
-            .clamp(1, MAX_POLL_INTERVAL_S),
+        user_code: answer.user_code().secret().clone(),
+        verification_uri: answer.verification_uri().to_string(),
+        verification_uri_complete: answer
+            .verification_uri_complete()
+            .map(|u| u.secret().clone()),
+        expires_in,
+        interval,
+        answer,
     })
 }
 
@@ -391,91 +416,132 @@ pub struct TokenSet {
     pub expires_in: Option<u64>,
 }
 
-/// One poll of a device login.
+/// How polling a device login ended, when it did not fail.
 #[derive(Debug)]
-pub enum DevicePoll {
-    /// The user has not finished yet.
-    Pending,
-    /// Poll less often (add 5 s).
-    SlowDown,
+pub enum DeviceEnd {
     /// Logged in.
     Done(TokenSet),
+    /// The code expired before the user finished.
+    Expired,
+    /// The caller no longer wants the login (`go_on` said no).
+    Stopped,
 }
 
-/// Polls the token endpoint for a device login.
-pub async fn device_poll(
+/// Polls the token endpoint until the user has finished a device login. Waits one
+/// interval before the first poll; `authorization_pending` keeps the interval,
+/// `slow_down` adds 5 s to it, a request that fails (provider unreachable) doubles it, up
+/// to a minute (RFC 8628 §3.5). Before each poll, `go_on` is asked whether the login is
+/// still wanted, and the code's lifetime is checked.
+pub async fn device_token(
     http: &reqwest::Client,
     discovery: &Discovery,
     client_id: &str,
-    device_code: &SecretString,
+    start: &DeviceStart,
     pkce: Option<&Pkce>,
-) -> Result<DevicePoll, OidcError> {
-    let mut form = vec![
-        ("grant_type", DEVICE_GRANT.to_string()),
-        ("client_id", client_id.to_string()),
-        ("device_code", device_code.expose().to_string()),
-    ];
-    if let Some(p) = pkce {
-        form.push(("code_verifier", p.verifier.expose().to_string()));
-    }
-    match token_request(http, discovery, &form, None).await {
-        Ok(t) => Ok(DevicePoll::Done(t)),
-        Err(OidcError::Rejected { error, .. }) if error == "authorization_pending" => {
-            Ok(DevicePoll::Pending)
+    go_on: impl Fn() -> bool + Send + Sync,
+) -> Result<DeviceEnd, OidcError> {
+    let deadline = Instant::now() + Duration::from_secs(start.expires_in);
+    let halt = || {
+        if Instant::now() >= deadline {
+            Some(DeviceEnd::Expired)
+        } else if !go_on() {
+            Some(DeviceEnd::Stopped)
+        } else {
+            None
         }
-        Err(OidcError::Rejected { error, .. }) if error == "slow_down" => Ok(DevicePoll::SlowDown),
-        Err(e) => Err(e),
+    };
+    tokio::time::sleep(Duration::from_secs(start.interval)).await;
+    if let Some(end) = halt() {
+        return Ok(end);
+    }
+    let client = client(discovery, client_id)?;
+    let mut request = client
+        .exchange_device_access_token(&start.answer)
+        .set_max_backoff_interval(Duration::from_secs(start.interval.max(60)));
+    if let Some(p) = pkce {
+        request = request.add_extra_param("code_verifier", p.verifier.secret().as_str());
+    }
+    // `oauth2` polls and sleeps between polls; the sleep is where a halt is noticed: it
+    // then says why and never wakes, and the select below returns.
+    let (halted, mut why) = tokio::sync::mpsc::unbounded_channel();
+    let sleep = |wait: Duration| -> BoxFuture<'_, ()> {
+        let (halted, halt) = (&halted, &halt);
+        Box::pin(async move {
+            tokio::time::sleep(wait.min(Duration::from_secs(MAX_POLL_INTERVAL_S))).await;
+            if let Some(end) = halt() {
+                let _ = halted.send(end);
+                std::future::pending::<()>().await;
+            }
+        })
+    };
+    let http = Http {
+        client: http,
+        polling: Some(&discovery.issuer),
+    };
+    let poll = request.request_async(&http, sleep, None);
+    tokio::select! {
+        biased;
+        Some(end) = why.recv() => Ok(end),
+        answer = poll => answer
+            .map_err(|e| oauth_error(&discovery.issuer, e))
+            .and_then(token_set)
+            .map(DeviceEnd::Done),
     }
 }
 
-/// The URL the browser opens for an authorization code login.
+/// The URL the browser opens for an authorization code login (with the PKCE challenge),
+/// and the `state` it carries (32 random bytes, base64url).
 pub fn authorization_url(
     discovery: &Discovery,
     client_id: &str,
     redirect_uri: &str,
     scope: &str,
-    state: &str,
     pkce: &Pkce,
-) -> Result<String, OidcError> {
+) -> Result<(String, String), OidcError> {
     let endpoint = discovery.authorization_endpoint.as_deref().ok_or_else(|| {
         OidcError::Unsupported(format!(
             "the identity provider {} has no authorization endpoint; use the device flow",
             discovery.issuer
         ))
     })?;
-    let mut url = reqwest::Url::parse(endpoint)
+    let endpoint = AuthUrl::new(endpoint.to_string())
         .map_err(|e| OidcError::Protocol(format!("authorization_endpoint: {e}")))?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("scope", scope)
-        .append_pair("state", state)
-        .append_pair("code_challenge", &pkce.challenge)
-        .append_pair("code_challenge_method", "S256");
-    Ok(url.to_string())
+    let redirect = RedirectUrl::new(redirect_uri.to_string())
+        .map_err(|e| OidcError::Protocol(format!("redirect_uri: {e}")))?;
+    let client = client(discovery, client_id)?
+        .set_auth_uri(endpoint)
+        .set_redirect_uri(redirect);
+    let (url, state) = client
+        .authorize_url(|| CsrfToken::new_random_len(32))
+        .add_scopes(scopes(scope))
+        .set_pkce_challenge(pkce.challenge.clone())
+        .url();
+    Ok((url.to_string(), state.into_secret()))
 }
 
-/// Exchanges an authorization code.
+/// Exchanges an authorization code (with the PKCE verifier, used up).
 pub async fn exchange_code(
     http: &reqwest::Client,
     discovery: &Discovery,
     client_id: &str,
     code: &str,
     redirect_uri: &str,
-    pkce: &Pkce,
+    verifier: PkceCodeVerifier,
 ) -> Result<TokenSet, OidcError> {
-    let form = vec![
-        ("grant_type", "authorization_code".to_string()),
-        ("client_id", client_id.to_string()),
-        ("code", code.to_string()),
-        ("redirect_uri", redirect_uri.to_string()),
-        ("code_verifier", pkce.verifier.expose().to_string()),
-    ];
-    token_request(http, discovery, &form, None).await
+    let redirect = RedirectUrl::new(redirect_uri.to_string())
+        .map_err(|e| OidcError::Protocol(format!("redirect_uri: {e}")))?;
+    let client = client(discovery, client_id)?.set_redirect_uri(redirect);
+    let answer = client
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .set_pkce_verifier(verifier)
+        .request_async(&Http::new(http))
+        .await
+        .map_err(|e| oauth_error(&discovery.issuer, e))?;
+    token_set(answer)
 }
 
-/// The client credentials grant (HTTP Basic client authentication).
+/// The client credentials grant (HTTP Basic client authentication, id and secret
+/// form-encoded first as RFC 6749 §2.3.1 asks).
 pub async fn client_credentials(
     http: &reqwest::Client,
     discovery: &Discovery,
@@ -483,11 +549,15 @@ pub async fn client_credentials(
     client_secret: &SecretString,
     scope: &str,
 ) -> Result<TokenSet, OidcError> {
-    let form = vec![
-        ("grant_type", "client_credentials".to_string()),
-        ("scope", scope.to_string()),
-    ];
-    token_request(http, discovery, &form, Some((client_id, client_secret))).await
+    let client = client(discovery, client_id)?
+        .set_client_secret(ClientSecret::new(client_secret.expose().to_string()));
+    let answer = client
+        .exchange_client_credentials()
+        .add_scopes(scopes(scope))
+        .request_async(&Http::new(http))
+        .await
+        .map_err(|e| oauth_error(&discovery.issuer, e))?;
+    token_set(answer)
 }
 
 /// The refresh token grant. The answer may carry a rotated refresh token.
@@ -497,98 +567,190 @@ pub async fn refresh(
     client_id: &str,
     refresh_token: &SecretString,
 ) -> Result<TokenSet, OidcError> {
-    let form = vec![
-        ("grant_type", "refresh_token".to_string()),
-        ("client_id", client_id.to_string()),
-        ("refresh_token", refresh_token.expose().to_string()),
-    ];
-    token_request(http, discovery, &form, None).await
+    let client = client(discovery, client_id)?;
+    let refresh_token = RefreshToken::new(refresh_token.expose().to_string());
+    let answer = client
+        .exchange_refresh_token(&refresh_token)
+        .request_async(&Http::new(http))
+        .await
+        .map_err(|e| oauth_error(&discovery.issuer, e))?;
+    token_set(answer)
 }
 
-async fn token_request(
-    http: &reqwest::Client,
-    discovery: &Discovery,
-    form: &[(&str, String)],
-    basic: Option<(&str, &SecretString)>,
-) -> Result<TokenSet, OidcError> {
-    let v = post_form(
-        http,
-        &discovery.issuer,
-        &discovery.token_endpoint,
-        form,
-        basic,
-    )
-    .await?;
-    let token_type = v.get("token_type").and_then(Value::as_str).unwrap_or("");
-    if !token_type.eq_ignore_ascii_case("bearer") {
+/// Our reading of a token answer `oauth2` parsed: a bearer token, not empty; an empty
+/// refresh token is none; the lifetime is bounded by [`MAX_TOKEN_LIFE_S`].
+fn token_set(answer: BasicTokenResponse) -> Result<TokenSet, OidcError> {
+    if *answer.token_type() != BasicTokenType::Bearer {
         return Err(OidcError::Protocol(format!(
-            "token_type {token_type:?} is not bearer"
+            "token_type {:?} is not bearer",
+            clean(answer.token_type().as_ref())
         )));
     }
-    let access = v
-        .get("access_token")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| OidcError::Protocol("no access_token".into()))?;
+    let access = answer.access_token().secret();
+    if access.is_empty() {
+        return Err(OidcError::Protocol("no access_token".into()));
+    }
     Ok(TokenSet {
-        access_token: SecretString::new(access),
-        refresh_token: v
-            .get("refresh_token")
-            .and_then(Value::as_str)
+        access_token: SecretString::new(access.as_str()),
+        refresh_token: answer
+            .refresh_token()
+            .map(|t| t.secret())
             .filter(|s| !s.is_empty())
-            .map(SecretString::new),
-        expires_in: v
-            .get("expires_in")
-            .and_then(Value::as_u64)
-            .map(|s| s.min(MAX_TOKEN_LIFE_S)),
+            .map(|s| SecretString::new(s.as_str())),
+        expires_in: answer
+            .expires_in()
+            .map(|d| d.as_secs().min(MAX_TOKEN_LIFE_S)),
     })
 }
 
-/// POSTs a form; a JSON object on 2xx, [`OidcError::Rejected`] with the OAuth error on 4xx.
-async fn post_form(
-    http: &reqwest::Client,
-    issuer: &str,
-    endpoint: &str,
-    form: &[(&str, String)],
-    basic: Option<(&str, &SecretString)>,
-) -> Result<Value, OidcError> {
-    let mut req = http.post(endpoint).timeout(TIMEOUT).form(form);
-    if let Some((id, secret)) = basic {
-        req = req.basic_auth(id, Some(secret.expose()));
+/// What went wrong below the OAuth protocol, for `oauth2` to hand back as
+/// [`RequestTokenError::Request`]. Carries no secret: URLs are redacted, bodies are not
+/// kept.
+#[derive(Debug, thiserror::Error)]
+enum Transport {
+    /// Not reached, timed out, or a server error (5xx) or 429 answered: try again later.
+    #[error("{0}")]
+    Unreachable(String),
+    /// An HTTP error status whose body is not an OAuth error.
+    #[error("HTTP {0}")]
+    Refused(u16),
+    /// The answer is larger than [`MAX_ANSWER_BYTES`].
+    #[error("the identity provider's answer is larger than {} KiB", MAX_ANSWER_BYTES / 1024)]
+    TooLarge,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The HTTP client `oauth2` sends its requests with: [`send`] over our client.
+struct Http<'a> {
+    client: &'a reqwest::Client,
+    /// The issuer of a device login being polled: `oauth2` polls on (waiting longer)
+    /// after a failed request, so each one is logged here.
+    polling: Option<&'a str>,
+}
+
+impl<'a> Http<'a> {
+    fn new(client: &'a reqwest::Client) -> Http<'a> {
+        Http {
+            client,
+            polling: None,
+        }
     }
-    let answer = req.send().await.map_err(|e| unreachable(issuer, &e))?;
+}
+
+impl<'c> AsyncHttpClient<'c> for Http<'_> {
+    type Error = Transport;
+    type Future = BoxFuture<'c, Result<HttpResponse, Transport>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let answer = send(self.client, request).await;
+            if let (Err(e), Some(issuer)) = (&answer, self.polling) {
+                tracing::warn!(issuer, error = %e, "device login: a poll failed; polling on");
+            }
+            answer
+        })
+    }
+}
+
+/// Sends one request `oauth2` built, with our per-request timeout and answer size limit
+/// (the client never follows redirects: see [`super::Auth::new`]). A server error or 429
+/// is [`Transport::Unreachable`], and an error status whose body is not an OAuth error
+/// (`{"error": ...}`) is [`Transport::Refused`]; everything else is for `oauth2` to read.
+async fn send(http: &reqwest::Client, request: HttpRequest) -> Result<HttpResponse, Transport> {
+    let unreachable = |e: reqwest::Error| Transport::Unreachable(transport_message(&e));
+    let mut request = reqwest::Request::try_from(request).map_err(unreachable)?;
+    *request.timeout_mut() = Some(TIMEOUT);
+    let answer = http.execute(request).await.map_err(unreachable)?;
     let status = answer.status();
-    let body: Value = match read_limited(answer, issuer).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Err(e) if status.is_success() => return Err(e),
-        Err(_) => Value::Null,
-    };
-    if status.is_success() {
-        return if body.is_object() {
-            Ok(body)
-        } else {
-            Err(OidcError::Protocol(format!(
-                "HTTP {} without a JSON object",
-                status.as_u16()
-            )))
-        };
-    }
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(OidcError::Unreachable {
-            issuer: issuer.to_string(),
-            message: format!("HTTP {}", status.as_u16()),
-        });
+        return Err(Transport::Unreachable(format!("HTTP {}", status.as_u16())));
     }
-    let error = body
-        .get("error")
-        .and_then(Value::as_str)
-        .map(clean)
-        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    let description = body
-        .get("error_description")
-        .and_then(Value::as_str)
-        .map(clean);
-    Err(OidcError::Rejected { error, description })
+    let mut response = oauth2::http::Response::builder()
+        .status(status)
+        .version(answer.version());
+    for (name, value) in answer.headers() {
+        response = response.header(name, value);
+    }
+    let body = match read_limited(answer).await {
+        Ok(body) => body,
+        // An error answer too large or cut is an error without an OAuth reason.
+        Err(_) if !status.is_success() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if !status.is_success() {
+        let oauth = serde_json::from_slice::<Value>(&body)
+            .is_ok_and(|v| v.get("error").is_some_and(Value::is_string));
+        if !oauth {
+            return Err(Transport::Refused(status.as_u16()));
+        }
+    }
+    response
+        .body(body)
+        .map_err(|e| Transport::Unreachable(e.to_string()))
+}
+
+/// Reads an answer body up to [`MAX_ANSWER_BYTES`].
+async fn read_limited(mut answer: reqwest::Response) -> Result<Vec<u8>, Transport> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|e| Transport::Unreachable(transport_message(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Transport::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Maps what `oauth2` reports to [`OidcError`]: the provider's OAuth error is
+/// [`OidcError::Rejected`] (its code and description, cleaned), a transport failure keeps
+/// its kind, and an answer that does not parse is [`OidcError::Protocol`]. No message
+/// carries a token: a parse error names where it failed, never the values it read.
+fn oauth_error<T>(
+    issuer: &str,
+    e: RequestTokenError<Transport, StandardErrorResponse<T>>,
+) -> OidcError
+where
+    T: ErrorResponseType + std::fmt::Display + 'static,
+{
+    match e {
+        RequestTokenError::ServerResponse(r) => OidcError::Rejected {
+            error: clean(&r.error().to_string()),
+            description: r.error_description().map(|d| clean(d)),
+        },
+        RequestTokenError::Request(e) => transport_error(issuer, e),
+        RequestTokenError::Parse(e, _body) => {
+            let inner = e.inner().to_string();
+            // serde names a missing field, and quotes the values it did not expect.
+            let what = if inner.starts_with("missing field") {
+                inner
+            } else {
+                format!("{:?} error", e.inner().classify())
+            };
+            OidcError::Protocol(format!("the answer does not parse at {}: {what}", e.path()))
+        }
+        RequestTokenError::Other(message) => OidcError::Protocol(clean(&message)),
+    }
+}
+
+/// A transport failure as [`OidcError`]: unreachable is transient, an error status
+/// without an OAuth reason is a refusal, a huge answer breaks the protocol.
+fn transport_error(issuer: &str, e: Transport) -> OidcError {
+    match e {
+        Transport::Unreachable(message) => OidcError::Unreachable {
+            issuer: issuer.to_string(),
+            message,
+        },
+        Transport::Refused(status) => OidcError::Rejected {
+            error: format!("http_{status}"),
+            description: None,
+        },
+        Transport::TooLarge => OidcError::Protocol(e.to_string()),
+    }
 }
 
 /// Keeps a provider's words short and printable.
@@ -596,15 +758,20 @@ fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
-fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
-    // reqwest's Display includes the URL; endpoint URLs carry no secrets (forms go in bodies).
+/// reqwest's Display includes the URL; endpoint URLs carry no secrets (forms go in
+/// bodies), but are redacted all the same.
+fn transport_message(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
     if let Some(url) = e.url() {
         message = message.replace(url.as_str(), &crate::redact::redact_url(url.as_str()));
     }
+    message
+}
+
+fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
     OidcError::Unreachable {
         issuer: issuer.to_string(),
-        message,
+        message: transport_message(e),
     }
 }
 
@@ -827,12 +994,266 @@ mod tests {
 
     #[test]
     fn pkce_is_s256_of_a_64_character_verifier() {
+        use sha2::{Digest as _, Sha256};
         let p = Pkce::new();
-        assert_eq!(p.verifier.expose().len(), 64);
+        assert_eq!(p.verifier.secret().len(), 64);
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(Sha256::digest(p.verifier.expose().as_bytes()));
-        assert_eq!(p.challenge, expected);
-        assert!(!p.challenge.contains('='));
-        assert_ne!(Pkce::new().verifier.expose(), p.verifier.expose());
+            .encode(Sha256::digest(p.verifier.secret().as_bytes()));
+        assert_eq!(p.challenge.as_str(), expected);
+        assert_eq!(p.challenge.method().as_str(), "S256");
+        assert!(!p.challenge.as_str().contains('='));
+        assert_ne!(Pkce::new().verifier.secret(), p.verifier.secret());
+    }
+
+    #[test]
+    fn the_authorization_url_carries_the_flow_and_a_fresh_state() {
+        let d = discovery(
+            "https://idp.example",
+            "https://idp.example/token",
+            Some("https://idp.example/auth?kc_idp_hint=egi"),
+        );
+        let pkce = Pkce::new();
+        let (url, state) = authorization_url(
+            &d,
+            "public",
+            "http://127.0.0.1:1/auth/callback",
+            "openid offline_access",
+            &pkce,
+        )
+        .unwrap();
+        let url = reqwest::Url::parse(&url).unwrap();
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["kc_idp_hint"], "egi", "the endpoint's own query is kept");
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], "public");
+        assert_eq!(q["redirect_uri"], "http://127.0.0.1:1/auth/callback");
+        assert_eq!(q["scope"], "openid offline_access");
+        assert_eq!(q["state"], state);
+        assert_eq!(state.len(), 43);
+        assert_eq!(q["code_challenge"], pkce.challenge.as_str());
+        assert_eq!(q["code_challenge_method"], "S256");
+        let (_, other) =
+            authorization_url(&d, "public", "http://127.0.0.1:1/cb", "openid", &pkce).unwrap();
+        assert_ne!(state, other);
+    }
+
+    /// One HTTP answer (`status` line, JSON `body`) to whatever is asked, on a fresh port;
+    /// the request is handed back.
+    async fn answer_with(
+        status: &'static str,
+        body: &'static str,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 8192];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+        (addr, rx)
+    }
+
+    async fn refresh_answered(
+        status: &'static str,
+        body: &'static str,
+    ) -> Result<TokenSet, OidcError> {
+        let (addr, _) = answer_with(status, body).await;
+        let base = format!("http://{addr}");
+        let d = discovery(&base, &format!("{base}/token"), None);
+        refresh(&reqwest::Client::new(), &d, "c", &SecretString::new("rt")).await
+    }
+
+    #[tokio::test]
+    async fn answers_map_to_transient_refused_or_protocol_errors() {
+        let e = refresh_answered(
+            "400 Bad Request",
+            r#"{"error": "invalid_grant", "error_description": "grant\nrevoked"}"#,
+        )
+        .await
+        .unwrap_err();
+        match &e {
+            OidcError::Rejected { error, description } => {
+                assert_eq!(error, "invalid_grant");
+                assert_eq!(description.as_deref(), Some("grantrevoked"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = refresh_answered("503 Service Unavailable", "{}")
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+        let e = refresh_answered("429 Too Many Requests", "")
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "{e:?}");
+        let e = refresh_answered("403 Forbidden", "<html>no</html>")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, OidcError::Rejected { error, .. } if error == "http_403"),
+            "{e:?}"
+        );
+        let e = refresh_answered("200 OK", r#"{"access_token": "a", "token_type": "mac"}"#)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not bearer"), "{e}");
+        let e = refresh_answered("200 OK", r#"{"access_token": "", "token_type": "Bearer"}"#)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no access_token"), "{e}");
+        let e = refresh_answered("200 OK", r#"{"token_type": "bearer"}"#)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("access_token"), "{e}");
+        // A token in an answer that does not parse stays out of the message.
+        let e = refresh_answered(
+            "200 OK",
+            r#"{"access_token": "SECRET-ACCESS", "refresh_token": ["SECRET-REFRESH"], "token_type": "bearer"}"#,
+        )
+        .await
+        .unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(matches!(e, OidcError::Protocol(_)), "{text}");
+        assert!(
+            text.contains("refresh_token") && !text.contains("SECRET"),
+            "{text}"
+        );
+        // Rotation: a new refresh token comes back; an empty one is none.
+        let set = refresh_answered(
+            "200 OK",
+            r#"{"access_token": "a", "token_type": "Bearer", "refresh_token": "r2", "expires_in": 60}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(set.access_token.expose(), "a");
+        assert_eq!(set.refresh_token.unwrap().expose(), "r2");
+        assert_eq!(set.expires_in, Some(60));
+        let set = refresh_answered(
+            "200 OK",
+            r#"{"access_token": "a", "token_type": "bearer", "refresh_token": ""}"#,
+        )
+        .await
+        .unwrap();
+        assert!(set.refresh_token.is_none());
+        assert_eq!(set.expires_in, None);
+    }
+
+    #[tokio::test]
+    async fn grants_send_what_the_provider_expects() {
+        let ok = r#"{"access_token": "a", "token_type": "Bearer"}"#;
+        let http = reqwest::Client::new();
+        let form = |request: &str| -> std::collections::HashMap<String, String> {
+            let body = request.split("\r\n\r\n").nth(1).unwrap_or_default();
+            url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect()
+        };
+        // Refresh: a public client, in the body.
+        let (addr, sent) = answer_with("200 OK", ok).await;
+        let base = format!("http://{addr}");
+        let d = discovery(&base, &format!("{base}/token"), None);
+        refresh(&http, &d, "pub", &SecretString::new("rt"))
+            .await
+            .unwrap();
+        let f = form(&sent.await.unwrap());
+        assert_eq!(f["grant_type"], "refresh_token");
+        assert_eq!(f["client_id"], "pub");
+        assert_eq!(f["refresh_token"], "rt");
+        // Client credentials: HTTP Basic, the scope in the body.
+        let (addr, sent) = answer_with("200 OK", ok).await;
+        let base = format!("http://{addr}");
+        let d = discovery(&base, &format!("{base}/token"), None);
+        client_credentials(
+            &http,
+            &d,
+            "robot",
+            &SecretString::new("s3cret"),
+            "openid email",
+        )
+        .await
+        .unwrap();
+        let request = sent.await.unwrap();
+        let basic = base64::engine::general_purpose::STANDARD.encode("robot:s3cret");
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains(&format!("authorization: basic {basic}").to_ascii_lowercase()),
+            "{request}"
+        );
+        let f = form(&request);
+        assert_eq!(f["grant_type"], "client_credentials");
+        assert_eq!(f["scope"], "openid email");
+        assert!(!f.contains_key("client_secret"));
+        // Authorization code: the verifier and the redirect.
+        let (addr, sent) = answer_with("200 OK", ok).await;
+        let base = format!("http://{addr}");
+        let d = discovery(&base, &format!("{base}/token"), None);
+        let pkce = Pkce::new();
+        let verifier = pkce.verifier.secret().clone();
+        exchange_code(
+            &http,
+            &d,
+            "pub",
+            "the-code",
+            "http://127.0.0.1:1/cb",
+            pkce.verifier,
+        )
+        .await
+        .unwrap();
+        let f = form(&sent.await.unwrap());
+        assert_eq!(f["grant_type"], "authorization_code");
+        assert_eq!(f["code"], "the-code");
+        assert_eq!(f["code_verifier"], verifier);
+        assert_eq!(f["redirect_uri"], "http://127.0.0.1:1/cb");
+        assert_eq!(f["client_id"], "pub");
+        // Device authorization with PKCE: the challenge goes with the request.
+        let (addr, sent) = answer_with(
+            "200 OK",
+            r#"{"device_code": "d", "user_code": "U", "verification_url": "http://x/", "expires_in": 60}"#,
+        )
+        .await;
+        let base = format!("http://{addr}");
+        let mut d = discovery(&base, &format!("{base}/token"), None);
+        d.device_authorization_endpoint = Some(format!("{base}/device"));
+        let pkce = Pkce::new();
+        let start = device_authorize(&http, &d, "pub", "openid", Some(&pkce))
+            .await
+            .unwrap();
+        assert_eq!(start.verification_uri, "http://x/");
+        assert_eq!(start.interval, 5);
+        let f = form(&sent.await.unwrap());
+        assert_eq!(f["client_id"], "pub");
+        assert_eq!(f["scope"], "openid");
+        assert_eq!(f["code_challenge"], pkce.challenge.as_str());
+        assert_eq!(f["code_challenge_method"], "S256");
+        assert!(format!("{start:?}").contains("[redacted]"), "{start:?}");
+    }
+
+    #[tokio::test]
+    async fn device_polling_stops_when_the_login_is_no_longer_wanted() {
+        let (addr, _) = answer_with(
+            "200 OK",
+            r#"{"device_code": "d", "user_code": "U", "verification_uri": "http://x/", "expires_in": 60, "interval": 1}"#,
+        )
+        .await;
+        let base = format!("http://{addr}");
+        let mut d = discovery(&base, &format!("{base}/token"), None);
+        d.device_authorization_endpoint = Some(format!("{base}/device"));
+        let http = reqwest::Client::new();
+        let start = device_authorize(&http, &d, "c", "openid", None)
+            .await
+            .unwrap();
+        // Nobody listens any more: a poll would fail as unreachable and poll on.
+        let end = device_token(&http, &d, "c", &start, None, || false).await;
+        assert!(matches!(end, Ok(DeviceEnd::Stopped)), "{end:?}");
     }
 }
