@@ -3533,9 +3533,58 @@ mod tests {
     }
 
     #[test]
+    fn an_openeo_application_is_the_udp_url_an_ogc_one_a_process_id() {
+        let body = set(apex_job(), "/service/application", json!("pv_farm.json"));
+        let errors = parse_job_request(&body).unwrap_err();
+        assert_eq!(names(&errors), ["service.application"]);
+        assert!(errors[0].reason.contains("UDP"), "{errors:?}");
+        let ogc = set(body, "/label", json!("ogc_api_process"));
+        let job = parse_job_request(&ogc).unwrap();
+        assert_eq!(job.label, Label::OgcApiProcess);
+        assert_eq!(job.service.application, "pv_farm.json");
+    }
+
+    #[test]
+    fn typed_bodies_agree_with_their_constants() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(OpeneoJobBody::schema()).unwrap();
+        let props: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = JOB_FIELDS.to_vec();
+        want.sort_unstable();
+        let mut got = props.clone();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["properties"]["title"]["maxLength"], MAX_TITLE_LEN);
+        let task = serde_json::to_value(OgcTaskBody::schema()).unwrap();
+        let mut got: Vec<&str> = task["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        got.sort_unstable();
+        let mut want = TASK_FIELDS.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        let dim = serde_json::to_value(DimensionBody::schema()).unwrap();
+        assert_eq!(
+            dim["properties"]["values"]["maxItems"],
+            MAX_DIMENSION_VALUES
+        );
+        let budget = serde_json::to_value(OpeneoJobBody::schema()).unwrap();
+        assert_eq!(budget["properties"]["max_cost"]["maximum"], MAX_COST);
+    }
+
+    #[test]
     fn task_collects_job_and_dimension_errors_together() {
         let body = json!({"title": "", "label": "openeo",
-            "service": {"endpoint": "http://127.0.0.1:9000", "application": "x"},
+            "service": {"endpoint": "http://127.0.0.1:9000", "application": "http://127.0.0.1:9000/udp.json"},
             "parameters": {}, "format": "gtiff",
             "dimension": {"name": "", "values": []}});
         let errors = parse_task_request(&body).unwrap_err();
