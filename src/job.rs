@@ -295,8 +295,8 @@ pub struct JobRequest {
 pub struct Dimension {
     /// Parameter name the values are assigned to.
     pub name: String,
-    /// One value per unit job (at least one).
-    #[schema(value_type = Vec<Object>)]
+    /// One value per unit job (at least one), each any JSON value.
+    #[schema(value_type = Vec<Value>)]
     pub values: Vec<Value>,
 }
 

@@ -547,9 +547,16 @@ async fn openapi_is_generated_and_lists_every_route() {
     for (path, codes) in [
         (
             "/upscale_tasks/{id}/cancel",
-            &["200", "404", "409", "502", "503"][..],
+            &[
+                "200", "400", "401", "403", "404", "408", "409", "413", "415", "502", "503",
+            ][..],
         ),
-        ("/upscale_tasks/{id}/retry", &["200", "404", "409"][..]),
+        (
+            "/upscale_tasks/{id}/retry",
+            &[
+                "200", "400", "401", "403", "404", "408", "409", "413", "415",
+            ][..],
+        ),
     ] {
         let responses = paths[path]["post"]["responses"].as_object().unwrap();
         let documented: Vec<&str> = responses.keys().map(String::as_str).collect();

@@ -19,31 +19,95 @@ use crate::app::{App, BackendEntry};
 use crate::auth::session::Method;
 use crate::auth::tokens::SecretString;
 use crate::auth::{LoginRequest, LoginStarted, LoginStatus};
-use crate::job::validate::check_http_url;
-use crate::job::validate::FieldError;
+use crate::job::validate::{check_http_url, http_url_schema, not_blank_schema, typed, FieldError};
 
-/// Body of `POST /auth/login`.
+/// Body of `POST /auth/login`: an interactive login (device code or browser), or a
+/// service account's client credentials. No other field is accepted.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct LoginBody {
+#[serde(untagged)]
+pub enum LoginBody {
+    /// `device` (the default) or `browser`.
+    Interactive(InteractiveLogin),
+    /// `client_credentials`: `client_id` and `client_secret` are required.
+    ClientCredentials(ClientCredentialsLogin),
+}
+
+/// A device-code or browser login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InteractiveLogin {
     /// Backend URL, e.g. `https://openeofed.dataspace.copernicus.eu`.
-    endpoint: String,
-    /// `device` (default), `browser` or `client_credentials`.
-    method: Option<String>,
+    #[schema(schema_with = http_url_schema)]
+    pub endpoint: String,
+    /// `device` (default) or `browser`.
+    #[serde(default)]
+    pub method: Option<InteractiveMethod>,
     /// A provider other than the backend's first (default).
-    provider_id: Option<String>,
-    /// A client other than the provider's default one; required for client credentials.
-    client_id: Option<String>,
-    /// Client credentials only; kept in the OS keyring, never returned.
-    client_secret: Option<String>,
+    #[serde(default)]
+    #[schema(schema_with = optional_not_blank)]
+    pub provider_id: Option<String>,
+    /// A client other than the provider's default one.
+    #[serde(default)]
+    #[schema(schema_with = optional_not_blank)]
+    pub client_id: Option<String>,
+}
+
+/// How an interactive login is made.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InteractiveMethod {
+    /// The user types a code on a page of the identity provider.
+    Device,
+    /// The user logs in in a browser, which comes back to `/auth/callback`.
+    Browser,
+}
+
+/// A service account's login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsLogin {
+    /// Backend URL.
+    #[schema(schema_with = http_url_schema)]
+    pub endpoint: String,
+    /// `client_credentials`.
+    pub method: ClientCredentialsMethod,
+    /// A provider other than the backend's first (default).
+    #[serde(default)]
+    #[schema(schema_with = optional_not_blank)]
+    pub provider_id: Option<String>,
+    /// The service account's client.
+    #[schema(schema_with = not_blank_schema)]
+    pub client_id: String,
+    /// Its secret; kept in the OS keyring, never returned.
+    #[schema(min_length = 1)]
+    pub client_secret: String,
+}
+
+/// The one method of [`ClientCredentialsLogin`].
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCredentialsMethod {
+    /// The OAuth client credentials grant.
+    ClientCredentials,
 }
 
 /// Body of `POST /auth/logout`.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct LogoutBody {
     /// Backend URL.
-    endpoint: String,
+    #[schema(schema_with = http_url_schema)]
+    pub endpoint: String,
+}
+
+/// An optional string that is not blank when given.
+fn optional_not_blank() -> utoipa::openapi::Object {
+    let mut schema = not_blank_schema();
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    schema
 }
 
 /// Backends the daemon knows (configured, used by a job, or known out of the box) with
@@ -130,7 +194,7 @@ fn parse_login(body: &Value) -> Result<LoginRequest, Problem> {
             parsed
         }
     };
-    let provider_id = text("provider_id", &mut errors);
+    text("provider_id", &mut errors);
     let client_id = text("client_id", &mut errors);
     // Not trimmed: a secret is taken as given.
     let client_secret = match obj.get("client_secret") {
@@ -163,16 +227,32 @@ fn parse_login(body: &Value) -> Result<LoginRequest, Problem> {
             "only for method client_credentials",
         ));
     }
-    match (errors.is_empty(), endpoint, method) {
-        (true, Some(endpoint), Some(method)) => Ok(LoginRequest {
-            endpoint,
-            method,
-            provider_id,
-            client_id,
-            client_secret,
-        }),
-        _ => Err(Problem::invalid(errors)),
+    if !errors.is_empty() || endpoint.is_none() || method.is_none() {
+        return Err(Problem::invalid(errors));
     }
+    // The checks above named every mistake; the typed body is what is used. Strings
+    // are trimmed as the checks read them (the secret is taken as given).
+    let trim = |s: String| s.trim().to_string();
+    let trim_opt = |s: Option<String>| s.map(trim);
+    Ok(match typed::<LoginBody>(body).map_err(Problem::invalid)? {
+        LoginBody::Interactive(b) => LoginRequest {
+            endpoint: trim(b.endpoint),
+            method: match b.method {
+                None | Some(InteractiveMethod::Device) => Method::Device,
+                Some(InteractiveMethod::Browser) => Method::Browser,
+            },
+            provider_id: trim_opt(b.provider_id),
+            client_id: trim_opt(b.client_id),
+            client_secret: None,
+        },
+        LoginBody::ClientCredentials(b) => LoginRequest {
+            endpoint: trim(b.endpoint),
+            method: Method::ClientCredentials,
+            provider_id: trim_opt(b.provider_id),
+            client_id: Some(trim(b.client_id)),
+            client_secret: Some(SecretString::new(b.client_secret)),
+        },
+    })
 }
 
 /// Where a login attempt stands: `pending`, `logged_in`, `failed` or `expired`.
@@ -272,8 +352,18 @@ pub async fn logout(
             ))
         }
     };
+    let mut errors = Vec::new();
     if let Err(reason) = check_http_url(&endpoint) {
-        return Err(Problem::invalid_field("endpoint", reason));
+        errors.push(FieldError::new("endpoint", reason));
     }
-    Ok(Json(d.logout(&endpoint).await?))
+    if let Some(obj) = body.as_object() {
+        for k in obj.keys().filter(|k| *k != "endpoint") {
+            errors.push(FieldError::new(k.clone(), "unknown field"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let body: LogoutBody = typed(&body).map_err(Problem::invalid)?;
+    Ok(Json(d.logout(body.endpoint.trim()).await?))
 }

@@ -9,7 +9,45 @@ use axum::Json;
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
 use crate::app::{App, BudgetEntry, BudgetRequest, EstimateAnswer};
-use crate::job::validate::FieldError;
+use crate::job::validate::{typed, FieldError, JobRequestBody, TaskRequestBody};
+
+/// Body of `POST /estimate`: a unit job's body or, with `dimension`, an upscale
+/// task's; the application layer reads it as one of the two.
+pub struct EstimateBody;
+
+impl utoipa::PartialSchema for EstimateBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::OneOfBuilder;
+        use utoipa::openapi::Ref;
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("JobRequestBody"))
+            .item(Ref::from_schema_name("TaskRequestBody"))
+            .description(Some(
+                "A POST /unit_jobs body, or (with `dimension`) a POST /upscale_tasks body",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EstimateBody {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "JobRequestBody".into(),
+            <JobRequestBody as utoipa::PartialSchema>::schema(),
+        ));
+        schemas.push((
+            "TaskRequestBody".into(),
+            <TaskRequestBody as utoipa::PartialSchema>::schema(),
+        ));
+        <JobRequestBody as utoipa::ToSchema>::schemas(schemas);
+        <TaskRequestBody as utoipa::ToSchema>::schemas(schemas);
+    }
+}
 
 /// The estimate of a unit job or upscale task body, without submitting it: the same
 /// body as `POST /unit_jobs` (or `POST /upscale_tasks`, recognised by `dimension`).
@@ -17,13 +55,9 @@ use crate::job::validate::FieldError;
 /// `cost_unit`) and the request's extent; `basis` says how sure it is; `budget` says
 /// whether the submission would be refused with `BudgetExceeded`.
 #[utoipa::path(post, path = "/estimate", tag = "costs",
-    request_body(content = Object, description = "A POST /unit_jobs or POST /upscale_tasks body"),
+    request_body(content = inline(EstimateBody), description = "A POST /unit_jobs or POST /upscale_tasks body"),
     responses(
         (status = 200, description = "The estimate", body = EstimateAnswer),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn estimate(
@@ -39,7 +73,6 @@ pub async fn estimate(
 #[utoipa::path(get, path = "/budgets", tag = "costs",
     responses(
         (status = 200, description = "Budgets per backend", body = Vec<BudgetEntry>),
-        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn budgets(State(d): State<App>) -> Result<Json<Vec<BudgetEntry>>, Problem> {
     Ok(Json(d.budgets().await?))
@@ -52,11 +85,7 @@ pub async fn budgets(State(d): State<App>) -> Result<Json<Vec<BudgetEntry>>, Pro
     request_body = BudgetRequest,
     responses(
         (status = 200, description = "The backend's budgets now", body = BudgetEntry),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "config.toml could not be written", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn set_budget(
@@ -67,7 +96,8 @@ pub async fn set_budget(
     Ok(Json(d.set_budget(req).await?))
 }
 
-/// Reads a `PUT /budgets` body, naming each wrong field.
+/// Reads a `PUT /budgets` body as a [`BudgetRequest`], naming each wrong field first
+/// (the ranges and the URL are the application layer's checks).
 fn parse_budget(body: &serde_json::Value) -> Result<BudgetRequest, Problem> {
     let Some(obj) = body.as_object() else {
         return Err(Problem::invalid_field("body", "must be a JSON object"));
@@ -81,38 +111,25 @@ fn parse_budget(body: &serde_json::Value) -> Result<BudgetRequest, Problem> {
             ));
         }
     }
-    let backend = match obj.get("backend") {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
+    match obj.get("backend") {
+        Some(serde_json::Value::String(_)) => {}
         None | Some(serde_json::Value::Null) => {
-            errors.push(FieldError::new("backend", "is required"));
-            None
+            errors.push(FieldError::new("backend", "is required"))
         }
-        Some(_) => {
-            errors.push(FieldError::new(
-                "backend",
-                "must be a string (the backend URL)",
-            ));
-            None
+        Some(_) => errors.push(FieldError::new(
+            "backend",
+            "must be a string (the backend URL)",
+        )),
+    }
+    for name in ["per_day", "per_month"] {
+        match obj.get(name) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(v) if v.as_f64().is_some() => {}
+            Some(_) => errors.push(FieldError::new(name, "must be a number or null")),
         }
-    };
-    let mut number = |name: &str| match obj.get(name) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => match v.as_f64() {
-            Some(x) => Some(x),
-            None => {
-                errors.push(FieldError::new(name, "must be a number or null"));
-                None
-            }
-        },
-    };
-    let per_day = number("per_day");
-    let per_month = number("per_month");
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    Ok(BudgetRequest {
-        backend: backend.unwrap_or_default(),
-        per_day,
-        per_month,
-    })
+    typed::<BudgetRequest>(body).map_err(Problem::invalid)
 }

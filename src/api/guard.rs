@@ -1,5 +1,5 @@
-//! Security of the local API, as one middleware applied to every route
-//! (DESIGN.md "Security of the local API", `reference/security.md` §1.3):
+//! Security of the local API, as one middleware applied to every route (the
+//! OpenAPI document states the answers it gives on every route: `api::document_answers`):
 //!
 //! 1. `Host` must be exactly `127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT`
 //!    (DNS rebinding); anything else, an empty host or a missing one is refused.

@@ -63,6 +63,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
             (WGS84) of the AOI's centre, snapped to multiples of the cell size, returned as \
             WGS84 polygons — not Web-Mercator metres."
     ),
+    // Types only named by query parameters, which do not register their schemas.
+    components(schemas(system::OverviewFilter)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
@@ -129,6 +131,10 @@ fn api_router(request_timeout: Duration) -> (Router<App>, utoipa::openapi::OpenA
         .routes(routes!(ws::task))
         .routes(routes!(files::file))
         .split_for_parts();
+    // Ordinary routes (not the streams) may answer 408 when a request is too slow.
+    document_answers(&mut doc, true);
+    let mut streams_doc = streams_doc;
+    document_answers(&mut streams_doc, false);
     doc.merge(streams_doc);
     add_openapi_path(&mut doc);
     let served = Arc::new(doc.clone());
@@ -154,6 +160,89 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router(REQUEST_TIMEOUT).1
 }
 
+/// Adds to every operation the answers that come from the layers every route passes
+/// through rather than from its handler, so that the document states every status a
+/// route can answer: 403 (the guard's `Host` and browser checks, on every route), 401
+/// (the token, except on the guard's public routes), 413 and 415 (the guard's and the
+/// body limit's checks of mutations), 400 (a path parameter that does not decode or is
+/// not an integer id, a body that is not JSON) and, with `timed`, 408 (the request
+/// timeout). A handler's own description of a status is kept.
+fn document_answers(doc: &mut utoipa::openapi::OpenApi, timed: bool) {
+    use utoipa::openapi::path::ParameterIn;
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let public = guard::PUBLIC_PATHS.contains(&path.as_str())
+            || guard::PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p));
+        let operations = [
+            (false, &mut item.get),
+            (true, &mut item.put),
+            (true, &mut item.post),
+            (true, &mut item.delete),
+            (false, &mut item.head),
+            (true, &mut item.patch),
+        ];
+        for (mutation, op) in operations {
+            let Some(op) = op.as_mut() else { continue };
+            let has_path_params = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| problem_response(description).into());
+            };
+            add(
+                "403",
+                "The `Host` header is not 127.0.0.1, localhost or [::1] with the daemon's \
+                 port (`HostNotAllowed`), or the request comes from a web page \
+                 (`BrowserRequestRejected`)",
+            );
+            if !public {
+                add("401", "No or a wrong API token (`Unauthorized`)");
+            }
+            if mutation {
+                add(
+                    "413",
+                    "The body is over `max_body_bytes` (`PayloadTooLarge`)",
+                );
+                add(
+                    "415",
+                    "A body or `Content-Type` that is not `application/json` (`UnsupportedMediaType`)",
+                );
+            }
+            if op.request_body.is_some() {
+                add("400", "The body is not JSON (`MalformedJson`)");
+            }
+            if has_path_params {
+                add(
+                    "400",
+                    "A path parameter that does not decode, or an id that is not an integer",
+                );
+            }
+            if timed {
+                add(
+                    "408",
+                    "The request took longer than `request_timeout_s` (`RequestTimeout`)",
+                );
+            }
+        }
+    }
+}
+
+/// A response whose body is a problem.
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            problem::PROBLEM_JSON,
+            Content::new(Some(Ref::from_schema_name("ProblemBody"))),
+        )
+        .build()
+}
+
 fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
     use utoipa::openapi::ResponseBuilder;
@@ -163,6 +252,18 @@ fn add_openapi_path(doc: &mut utoipa::openapi::OpenApi) {
         .response(
             "200",
             ResponseBuilder::new().description("OpenAPI 3.1 document"),
+        )
+        .response(
+            "401",
+            problem_response("No or a wrong API token (`Unauthorized`)"),
+        )
+        .response(
+            "403",
+            problem_response("The `Host` header or a web page's request is refused"),
+        )
+        .response(
+            "408",
+            problem_response("The request took longer than `request_timeout_s`"),
         )
         .build();
     doc.paths

@@ -21,28 +21,17 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{ApiJson, ApiQuery};
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
-use crate::job::validate::{parse_service_request, FieldError};
-use crate::job::{Label, ServiceDetails};
+use crate::job::validate::{parse_service_request, FieldError, ServiceRequestBody};
 use crate::platform::udp::ParamDescriptor;
 use crate::platform::OutputDescriptor;
-
-/// Body of `POST /params` (APEx `ParamRequest`); no other field is accepted.
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ParamsRequestBody {
-    /// Platform kind.
-    label: Label,
-    /// Backend (`endpoint`) and application (openEO: the public URL of the UDP JSON;
-    /// OGC API Processes: the process id, or the process's full URL).
-    service: ServiceDetails,
-}
 
 /// Query of `POST /params`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ParamsQuery {
     /// `service`: answer `{title, description, parameters, outputs}` instead of the
-    /// APEx list of parameters.
+    /// APEx list of parameters (`parameters`, the default).
+    #[param(pattern = "^(service|parameters)?$")]
     view: Option<String>,
 }
 
@@ -63,12 +52,12 @@ pub struct ServiceDescription {
 /// parameter, OGC process input), in the definition's order. With `?view=service`, an
 /// object with the title, description, parameters and outputs.
 #[utoipa::path(post, path = "/params", tag = "services",
-    request_body = ParamsRequestBody, params(ParamsQuery),
+    request_body = ServiceRequestBody, params(ParamsQuery),
     responses(
         (status = 200, description = "The service's parameters (or, with view=service, its description)", body = Vec<ParamDescriptor>),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The backend wants a login before it describes the service", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or `service.application` names no service", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or a query parameter given twice", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or view, or `service.application` names no service", body = ProblemBody, content_type = "application/problem+json"),
         (status = 502, description = "The service definition could not be fetched", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn params(
@@ -104,6 +93,7 @@ pub async fn params(
 mod tests {
     use super::*;
     use crate::job::validate::FieldError;
+    use crate::job::{Label, ServiceDetails};
     use serde_json::json;
 
     fn names(r: Result<(Label, ServiceDetails), Vec<FieldError>>) -> Vec<String> {

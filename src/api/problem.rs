@@ -33,6 +33,206 @@ pub fn current_request_id() -> String {
         .unwrap_or_else(|_| "-".to_string())
 }
 
+/// Every `code` a problem can carry, so that clients can match on them and the OpenAPI
+/// document lists them (`ProblemBody.code`). A code not listed here is a bug: debug
+/// builds panic on it ([`Problem::body`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum ErrorCode {
+    /// 400: a request the HTTP layer could not read
+    BadRequest,
+    /// 400: the body is not JSON (or a path segment does not decode)
+    MalformedJson,
+    /// 422 (400 for a path or query parameter): fields named in `errors`
+    InvalidParameter,
+    /// 401: no or a wrong API token
+    Unauthorized,
+    /// 403: the `Host` header is not a loopback name with the daemon's port
+    HostNotAllowed,
+    /// 403: the request came from a web page
+    BrowserRequestRejected,
+    /// 404: no such route
+    NotFound,
+    /// 404: no unit job with this id
+    JobNotFound,
+    /// 404: no upscale task with this id
+    TaskNotFound,
+    /// 404: the job has no results (yet)
+    ResultsNotAvailable,
+    /// 404: no service with this id in the catalogue
+    ServiceNotFound,
+    /// 404: no login attempt with this id
+    LoginNotFound,
+    /// 404: no such published result file
+    FileNotFound,
+    /// 405: the route does not take this method
+    MethodNotAllowed,
+    /// 408: the request took longer than `request_timeout_s`
+    RequestTimeout,
+    /// 409: the job has ended already
+    JobEnded,
+    /// 409: every sub-job of the task has ended already
+    TaskEnded,
+    /// 409: only failed or canceled jobs are retried
+    JobNotRetryable,
+    /// 409: no sub-job of the task is failed or canceled
+    NothingToRetry,
+    /// 409: the job is being sent to its backend right now
+    JobBeingSubmitted,
+    /// 409: the job has not finished
+    JobNotFinished,
+    /// 409: the job has not reached its backend yet
+    JobNotSubmitted,
+    /// 409: the job's results are in place already
+    ResultsReady,
+    /// 409: the backend needs a login
+    LoginRequired,
+    /// 409: `config.toml` could not be written
+    ConfigNotWritten,
+    /// 409: a local file could not be read or written
+    LocalIoError,
+    /// 413: the body is over `max_body_bytes`
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`
+    UnsupportedMediaType,
+    /// 416: the asked byte range is outside the file
+    RangeNotSatisfiable,
+    /// 422: the submission would overspend a budget (`budget`, `limit`, `spent`, `estimate`)
+    BudgetExceeded,
+    /// 422: the identity provider refused the login
+    LoginRefused,
+    /// 422: the login method is not supported by the provider
+    LoginNotSupported,
+    /// 431: the request headers are too large
+    HeadersTooLarge,
+    /// 500: something broke inside the daemon (the cause is in its log)
+    Internal,
+    /// 502: the backend refused or failed (its message)
+    BackendError,
+    /// 502: the service definition could not be fetched (503: the daemon cannot answer now)
+    ServiceUnavailable,
+    /// 502: the identity provider failed
+    IdentityProviderError,
+    /// 503: the backend cannot be reached
+    BackendUnreachable,
+    /// 503: the identity provider cannot be reached
+    IdentityProviderUnreachable,
+    /// 503: the OS keyring cannot be used
+    TokenStoreUnavailable,
+    /// 503: `max_event_streams` streams are open already
+    TooManyStreams,
+    /// 503 (409 for a job action): the daemon is stopping
+    ShuttingDown,
+    /// 400: a WebSocket route was asked without the upgrade
+    NotAWebSocket,
+    /// any other refusal of the HTTP layer
+    HttpError,
+}
+
+impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 44] = [
+        ErrorCode::BadRequest,
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidParameter,
+        ErrorCode::Unauthorized,
+        ErrorCode::HostNotAllowed,
+        ErrorCode::BrowserRequestRejected,
+        ErrorCode::NotFound,
+        ErrorCode::JobNotFound,
+        ErrorCode::TaskNotFound,
+        ErrorCode::ResultsNotAvailable,
+        ErrorCode::ServiceNotFound,
+        ErrorCode::LoginNotFound,
+        ErrorCode::FileNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::JobEnded,
+        ErrorCode::TaskEnded,
+        ErrorCode::JobNotRetryable,
+        ErrorCode::NothingToRetry,
+        ErrorCode::JobBeingSubmitted,
+        ErrorCode::JobNotFinished,
+        ErrorCode::JobNotSubmitted,
+        ErrorCode::ResultsReady,
+        ErrorCode::LoginRequired,
+        ErrorCode::ConfigNotWritten,
+        ErrorCode::LocalIoError,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::RangeNotSatisfiable,
+        ErrorCode::BudgetExceeded,
+        ErrorCode::LoginRefused,
+        ErrorCode::LoginNotSupported,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::Internal,
+        ErrorCode::BackendError,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::IdentityProviderError,
+        ErrorCode::BackendUnreachable,
+        ErrorCode::IdentityProviderUnreachable,
+        ErrorCode::TokenStoreUnavailable,
+        ErrorCode::TooManyStreams,
+        ErrorCode::ShuttingDown,
+        ErrorCode::NotAWebSocket,
+        ErrorCode::HttpError,
+    ];
+
+    /// The code as it is written in a problem.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BadRequest",
+            ErrorCode::MalformedJson => "MalformedJson",
+            ErrorCode::InvalidParameter => "InvalidParameter",
+            ErrorCode::Unauthorized => "Unauthorized",
+            ErrorCode::HostNotAllowed => "HostNotAllowed",
+            ErrorCode::BrowserRequestRejected => "BrowserRequestRejected",
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::JobNotFound => "JobNotFound",
+            ErrorCode::TaskNotFound => "TaskNotFound",
+            ErrorCode::ResultsNotAvailable => "ResultsNotAvailable",
+            ErrorCode::ServiceNotFound => "ServiceNotFound",
+            ErrorCode::LoginNotFound => "LoginNotFound",
+            ErrorCode::FileNotFound => "FileNotFound",
+            ErrorCode::MethodNotAllowed => "MethodNotAllowed",
+            ErrorCode::RequestTimeout => "RequestTimeout",
+            ErrorCode::JobEnded => "JobEnded",
+            ErrorCode::TaskEnded => "TaskEnded",
+            ErrorCode::JobNotRetryable => "JobNotRetryable",
+            ErrorCode::NothingToRetry => "NothingToRetry",
+            ErrorCode::JobBeingSubmitted => "JobBeingSubmitted",
+            ErrorCode::JobNotFinished => "JobNotFinished",
+            ErrorCode::JobNotSubmitted => "JobNotSubmitted",
+            ErrorCode::ResultsReady => "ResultsReady",
+            ErrorCode::LoginRequired => "LoginRequired",
+            ErrorCode::ConfigNotWritten => "ConfigNotWritten",
+            ErrorCode::LocalIoError => "LocalIoError",
+            ErrorCode::PayloadTooLarge => "PayloadTooLarge",
+            ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
+            ErrorCode::RangeNotSatisfiable => "RangeNotSatisfiable",
+            ErrorCode::BudgetExceeded => "BudgetExceeded",
+            ErrorCode::LoginRefused => "LoginRefused",
+            ErrorCode::LoginNotSupported => "LoginNotSupported",
+            ErrorCode::HeadersTooLarge => "HeadersTooLarge",
+            ErrorCode::Internal => "Internal",
+            ErrorCode::BackendError => "BackendError",
+            ErrorCode::ServiceUnavailable => "ServiceUnavailable",
+            ErrorCode::IdentityProviderError => "IdentityProviderError",
+            ErrorCode::BackendUnreachable => "BackendUnreachable",
+            ErrorCode::IdentityProviderUnreachable => "IdentityProviderUnreachable",
+            ErrorCode::TokenStoreUnavailable => "TokenStoreUnavailable",
+            ErrorCode::TooManyStreams => "TooManyStreams",
+            ErrorCode::ShuttingDown => "ShuttingDown",
+            ErrorCode::NotAWebSocket => "NotAWebSocket",
+            ErrorCode::HttpError => "HttpError",
+        }
+    }
+
+    /// The code written `s`, if there is one.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -66,6 +266,7 @@ pub struct ProblemBody {
     /// Explanation of this occurrence.
     pub detail: String,
     /// Stable machine-readable code.
+    #[schema(value_type = ErrorCode)]
     pub code: String,
     /// Id of the request, also in the daemon's log and the `X-Request-Id` header.
     pub request_id: String,
@@ -203,6 +404,11 @@ impl Problem {
 
     /// The JSON body.
     pub fn body(&self) -> ProblemBody {
+        debug_assert!(
+            ErrorCode::parse(self.code).is_some(),
+            "problem code {:?} is not an ErrorCode",
+            self.code
+        );
         ProblemBody {
             type_: format!("urn:eodispatch:problem:{}", self.code),
             title: self.title.to_string(),

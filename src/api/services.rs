@@ -66,11 +66,10 @@ fn parse_query(raw: Option<&str>) -> Result<Query, Problem> {
         ("q" = Option<String>, Query, description = "Words that must all appear in the title, description or keywords"),
         ("keyword" = Option<String>, Query, description = "A keyword the service has (case-insensitive)"),
         ("platform" = Option<String>, Query, description = "Part of the platform's id, title or URL, or of the endpoint"),
-        ("kind" = Option<String>, Query, description = "openeo or ogc_api_process"),
+        ("kind" = Option<Label>, Query, description = "openeo or ogc_api_process"),
     ),
     responses(
         (status = 200, description = "Known services", body = Vec<ServiceRecord>),
-        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Unknown query parameter or kind", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn services(
@@ -88,7 +87,6 @@ pub async fn services(
     params(("id" = String, Path, description = "The service's record id")),
     responses(
         (status = 200, description = "The service", body = ServiceDetails),
-        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No service with this id", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn service(
@@ -112,7 +110,6 @@ pub async fn service(
 #[utoipa::path(get, path = "/catalogue", tag = "services",
     responses(
         (status = 200, description = "The catalogue's sources", body = CatalogueStatus),
-        (status = 401, description = "No or a wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Unknown query parameter", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn catalogue(

@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
-use super::unit_jobs::JobRequestBody;
 use crate::app::App;
-use crate::job::validate::parse_job_request;
+use crate::job::validate::{parse_job_request, JobRequestBody};
 
 /// Process a job synchronously: the answer is the result itself.
 #[utoipa::path(post, path = "/sync_jobs", tag = "unit jobs",
@@ -20,11 +19,7 @@ use crate::job::validate::parse_job_request;
     responses(
         (status = 200, description = "The result, in the platform's media type (e.g. image/tiff)",
          headers(("X-Job-Id" = i64, description = "The job kept for this run: GET /unit_jobs/{id}"))),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The backend needs a login", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
         (status = 502, description = "The backend refused or failed (its message), or it offers no synchronous processing", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The backend is unreachable", body = ProblemBody, content_type = "application/problem+json"),

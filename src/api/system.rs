@@ -78,10 +78,31 @@ pub struct JobsStatus {
     processing_jobs: Vec<JobSummary>,
 }
 
+/// A half of the status overview (`?filter=` of `/jobs_status` and `/ws/jobs_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum OverviewFilter {
+    /// The upscale tasks.
+    Upscaling,
+    /// The unit jobs that are not part of a task.
+    Processing,
+}
+
+impl OverviewFilter {
+    /// Parses `upscaling` or `processing`.
+    pub fn parse(s: &str) -> Option<OverviewFilter> {
+        match s {
+            "upscaling" => Some(OverviewFilter::Upscaling),
+            "processing" => Some(OverviewFilter::Processing),
+            _ => None,
+        }
+    }
+}
+
 /// All tasks and stand-alone jobs with their status; `?filter=upscaling` and/or
 /// `?filter=processing` (default: both).
 #[utoipa::path(get, path = "/jobs_status", tag = "system",
-    params(("filter" = Option<Vec<String>>, Query, description = "upscaling and/or processing")),
+    params(("filter" = Option<Vec<OverviewFilter>>, Query, description = "upscaling and/or processing")),
     responses(
         (status = 200, description = "Status of everything", body = JobsStatus),
         (status = 422, description = "Unknown filter", body = ProblemBody, content_type = "application/problem+json"),
@@ -100,12 +121,12 @@ pub async fn jobs_status(
         .filter(|p| !p.is_empty())
     {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match (k, v) {
-            ("filter", "upscaling") => upscaling = true,
-            ("filter", "processing") => processing = true,
-            ("filter", other) => errors.push(FieldError::new(
+        match (k, OverviewFilter::parse(v)) {
+            ("filter", Some(OverviewFilter::Upscaling)) => upscaling = true,
+            ("filter", Some(OverviewFilter::Processing)) => processing = true,
+            ("filter", None) => errors.push(FieldError::new(
                 "filter",
-                format!("unknown filter {other:?}; use upscaling or processing"),
+                format!("unknown filter {v:?}; use upscaling or processing"),
             )),
             (other, _) => errors.push(FieldError::new(other, "unknown query parameter")),
         }

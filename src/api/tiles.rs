@@ -9,18 +9,45 @@ use utoipa::ToSchema;
 
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
-use crate::job::validate::{validate_geojson_polygon, FieldError};
+use crate::job::validate::{typed, validate_geojson_polygon, FieldError};
 use crate::tiles::{tiles, Grid};
 
-/// Body of `POST /tiles`.
+/// Body of `POST /tiles`; no other field is accepted.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
 pub struct TileRequestBody {
-    /// Area of interest: a GeoJSON Polygon in WGS84 longitude/latitude.
-    #[schema(value_type = Object)]
-    aoi: Value,
+    /// Area of interest: a GeoJSON Polygon in WGS84 longitude/latitude, its rings
+    /// closed (first position = last).
+    #[schema(schema_with = polygon_schema)]
+    pub aoi: Value,
     /// Cell size.
-    grid: Grid,
+    pub grid: Grid,
+}
+
+/// The schema of a GeoJSON Polygon in longitude/latitude: what JSON Schema can say of
+/// it (a ring's closure and its self-intersections are checked by the handler).
+fn polygon_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let position = ArrayBuilder::new()
+        .items(ObjectBuilder::new().schema_type(Type::Number))
+        .min_items(Some(2))
+        .max_items(Some(3));
+    let ring = ArrayBuilder::new().items(position).min_items(Some(4));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["Polygon"])),
+        )
+        .property(
+            "coordinates",
+            ArrayBuilder::new().items(ring).min_items(Some(1)),
+        )
+        .required("type")
+        .required("coordinates")
+        .build()
 }
 
 /// Split an AOI into grid cells. Cells are squares of exactly 20 or 250 km in the UTM
@@ -30,7 +57,7 @@ pub struct TileRequestBody {
     request_body = TileRequestBody,
     responses(
         (status = 201, description = "GeoJSON GeometryCollection of the cells", body = Object),
-        (status = 422, description = "Invalid AOI or grid", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid AOI or grid, or an AOI too large for the grid", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create(ApiJson(body): ApiJson) -> Result<(StatusCode, Json<Value>), Problem> {
     let Value::Object(map) = &body else {
@@ -71,13 +98,10 @@ pub async fn create(ApiJson(body): ApiJson) -> Result<(StatusCode, Json<Value>),
         None => errors.push(FieldError::new("aoi", "is required")),
         Some(aoi) => errors.extend(validate_geojson_polygon("aoi", aoi)),
     }
-    if !errors.is_empty() {
+    if !errors.is_empty() || grid.is_none() {
         return Err(Problem::invalid(errors));
     }
-    let (Some(grid), Some(aoi)) = (grid, map.get("aoi")) else {
-        return Err(Problem::invalid_field("aoi", "is required"));
-    };
-    let aoi = aoi.clone();
+    let TileRequestBody { aoi, grid } = typed(&body).map_err(Problem::invalid)?;
     let cells = tokio::task::spawn_blocking(move || tiles(&aoi, grid))
         .await
         .map_err(|e| Problem::internal(&e))??;

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::extract::{ApiJson, ApiQuery, Id};
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
-use crate::job::validate::{parse_job_request, FieldError};
-use crate::job::{Job, Label, OutputFormat, ServiceDetails, Status};
+use crate::job::validate::{parse_job_request, FieldError, JobRequestBody};
+use crate::job::{Job, Status};
 use crate::store::JobFilter;
 
 /// Default page size of `GET /unit_jobs`.
@@ -21,35 +21,18 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size of `GET /unit_jobs`.
 pub const MAX_LIMIT: u32 = 10_000;
 
-/// Body of `POST /unit_jobs` (APEx `BaseJobRequest`); every field is required and no
-/// other field is accepted.
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct JobRequestBody {
-    /// Human title, also sent to the backend.
-    title: String,
-    /// Platform kind.
-    label: Label,
-    /// Backend (`endpoint`, http or https) and application (openEO: UDP URL; OGC: process id).
-    service: ServiceDetails,
-    /// Parameters of the service. Bounding boxes (`{west, south, east, north, crs?}`),
-    /// GeoJSON polygons and temporal intervals (`["2023-05-01", "2023-09-30"]`) are
-    /// validated.
-    #[schema(value_type = Object)]
-    parameters: serde_json::Value,
-    /// Output format.
-    format: OutputFormat,
-}
-
 /// Query of `GET /unit_jobs`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs with this status.
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
     /// Page size (default 100, at most 10 000).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 10000)]
     limit: Option<String>,
     /// Jobs to skip.
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 4294967295_u64)]
     offset: Option<String>,
 }
 
@@ -60,15 +43,14 @@ pub struct ListQuery {
 /// makes two jobs); another body with that key is a 422.
 #[utoipa::path(post, path = "/unit_jobs", tag = "unit jobs",
     request_body = JobRequestBody,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
             description = "Makes retries safe: the same key and body answer the job created the first time")),
     responses(
         (status = 201, description = "Job accepted", body = Job,
          headers(("Location" = String, description = "URL of the new job"))),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the job would overspend a budget (`BudgetExceeded`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The backend wants a login before it describes the service (`LoginRequired`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The service definition could not be fetched (`ServiceUnavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(d): State<App>,
@@ -114,6 +96,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 #[utoipa::path(get, path = "/unit_jobs", tag = "unit jobs", params(ListQuery),
     responses(
         (status = 200, description = "Jobs, newest first", body = Vec<Job>),
+        (status = 400, description = "A query parameter given twice", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Invalid query", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -182,6 +165,9 @@ pub async fn get_one(State(d): State<App>, Id(id): Id) -> Result<Json<Job>, Prob
     responses(
         (status = 204, description = "Job forgotten"),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job is being sent to its backend right now (try again), or its backend needs a login to cancel it", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The backend refused to cancel the job", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The backend cannot be reached", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn delete(State(d): State<App>, Id(id): Id) -> Result<StatusCode, Problem> {
     d.delete_job(id).await?;
@@ -195,7 +181,9 @@ pub async fn delete(State(d): State<App>, Id(id): Id) -> Result<StatusCode, Prob
     responses(
         (status = 200, description = "The canceled job", body = Job),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The job has ended already", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job has ended already (`JobEnded`), is being sent right now, or its backend needs a login to cancel it", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The backend refused to cancel the job", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The backend cannot be reached", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(State(d): State<App>, Id(id): Id) -> Result<Json<Job>, Problem> {
     Ok(Json(d.cancel_job(id).await?))
@@ -259,6 +247,7 @@ pub struct LogsQuery {
     /// Id of the last entry already seen.
     offset: Option<String>,
     /// Minimum level: `error`, `warning`, `info` or `debug`.
+    #[param(pattern = "^(error|warning|info|debug)$")]
     level: Option<String>,
 }
 
@@ -269,7 +258,11 @@ pub struct LogsQuery {
     responses(
         (status = 200, description = "Log entries", body = Object),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "Not submitted yet", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "A query parameter given twice", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Not submitted yet, or the backend needs a login", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown level", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The backend refused or failed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The backend cannot be reached", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn logs(
     State(d): State<App>,

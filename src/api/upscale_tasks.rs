@@ -8,44 +8,21 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use super::extract::{ApiJson, Id};
 use super::problem::{Problem, ProblemBody};
 use crate::app::App;
-use crate::job::validate::parse_task_request;
-use crate::job::{Dimension, Label, OutputFormat, ServiceDetails, Task, TaskSummary};
-
-/// Body of `POST /upscale_tasks` (APEx `UpscalingTaskRequest`).
-#[derive(Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct TaskRequestBody {
-    /// Title; sub-jobs are titled `"<title> - Processing Job <n>"`.
-    title: String,
-    /// Platform kind.
-    label: Label,
-    /// Backend and application.
-    service: ServiceDetails,
-    /// Parameters shared by every sub-job.
-    #[schema(value_type = Object)]
-    parameters: serde_json::Value,
-    /// Output format.
-    format: OutputFormat,
-    /// `{name, values}`: sub-job n gets `parameters[name] = values[n]`.
-    dimension: Dimension,
-    /// *ext* How the tiles' rasters are mosaicked in the task folder: `vrt` or `cog`
-    /// (default: `mosaic` of `config.toml`).
-    mosaic: Option<crate::job::MosaicKind>,
-}
+use crate::job::validate::{parse_task_request, TaskRequestBody};
+use crate::job::{Task, TaskSummary};
 
 /// Create an upscale task and its unit jobs.
 #[utoipa::path(post, path = "/upscale_tasks", tag = "upscale tasks",
     request_body = TaskRequestBody,
     responses(
         (status = 201, description = "Task accepted, with its jobs", body = Task),
-        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The backend wants a login before it describes the service (`LoginRequired`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the task would overspend a budget (`BudgetExceeded`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The service definition could not be fetched (`ServiceUnavailable`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create(State(d): State<App>, ApiJson(body): ApiJson) -> Result<Response, Problem> {
     let req = parse_task_request(&body).map_err(Problem::invalid)?;

@@ -26,7 +26,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::Id;
 use super::problem::{Problem, ProblemBody};
-use super::system::overview;
+use super::system::{overview, OverviewFilter};
 use crate::app::{App, AppError};
 use crate::events::Event;
 use crate::job::validate::FieldError;
@@ -121,12 +121,14 @@ fn parse_query(query: Option<&str>, overview: bool) -> Result<(f64, bool, bool),
                 "send the API token in the Authorization header (Bearer), not in the URL, \
                  where it would end up in logs",
             )),
-            ("filter", "upscaling") if overview => upscaling = true,
-            ("filter", "processing") if overview => processing = true,
-            ("filter", other) if overview => errors.push(FieldError::new(
-                "filter",
-                format!("unknown filter {other:?}; use upscaling or processing"),
-            )),
+            ("filter", v) if overview => match OverviewFilter::parse(v) {
+                Some(OverviewFilter::Upscaling) => upscaling = true,
+                Some(OverviewFilter::Processing) => processing = true,
+                None => errors.push(FieldError::new(
+                    "filter",
+                    format!("unknown filter {v:?}; use upscaling or processing"),
+                )),
+            },
             (other, _) => errors.push(FieldError::new(other, "unknown query parameter")),
         }
     }
@@ -142,13 +144,12 @@ fn parse_query(query: Option<&str>, overview: bool) -> Result<(f64, bool, bool),
 /// The `/jobs_status` overview as a WebSocket stream (APEx `WSStatusMessage`s).
 #[utoipa::path(get, path = "/ws/jobs_status", tag = "system",
     params(
-        ("interval" = Option<f64>, Query, description = "Longest time between two status frames, seconds (default 10)"),
-        ("filter" = Option<Vec<String>>, Query, description = "upscaling and/or processing"),
+        ("interval" = Option<f64>, Query, minimum = 0.5, maximum = 3600, description = "Longest time between two status frames, seconds (default 10)"),
+        ("filter" = Option<Vec<OverviewFilter>>, Query, description = "upscaling and/or processing"),
     ),
     responses(
         (status = 101, description = "WebSocket of {type: init|loading|status|error, data, message} frames; data of status frames as GET /jobs_status"),
         (status = 400, description = "Not a WebSocket upgrade", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Bad query (a `token` in the URL, an unknown filter, a bad interval)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Too many streams open", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -173,12 +174,11 @@ pub async fn jobs_status(
 #[utoipa::path(get, path = "/ws/upscale_tasks/{id}", tag = "upscale tasks",
     params(
         ("id" = i64, Path, description = "Task id"),
-        ("interval" = Option<f64>, Query, description = "Longest time between two status frames, seconds (default 10)"),
+        ("interval" = Option<f64>, Query, minimum = 0.5, maximum = 3600, description = "Longest time between two status frames, seconds (default 10)"),
     ),
     responses(
         (status = 101, description = "WebSocket of {type, data, message, task_id} frames; data of status frames as GET /upscale_tasks/{id}; an unknown task gets an error frame and close 1011 TASK_NOT_FOUND"),
         (status = 400, description = "Not a WebSocket upgrade, or a bad id", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong API token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Bad query", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Too many streams open", body = ProblemBody, content_type = "application/problem+json"),
     ))]

@@ -41,10 +41,16 @@ pub struct BudgetEntry {
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
     /// The backend URL (http or https).
+    #[schema(schema_with = crate::job::validate::http_url_schema)]
     pub backend: String,
-    /// The most all its jobs may cost per UTC day.
+    /// The most all its jobs may cost per UTC day (0 to 1e12; `null` or absent: none).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1e12)]
     pub per_day: Option<f64>,
-    /// The most all its jobs may cost per calendar month.
+    /// The most all its jobs may cost per calendar month (0 to 1e12; `null` or absent:
+    /// none).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1e12)]
     pub per_month: Option<f64>,
 }
 

@@ -25,7 +25,7 @@
 //!   Anything else is accepted as is: the service's own parameter schema (the UDP)
 //!   is checked later, against the backend.
 //!
-//! # Decisions (security.md §5.1)
+//! # Decisions
 //!
 //! - A geographic box with `west > east` would cross the antimeridian: rejected with a
 //!   message asking to split it into two boxes, never swapped or widened.
@@ -39,16 +39,40 @@
 //!   says how many more there were, so that a huge geometry in the wrong CRS does
 //!   not produce a response as large as the request.
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use utoipa::ToSchema;
 
-use super::{Dimension, JobRequest, Label, OutputFormat, ServiceDetails, TaskRequest};
+use super::{Dimension, JobRequest, Label, MosaicKind, OutputFormat, ServiceDetails, TaskRequest};
 
 /// Longest accepted `title`, in characters.
 pub const MAX_TITLE_LEN: usize = 500;
 
 /// Most values accepted in an upscale task's `dimension.values` (one unit job each).
 pub const MAX_DIMENSION_VALUES: usize = 10_000;
+
+/// Largest accepted `max_cost` (and budget), in the backend's currency.
+pub const MAX_COST: f64 = 1e12;
+
+/// What "not blank" means for titles, names and ids, as a pattern (ECMA-262, also read
+/// by Python's `re`): at least one character that is not white space in Unicode's
+/// sense (what `str::trim` removes).
+pub const NOT_BLANK_PATTERN: &str =
+    r"[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// What [`check_http_url`] accepts, as a pattern (ECMA-262, also read by Python's
+/// `re`), so that the OpenAPI document states the same rule: `http` or `https` in any
+/// case, `://`, a host (an IPv6 literal in brackets, or letters, digits, `-._~%` and
+/// non-ASCII letters) with an optional port up to 65535, then a path, query or
+/// fragment without white space or control characters.
+pub const HTTP_URL_PATTERN: &str = concat!(
+    r"^[Hh][Tt][Tt][Pp][Ss]?://",
+    r"(?:\[[0-9A-Fa-f:.]+\]|[^\x00-\x24\x26-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7d\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)",
+    r"(?::(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(?:[/?#][^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?$",
+);
 
 /// Most field errors returned for one request; the rest are summarised in one entry.
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -117,46 +141,365 @@ impl FieldError {
     }
 }
 
-/// Parses and validates a `POST /unit_jobs` body.
+// ---------------------------------------------------------------------------------
+// Request bodies: what handlers read, and what `/openapi.json` says of them
+// ---------------------------------------------------------------------------------
+
+/// The label `openeo` (one value, so that a body's schema can depend on its label).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpeneoLabel {
+    /// An openEO backend running a user-defined process given by URL.
+    Openeo,
+}
+
+/// The label `ogc_api_process`.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OgcLabel {
+    /// An OGC API Processes server.
+    OgcApiProcess,
+}
+
+/// Declares the body of a job (and, with `dimension`, of a task) for one label, with
+/// the service it takes: the fields are the same for both labels, the rules of
+/// `service.application` differ.
+macro_rules! job_bodies {
+    ($(#[$meta:meta])* $job:ident, $(#[$tmeta:meta])* $task:ident, $label:ty, $service:ty) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $job {
+            /// Human title, also sent to the backend (1 to 500 characters, not blank).
+            #[schema(schema_with = title_schema)]
+            pub title: String,
+            /// Platform kind.
+            pub label: $label,
+            /// Backend and application.
+            pub service: $service,
+            /// Parameters of the service. Bounding boxes (`{west, south, east, north,
+            /// crs?}`), GeoJSON objects and temporal intervals (`["2023-05-01",
+            /// "2023-09-30"]`) are validated; the service's definition checks the rest.
+            #[schema(value_type = Object)]
+            pub parameters: Map<String, Value>,
+            /// Output format.
+            pub format: OutputFormat,
+            /// *ext* The most the job may cost, in the backend's currency (0 to 1e12;
+            /// `null`: no limit).
+            #[serde(default)]
+            #[schema(minimum = 0, maximum = 1e12)]
+            pub max_cost: Option<f64>,
+        }
+
+        $(#[$tmeta])*
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $task {
+            /// Title; sub-jobs are titled `"<title> - Processing Job <n>"` (1 to 500
+            /// characters, not blank).
+            #[schema(schema_with = title_schema)]
+            pub title: String,
+            /// Platform kind.
+            pub label: $label,
+            /// Backend and application.
+            pub service: $service,
+            /// Parameters shared by every sub-job (checked as for a unit job).
+            #[schema(value_type = Object)]
+            pub parameters: Map<String, Value>,
+            /// Output format.
+            pub format: OutputFormat,
+            /// `{name, values}`: sub-job n gets `parameters[name] = values[n]`.
+            pub dimension: DimensionBody,
+            /// *ext* How the tiles' rasters are mosaicked in the task folder (default:
+            /// `mosaic` of `config.toml`).
+            #[serde(default)]
+            pub mosaic: Option<MosaicKind>,
+            /// *ext* The most each sub-job may cost, in the backend's currency (0 to 1e12).
+            #[serde(default)]
+            #[schema(minimum = 0, maximum = 1e12)]
+            pub max_cost: Option<f64>,
+        }
+    };
+}
+
+job_bodies!(
+    /// A unit job of an openEO user-defined process.
+    OpeneoJobBody,
+    /// An upscale task of an openEO user-defined process.
+    OpeneoTaskBody,
+    OpeneoLabel,
+    UdpServiceBody
+);
+job_bodies!(
+    /// A unit job of an OGC API Processes process.
+    OgcJobBody,
+    /// An upscale task of an OGC API Processes process.
+    OgcTaskBody,
+    OgcLabel,
+    ServiceBody
+);
+
+/// Body of `POST /unit_jobs`, `POST /sync_jobs` and `POST /estimate` (APEx
+/// `BaseJobRequest`, plus *ext* `max_cost`): `title`, `label`, `service`,
+/// `parameters`, `format`; no other field is accepted. For `openeo` the application is
+/// the public http(s) URL of the UDP JSON; for `ogc_api_process` the process id (or
+/// the process's URL).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobRequestBody {
+    /// `label: openeo`.
+    Openeo(OpeneoJobBody),
+    /// `label: ogc_api_process`.
+    OgcApiProcess(OgcJobBody),
+}
+
+/// Body of `POST /upscale_tasks` (APEx `UpscalingTaskRequest`, plus *ext* `max_cost`
+/// and `mosaic`): a job's fields and `dimension`; no other field is accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TaskRequestBody {
+    /// `label: openeo`.
+    Openeo(OpeneoTaskBody),
+    /// `label: ogc_api_process`.
+    OgcApiProcess(OgcTaskBody),
+}
+
+/// Where a requested service runs (APEx `ServiceDetails`); no other field is accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceBody {
+    /// Backend base URL: absolute http(s), with a host, without credentials.
+    #[schema(schema_with = http_url_schema)]
+    pub endpoint: String,
+    /// openEO: the public URL of the UDP JSON; OGC API Processes: the process id.
+    #[schema(schema_with = not_blank_schema)]
+    pub application: String,
+    /// Optional deployment namespace (OGC API Processes).
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// The dimension of an upscale task; no other field is accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionBody {
+    /// Parameter name the values are assigned to (not blank).
+    #[schema(schema_with = not_blank_schema)]
+    pub name: String,
+    /// One value per unit job (1 to 10 000), each checked as the parameter `name`.
+    #[schema(value_type = Vec<Value>, min_items = 1, max_items = 10000)]
+    pub values: Vec<Value>,
+}
+
+/// Body of `POST /params` (APEx `ParamRequest`): the service to describe. For openEO
+/// the application must be the public http(s) URL of the UDP JSON; for OGC API
+/// Processes it is the process id (or the process's full URL).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ServiceRequestBody {
+    /// An openEO user-defined process.
+    Openeo(OpeneoServiceRequest),
+    /// An OGC API Processes process.
+    OgcApiProcess(OgcServiceRequest),
+}
+
+/// `POST /params` for an openEO UDP; no other field is accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpeneoServiceRequest {
+    /// Platform kind.
+    pub label: OpeneoLabel,
+    /// Backend and the URL of the UDP.
+    pub service: UdpServiceBody,
+}
+
+/// `POST /params` for an OGC API Processes process; no other field is accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OgcServiceRequest {
+    /// Platform kind.
+    pub label: OgcLabel,
+    /// Backend and process.
+    pub service: ServiceBody,
+}
+
+/// Where an openEO UDP is (`POST /params`); no other field is accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UdpServiceBody {
+    /// Backend base URL: absolute http(s), with a host, without credentials.
+    #[schema(schema_with = http_url_schema)]
+    pub endpoint: String,
+    /// The public http(s) URL of the UDP JSON.
+    #[schema(schema_with = http_url_schema)]
+    pub application: String,
+    /// Ignored by openEO.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl ServiceRequestBody {
+    /// The label and service it names.
+    pub fn into_parts(self) -> (Label, ServiceDetails) {
+        match self {
+            ServiceRequestBody::Openeo(b) => (Label::Openeo, b.service.into()),
+            ServiceRequestBody::OgcApiProcess(b) => (Label::OgcApiProcess, b.service.into()),
+        }
+    }
+}
+
+impl From<ServiceBody> for ServiceDetails {
+    fn from(s: ServiceBody) -> ServiceDetails {
+        ServiceDetails {
+            endpoint: s.endpoint,
+            namespace: s.namespace,
+            application: s.application,
+        }
+    }
+}
+
+impl From<UdpServiceBody> for ServiceDetails {
+    fn from(s: UdpServiceBody) -> ServiceDetails {
+        ServiceDetails {
+            endpoint: s.endpoint,
+            namespace: s.namespace,
+            application: s.application,
+        }
+    }
+}
+
+impl From<JobRequestBody> for JobRequest {
+    fn from(b: JobRequestBody) -> JobRequest {
+        let (label, title, service, parameters, format, max_cost) = match b {
+            JobRequestBody::Openeo(b) => (
+                Label::Openeo,
+                b.title,
+                b.service.into(),
+                b.parameters,
+                b.format,
+                b.max_cost,
+            ),
+            JobRequestBody::OgcApiProcess(b) => (
+                Label::OgcApiProcess,
+                b.title,
+                b.service.into(),
+                b.parameters,
+                b.format,
+                b.max_cost,
+            ),
+        };
+        JobRequest {
+            title,
+            label,
+            service,
+            parameters,
+            format,
+            max_cost,
+            estimate: None,
+        }
+    }
+}
+
+impl From<TaskRequestBody> for TaskRequest {
+    fn from(b: TaskRequestBody) -> TaskRequest {
+        let (job, dimension, mosaic) = match b {
+            TaskRequestBody::Openeo(b) => (
+                JobRequestBody::Openeo(OpeneoJobBody {
+                    title: b.title,
+                    label: b.label,
+                    service: b.service,
+                    parameters: b.parameters,
+                    format: b.format,
+                    max_cost: b.max_cost,
+                }),
+                b.dimension,
+                b.mosaic,
+            ),
+            TaskRequestBody::OgcApiProcess(b) => (
+                JobRequestBody::OgcApiProcess(OgcJobBody {
+                    title: b.title,
+                    label: b.label,
+                    service: b.service,
+                    parameters: b.parameters,
+                    format: b.format,
+                    max_cost: b.max_cost,
+                }),
+                b.dimension,
+                b.mosaic,
+            ),
+        };
+        TaskRequest {
+            job: job.into(),
+            dimension: Dimension {
+                name: dimension.name,
+                values: dimension.values,
+            },
+            mosaic,
+            tile_estimates: Vec::new(),
+        }
+    }
+}
+
+/// The schema of a string [`check_http_url`] accepts.
+pub fn http_url_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(HTTP_URL_PATTERN))
+        .examples([Value::from("https://openeo.example.org")])
+        .build()
+}
+
+/// The schema of a string that must not be blank ([`NOT_BLANK_PATTERN`]).
+pub fn not_blank_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .pattern(Some(NOT_BLANK_PATTERN))
+        .build()
+}
+
+/// The schema of a title: not blank, at most [`MAX_TITLE_LEN`] characters.
+pub fn title_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_TITLE_LEN))
+        .pattern(Some(NOT_BLANK_PATTERN))
+        .build()
+}
+
+/// Parses and validates a `POST /unit_jobs` (or `POST /sync_jobs`) body: every mistake
+/// is collected first, then the body is read as a [`JobRequestBody`].
 pub fn parse_job_request(body: &Value) -> Result<JobRequest, Vec<FieldError>> {
     let Some(obj) = body.as_object() else {
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
     };
     let mut errors = Vec::new();
-    let job = parse_job_fields(obj, &mut errors);
+    check_job_fields(obj, &mut errors);
     reject_unknown_fields("", obj, &JOB_FIELDS, &mut errors);
-    finish(job, errors)
+    finish(errors)?;
+    typed::<JobRequestBody>(body).map(JobRequest::from)
 }
 
-/// Parses and validates a `POST /upscale_tasks` body.
+/// Parses and validates a `POST /upscale_tasks` body (a [`TaskRequestBody`]).
 pub fn parse_task_request(body: &Value) -> Result<TaskRequest, Vec<FieldError>> {
     let Some(obj) = body.as_object() else {
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
     };
     let mut errors = Vec::new();
-    let job = parse_job_fields(obj, &mut errors);
-    let dimension = parse_dimension(obj.get("dimension"), &mut errors);
-    let mosaic = match obj.get("mosaic") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_str().and_then(super::MosaicKind::parse) {
-            Some(k) => Some(k),
-            None => {
+    check_job_fields(obj, &mut errors);
+    check_dimension(obj.get("dimension"), &mut errors);
+    match obj.get("mosaic") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            if v.as_str().and_then(super::MosaicKind::parse).is_none() {
                 errors.push(FieldError::new("mosaic", "must be \"vrt\" or \"cog\""));
-                None
             }
-        },
-    };
+        }
+    }
     reject_unknown_fields("", obj, &TASK_FIELDS, &mut errors);
-    let task = match (job, dimension) {
-        (Some(job), Some(dimension)) => Some(TaskRequest {
-            job,
-            dimension,
-            mosaic,
-            tile_estimates: Vec::new(),
-        }),
-        _ => None,
-    };
-    finish(task, errors)
+    finish(errors)?;
+    typed::<TaskRequestBody>(body).map(TaskRequest::from)
 }
 
 /// Validates one parameter value by its shape (bounding box, GeoJSON, temporal
@@ -435,9 +778,9 @@ pub fn validate_temporal_interval(name: &str, v: &Value) -> Vec<FieldError> {
 // Request structure
 // ---------------------------------------------------------------------------------
 
-/// Checks the fields shared by jobs and tasks; `None` when any is unusable.
-fn parse_job_fields(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<JobRequest> {
-    let title = parse_title(obj.get("title"), errors);
+/// Checks the fields shared by jobs and tasks.
+fn check_job_fields(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    check_title(obj.get("title"), errors);
     let label = parse_enum(
         "label",
         obj.get("label"),
@@ -445,65 +788,49 @@ fn parse_job_fields(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> O
         Label::parse,
         errors,
     );
-    let service = parse_service(obj.get("service"), false, errors);
-    let parameters = parse_parameters(obj.get("parameters"), errors);
-    let format = parse_enum(
+    // openEO runs a UDP given by its URL; an OGC process is named by id or URL.
+    check_service(obj.get("service"), label == Some(Label::Openeo), errors);
+    check_parameters(obj.get("parameters"), errors);
+    parse_enum(
         "format",
         obj.get("format"),
         &OutputFormat::ALL.map(OutputFormat::as_str),
         OutputFormat::parse,
         errors,
     );
-    let max_cost = parse_max_cost(obj.get("max_cost"), errors);
-    Some(JobRequest {
-        title: title?,
-        label: label?,
-        service: service?,
-        parameters: parameters?,
-        format: format?,
-        max_cost: max_cost?,
-        estimate: None,
-    })
+    check_max_cost(obj.get("max_cost"), errors);
 }
 
-/// `max_cost`: absent, `null` or a finite number ≥ 0 (`Some(None)`: no limit).
-fn parse_max_cost(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Option<f64>> {
+/// `max_cost`: absent, `null` or a finite number from 0 to [`MAX_COST`].
+fn check_max_cost(v: Option<&Value>, errors: &mut Vec<FieldError>) {
     match v {
-        None | Some(Value::Null) => Some(None),
+        None | Some(Value::Null) => {}
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(x) if x.is_finite() && (0.0..=1e12).contains(&x) => Some(Some(x)),
-            _ => {
-                errors.push(FieldError::new(
-                    "max_cost",
-                    "must be a number from 0 to 1e12 (in the backend's currency)",
-                ));
-                None
-            }
-        },
-        Some(other) => {
-            errors.push(FieldError::new(
+            Some(x) if x.is_finite() && (0.0..=MAX_COST).contains(&x) => {}
+            _ => errors.push(FieldError::new(
                 "max_cost",
-                format!("must be a number or null, not {}", kind(other)),
-            ));
-            None
-        }
+                "must be a number from 0 to 1e12 (in the backend's currency)",
+            )),
+        },
+        Some(other) => errors.push(FieldError::new(
+            "max_cost",
+            format!("must be a number or null, not {}", kind(other)),
+        )),
     }
 }
 
-fn parse_title(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<String> {
-    let title = required_string("title", v, errors)?;
+fn check_title(v: Option<&Value>, errors: &mut Vec<FieldError>) {
+    let Some(title) = required_string("title", v, errors) else {
+        return;
+    };
     let len = title.chars().count();
     if title.trim().is_empty() {
         errors.push(FieldError::new("title", "must not be empty"));
-        None
     } else if len > MAX_TITLE_LEN {
         errors.push(FieldError::new(
             "title",
             format!("is too long: {len} characters, at most {MAX_TITLE_LEN}"),
         ));
-        None
-    } else {
-        Some(title.to_owned())
     }
 }
 
@@ -550,8 +877,8 @@ fn parse_enum<T>(
 }
 
 /// Parses a `POST /params` body `{label, service: {endpoint, application,
-/// namespace?}}`, collecting every mistake; for openEO the application must be the
-/// public http(s) URL of the UDP.
+/// namespace?}}` (a [`ServiceRequestBody`]), collecting every mistake; for openEO the
+/// application must be the public http(s) URL of the UDP.
 pub fn parse_service_request(body: &Value) -> Result<(Label, ServiceDetails), Vec<FieldError>> {
     let Some(obj) = body.as_object() else {
         return Err(vec![FieldError::new("body", "must be a JSON object")]);
@@ -564,31 +891,27 @@ pub fn parse_service_request(body: &Value) -> Result<(Label, ServiceDetails), Ve
         Label::parse,
         &mut errors,
     );
-    let service = parse_service(
+    check_service(
         obj.get("service"),
         label == Some(Label::Openeo),
         &mut errors,
     );
     reject_unknown_fields("", obj, &["label", "service"], &mut errors);
-    match (label, service) {
-        (Some(label), Some(service)) if errors.is_empty() => Ok((label, service)),
-        _ => Err(errors),
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    typed::<ServiceRequestBody>(body).map(ServiceRequestBody::into_parts)
 }
 
 /// `service`; with `application_is_url`, the application must be an http(s) URL.
-fn parse_service(
-    v: Option<&Value>,
-    application_is_url: bool,
-    errors: &mut Vec<FieldError>,
-) -> Option<ServiceDetails> {
+fn check_service(v: Option<&Value>, application_is_url: bool, errors: &mut Vec<FieldError>) {
     let m = match v {
         None | Some(Value::Null) => {
             errors.push(FieldError::new(
                 "service",
                 "is required: {endpoint, application, namespace?}",
             ));
-            return None;
+            return;
         }
         Some(Value::Object(m)) => m,
         Some(other) => {
@@ -599,82 +922,55 @@ fn parse_service(
                     kind(other)
                 ),
             ));
-            return None;
+            return;
         }
     };
-    let endpoint = required_string("service.endpoint", m.get("endpoint"), errors).and_then(|e| {
-        match check_http_url(e) {
-            Ok(()) => Some(e.to_owned()),
-            Err(reason) => {
-                errors.push(FieldError::new("service.endpoint", reason));
-                None
+    if let Some(e) = required_string("service.endpoint", m.get("endpoint"), errors) {
+        if let Err(reason) = check_http_url(e) {
+            errors.push(FieldError::new("service.endpoint", reason));
+        }
+    }
+    if let Some(a) = required_string("service.application", m.get("application"), errors) {
+        if a.trim().is_empty() {
+            errors.push(FieldError::new("service.application", "must not be empty"));
+        } else if application_is_url {
+            if let Err(reason) = check_http_url(a) {
+                errors.push(FieldError::new(
+                    "service.application",
+                    format!("{reason}: the public URL of the openEO UDP JSON"),
+                ));
             }
         }
-    });
-    let application = required_string("service.application", m.get("application"), errors)
-        .and_then(|a| {
-            if a.trim().is_empty() {
-                errors.push(FieldError::new("service.application", "must not be empty"));
-                return None;
-            }
-            if application_is_url {
-                if let Err(reason) = check_http_url(a) {
-                    errors.push(FieldError::new(
-                        "service.application",
-                        format!("{reason}: the public URL of the openEO UDP JSON"),
-                    ));
-                    return None;
-                }
-            }
-            Some(a.to_owned())
-        });
-    let namespace = match m.get("namespace") {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => Some(Some(s.clone())),
-        Some(other) => {
-            errors.push(FieldError::new(
-                "service.namespace",
-                format!("must be a string or null, not {}", kind(other)),
-            ));
-            None
-        }
-    };
+    }
+    match m.get("namespace") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(other) => errors.push(FieldError::new(
+            "service.namespace",
+            format!("must be a string or null, not {}", kind(other)),
+        )),
+    }
     reject_unknown_fields("service", m, &SERVICE_FIELDS, errors);
-    Some(ServiceDetails {
-        endpoint: endpoint?,
-        namespace: namespace?,
-        application: application?,
-    })
 }
 
-fn parse_parameters(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Map<String, Value>> {
+fn check_parameters(v: Option<&Value>, errors: &mut Vec<FieldError>) {
     match v {
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new(
-                "parameters",
-                "is required (a JSON object, {} for none)",
-            ));
-            None
-        }
-        Some(Value::Object(m)) => {
-            errors.extend(validate_parameters("parameters", m));
-            Some(m.clone())
-        }
-        Some(other) => {
-            errors.push(FieldError::new(
-                "parameters",
-                format!("must be a JSON object, not {}", kind(other)),
-            ));
-            None
-        }
+        None | Some(Value::Null) => errors.push(FieldError::new(
+            "parameters",
+            "is required (a JSON object, {} for none)",
+        )),
+        Some(Value::Object(m)) => errors.extend(validate_parameters("parameters", m)),
+        Some(other) => errors.push(FieldError::new(
+            "parameters",
+            format!("must be a JSON object, not {}", kind(other)),
+        )),
     }
 }
 
-fn parse_dimension(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Dimension> {
+fn check_dimension(v: Option<&Value>, errors: &mut Vec<FieldError>) {
     let m = match v {
         None | Some(Value::Null) => {
             errors.push(FieldError::new("dimension", "is required: {name, values}"));
-            return None;
+            return;
         }
         Some(Value::Object(m)) => m,
         Some(other) => {
@@ -682,63 +978,42 @@ fn parse_dimension(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Di
                 "dimension",
                 format!("must be an object {{name, values}}, not {}", kind(other)),
             ));
-            return None;
+            return;
         }
     };
-    let name = required_string("dimension.name", m.get("name"), errors).and_then(|n| {
-        if n.trim().is_empty() {
-            errors.push(FieldError::new("dimension.name", "must not be empty"));
-            None
-        } else {
-            Some(n.to_owned())
-        }
-    });
-    let values = match m.get("values") {
-        None | Some(Value::Null) => {
-            errors.push(FieldError::new(
-                "dimension.values",
-                "is required (one value per unit job)",
-            ));
-            None
-        }
-        Some(Value::Array(a)) if a.is_empty() => {
-            errors.push(FieldError::new(
-                "dimension.values",
-                "must not be empty: give at least one value",
-            ));
-            None
-        }
-        Some(Value::Array(a)) if a.len() > MAX_DIMENSION_VALUES => {
-            errors.push(FieldError::new(
-                "dimension.values",
-                format!(
-                    "has too many values: {}, at most {MAX_DIMENSION_VALUES}",
-                    a.len()
-                ),
-            ));
-            None
-        }
+    let name = required_string("dimension.name", m.get("name"), errors);
+    if name.is_some_and(|n| n.trim().is_empty()) {
+        errors.push(FieldError::new("dimension.name", "must not be empty"));
+    }
+    match m.get("values") {
+        None | Some(Value::Null) => errors.push(FieldError::new(
+            "dimension.values",
+            "is required (one value per unit job)",
+        )),
+        Some(Value::Array(a)) if a.is_empty() => errors.push(FieldError::new(
+            "dimension.values",
+            "must not be empty: give at least one value",
+        )),
+        Some(Value::Array(a)) if a.len() > MAX_DIMENSION_VALUES => errors.push(FieldError::new(
+            "dimension.values",
+            format!(
+                "has too many values: {}, at most {MAX_DIMENSION_VALUES}",
+                a.len()
+            ),
+        )),
         Some(Value::Array(a)) => {
-            // Each value becomes `parameters[name]` of one unit job: check it as such.
-            let param = name.as_deref().unwrap_or_default();
+            // Each value becomes `parameters[name] = value` of one unit job: check it as such.
+            let param = name.unwrap_or_default();
             for (i, x) in a.iter().enumerate() {
                 check_named_parameter(&format!("dimension.values[{i}]"), param, x, errors);
             }
-            Some(a.clone())
         }
-        Some(other) => {
-            errors.push(FieldError::new(
-                "dimension.values",
-                format!("must be an array, not {}", kind(other)),
-            ));
-            None
-        }
-    };
+        Some(other) => errors.push(FieldError::new(
+            "dimension.values",
+            format!("must be an array, not {}", kind(other)),
+        )),
+    }
     reject_unknown_fields("dimension", m, &DIMENSION_FIELDS, errors);
-    Some(Dimension {
-        name: name?,
-        values: values?,
-    })
 }
 
 /// Pushes an "unknown field" error for every key of `m` not in `allowed`.
@@ -759,25 +1034,30 @@ fn reject_unknown_fields(
 }
 
 /// `Ok` when there is no error, otherwise the errors, capped at [`MAX_REPORTED_ERRORS`].
-fn finish<T>(value: Option<T>, mut errors: Vec<FieldError>) -> Result<T, Vec<FieldError>> {
-    match value {
-        Some(v) if errors.is_empty() => Ok(v),
-        _ => {
-            if errors.is_empty() {
-                // Cannot happen: every `None` above comes with an error. Stay honest anyway.
-                errors.push(FieldError::new("body", "is not a valid request"));
-            }
-            if errors.len() > MAX_REPORTED_ERRORS {
-                let more = errors.len() - (MAX_REPORTED_ERRORS - 1);
-                errors.truncate(MAX_REPORTED_ERRORS - 1);
-                errors.push(FieldError::new(
-                    "body",
-                    format!("{more} more errors not shown; fix the ones above first"),
-                ));
-            }
-            Err(errors)
-        }
+fn finish(mut errors: Vec<FieldError>) -> Result<(), Vec<FieldError>> {
+    if errors.is_empty() {
+        return Ok(());
     }
+    if errors.len() > MAX_REPORTED_ERRORS {
+        let more = errors.len() - (MAX_REPORTED_ERRORS - 1);
+        errors.truncate(MAX_REPORTED_ERRORS - 1);
+        errors.push(FieldError::new(
+            "body",
+            format!("{more} more errors not shown; fix the ones above first"),
+        ));
+    }
+    Err(errors)
+}
+
+/// Reads a checked body as its typed struct. The checks above already named every
+/// mistake, so this fails only if they and the struct disagree; the field is then
+/// named by its path as serde reports it.
+pub fn typed<T: DeserializeOwned>(body: &Value) -> Result<T, Vec<FieldError>> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let name = if path == "." { "body".to_owned() } else { path };
+        vec![FieldError::new(name, e.into_inner().to_string())]
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -3253,9 +3533,58 @@ mod tests {
     }
 
     #[test]
+    fn an_openeo_application_is_the_udp_url_an_ogc_one_a_process_id() {
+        let body = set(apex_job(), "/service/application", json!("pv_farm.json"));
+        let errors = parse_job_request(&body).unwrap_err();
+        assert_eq!(names(&errors), ["service.application"]);
+        assert!(errors[0].reason.contains("UDP"), "{errors:?}");
+        let ogc = set(body, "/label", json!("ogc_api_process"));
+        let job = parse_job_request(&ogc).unwrap();
+        assert_eq!(job.label, Label::OgcApiProcess);
+        assert_eq!(job.service.application, "pv_farm.json");
+    }
+
+    #[test]
+    fn typed_bodies_agree_with_their_constants() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(OpeneoJobBody::schema()).unwrap();
+        let props: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = JOB_FIELDS.to_vec();
+        want.sort_unstable();
+        let mut got = props.clone();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["properties"]["title"]["maxLength"], MAX_TITLE_LEN);
+        let task = serde_json::to_value(OgcTaskBody::schema()).unwrap();
+        let mut got: Vec<&str> = task["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        got.sort_unstable();
+        let mut want = TASK_FIELDS.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        let dim = serde_json::to_value(DimensionBody::schema()).unwrap();
+        assert_eq!(
+            dim["properties"]["values"]["maxItems"],
+            MAX_DIMENSION_VALUES
+        );
+        let budget = serde_json::to_value(OpeneoJobBody::schema()).unwrap();
+        assert_eq!(budget["properties"]["max_cost"]["maximum"], MAX_COST);
+    }
+
+    #[test]
     fn task_collects_job_and_dimension_errors_together() {
         let body = json!({"title": "", "label": "openeo",
-            "service": {"endpoint": "http://127.0.0.1:9000", "application": "x"},
+            "service": {"endpoint": "http://127.0.0.1:9000", "application": "http://127.0.0.1:9000/udp.json"},
             "parameters": {}, "format": "gtiff",
             "dimension": {"name": "", "values": []}});
         let errors = parse_task_request(&body).unwrap_err();

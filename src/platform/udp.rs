@@ -353,11 +353,11 @@ pub struct ParamDescriptor {
     pub optional: bool,
     /// Markdown description from the UDP.
     pub description: String,
-    /// Default value (`null` when there is none).
-    #[schema(value_type = Object)]
+    /// Default value (`null` when there is none): any JSON value.
+    #[schema(value_type = Value)]
     pub default: Value,
-    /// Allowed values, for enums (empty otherwise).
-    #[schema(value_type = Vec<Object>)]
+    /// Allowed values, for enums (empty otherwise): any JSON values.
+    #[schema(value_type = Vec<Value>)]
     pub options: Vec<Value>,
     /// The parameter's JSON schema as written in the UDP (object or array).
     #[schema(value_type = Object)]
