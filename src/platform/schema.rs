@@ -39,7 +39,8 @@
 //! `maxItems`, ...): where it finds something, their errors on the same value are left
 //! out. One error per field: a wrong type is said before anything else.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::paths::Location;
@@ -61,11 +62,11 @@ pub(super) fn check_alternatives(
 ) -> Vec<FieldError> {
     match leaves {
         [] => vec![FieldError::new(path, "no value is allowed here")],
-        [one] => Alternative::compile(one).errors(v, path),
+        [one] => compiled(one).errors(v, path),
         _ => {
             let mut first_fit: Option<Vec<FieldError>> = None;
             for leaf in leaves {
-                let errors = Alternative::compile(leaf).errors(v, path);
+                let errors = compiled(leaf).errors(v, path);
                 if errors.is_empty() {
                     return errors;
                 }
@@ -164,6 +165,34 @@ static OPTIONS: LazyLock<ValidationOptions<'static>> = LazyLock::new(|| {
         .with_keyword("uniqueItems", |_, _, _| Ok(Box::new(Precise(None))))
         .with_retriever(NothingFetched)
 });
+
+/// Most compiled alternatives kept; past it, all are dropped.
+const MAX_COMPILED: usize = 1024;
+
+/// Compiled alternatives by their schema's text: the tiles of a task, and the jobs of
+/// one service, are checked against the same schemas again and again.
+static COMPILED: LazyLock<Mutex<HashMap<String, Arc<Alternative>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// `leaf` compiled, from [`COMPILED`] when it was compiled before.
+fn compiled(leaf: &Map<String, Value>) -> Arc<Alternative> {
+    let key = serde_json::to_string(leaf).unwrap_or_default();
+    let lock = || {
+        COMPILED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(found) = lock().get(&key) {
+        return found.clone();
+    }
+    let alternative = Arc::new(Alternative::compile(leaf));
+    let mut kept = lock();
+    if kept.len() >= MAX_COMPILED {
+        kept.clear();
+    }
+    kept.insert(key, alternative.clone());
+    alternative
+}
 
 impl Alternative {
     fn compile(leaf: &Map<String, Value>) -> Alternative {

@@ -34,8 +34,9 @@
 //! [`UdpCache::get`] fetches a URL once (concurrent callers share the fetch) with one
 //! reqwest client: 20 s timeout, at most [`MAX_UDP_BYTES`], http/https only, and never
 //! an `Authorization` header (the URL is public and often a third party's). A fetched
-//! UDP is reused for [`FRESH_FOR`], then fetched again; if that fails the old one is
-//! kept. When a fetch fails (no connection or an HTTP error status) and there is
+//! UDP is reused for [`FRESH_FOR`] (a `moka` cache whose entries expire after their own
+//! freshness), then fetched again; if that fails the old one is kept (the last good
+//! copy of each URL is kept apart from the fresh ones, for this). When a fetch fails (no connection or an HTTP error status) and there is
 //! nothing older, a URL whose last path segment is the file name of a UDP bundled at
 //! compile time ([`BUNDLED`], the openEO UDPs of the APEx catalogue snapshot in
 //! `catalog/apex/`) resolves
