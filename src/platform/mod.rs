@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod ogc;
 pub mod openeo;
+mod schema;
 pub mod udp;
 
 use std::collections::HashSet;

@@ -71,6 +71,7 @@ use super::{
 use crate::config::BackendConfig;
 use crate::credentials::{LoginClient, LoginProvider, Logins};
 use crate::job::{rfc3339_z, Job, Label, ServiceDetails, Status};
+use crate::redact::redact_url;
 
 /// How long a process description is reused.
 pub const DESCRIPTION_FRESH_FOR: Duration = Duration::from_secs(600);
@@ -522,7 +523,7 @@ impl Outputs {
                 // over HTTP, but the user should see where the output is.
                 tracing::warn!(output = %id, "a result output is not at an http(s) URL; kept in job.json");
                 self.literals
-                    .insert(id.to_string(), json!(crate::redact::redact_url(href)));
+                    .insert(id.to_string(), json!(redact_url(href)));
                 return;
             };
             let ty = v
@@ -896,7 +897,7 @@ impl Ogc {
                 let offered = self.offered(addr).await;
                 return Err(ServiceError::Invalid(format!(
                     "{} has no process {:?}{offered}",
-                    redact_server(&addr.server),
+                    redact_url(addr.server.as_str()),
                     addr.id
                 )));
             }
@@ -1256,10 +1257,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn redact_server(url: &Url) -> String {
-    crate::redact::redact_url(url.as_str())
 }
 
 #[async_trait]

@@ -22,24 +22,21 @@
 //!
 //! # Validation
 //!
-//! A small JSON-schema evaluator: `type` (also arrays of types, `null`, and integral
-//! floats as integers), `enum`, `const`, `minimum`/`maximum` (and exclusive forms),
-//! `minLength`/`maxLength`, `minItems`/`maxItems`, `items` (a schema or a tuple),
-//! `required`, `properties`, `additionalProperties`, `anyOf`/`oneOf` (at least one
-//! alternative must match; "exactly one" is not enforced), `allOf`, and the openEO
-//! subtypes `bounding-box`, `temporal-interval`, `geojson`, `date`, `date-time`
-//! (checked with [`crate::job::validate`]). Other keywords (`pattern`, `uniqueItems`,
-//! `$ref`, ...) are ignored, so an exotic schema accepts more rather than rejecting a
-//! good value. `uniqueItems` is ignored on purpose: `["2025-05-01", "2025-05-01"]` is
-//! "that day" for APEx clients. A data cube cannot be given as a value.
+//! [`validate_arguments`] names unknown and missing parameters itself, turns a polygon
+//! given for a bounding box into its box, and has each value checked against the
+//! alternatives of its schema by the `jsonschema` crate (`super::schema`: draft 07, the
+//! openEO `subtype` keyword, strict dates, the OGC bounding box, nothing fetched).
+//! `uniqueItems` is ignored on purpose: `["2025-05-01", "2025-05-01"]` is "that day"
+//! for APEx clients. A data cube cannot be given as a value.
 //!
 //! # Cache and offline fallback
 //!
 //! [`UdpCache::get`] fetches a URL once (concurrent callers share the fetch) with one
 //! reqwest client: 20 s timeout, at most [`MAX_UDP_BYTES`], http/https only, and never
 //! an `Authorization` header (the URL is public and often a third party's). A fetched
-//! UDP is reused for [`FRESH_FOR`], then fetched again; if that fails the old one is
-//! kept. When a fetch fails (no connection or an HTTP error status) and there is
+//! UDP is reused for [`FRESH_FOR`] (a `moka` cache whose entries expire after their own
+//! freshness), then fetched again; if that fails the old one is kept (the last good
+//! copy of each URL is kept apart from the fresh ones, for this). When a fetch fails (no connection or an HTTP error status) and there is
 //! nothing older, a URL whose last path segment is the file name of a UDP bundled at
 //! compile time ([`BUNDLED`], the openEO UDPs of the APEx catalogue snapshot in
 //! `catalog/apex/`) resolves
@@ -49,19 +46,16 @@
 //!
 //! Error messages never contain the query string (or user info) of a URL.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
+use super::schema::check_alternatives;
 use crate::job::validate::{
-    check_http_url, parse_strict_date_or_datetime, validate_bbox, validate_geojson_geometry,
-    validate_temporal_interval, FieldError, GEOJSON_TYPES,
+    check_http_url, validate_bbox, validate_geojson_geometry, FieldError, GEOJSON_TYPES,
 };
 
 /// Timeout of one UDP fetch (connect, headers and body).
@@ -81,8 +75,8 @@ pub const FRESH_FOR: Duration = Duration::from_secs(3600);
 /// refresh) is reused before the network is tried again.
 pub const FALLBACK_FRESH_FOR: Duration = Duration::from_secs(60);
 
-/// Most cached URLs; beyond it, finished entries are dropped.
-const MAX_CACHED: usize = 512;
+/// Most cached URLs; beyond it, the least used are dropped.
+const MAX_CACHED: u64 = 512;
 
 /// Most leaf alternatives read out of one schema (guards against explosive nesting);
 /// a schema with more is treated as "anything" (`json`).
@@ -797,8 +791,7 @@ fn check_argument(p: &UdpParameter, v: &Value, path: &str) -> Result<Value, Vec<
     } else {
         v.clone()
     };
-    let mut errors = Vec::new();
-    check_alternatives(&leaves, &sent, path, &mut errors);
+    let errors = check_alternatives(&leaves, &sent, path);
     if errors.is_empty() {
         Ok(sent)
     } else {
@@ -811,72 +804,12 @@ pub const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
 
 /// Whether a schema alternative is an OGC API bounding box: `format: ogc-bbox`, or a
 /// reference to the OGC `bbox` schema.
-fn is_ogc_bbox(s: &Map<String, Value>) -> bool {
+pub(super) fn is_ogc_bbox(s: &Map<String, Value>) -> bool {
     str_of(s, "format") == Some("ogc-bbox")
         || str_of(s, "$ref").is_some_and(|r| {
             let name = r.rsplit('/').next().unwrap_or(r);
             matches!(name, "bbox.yaml" | "bbox.json" | "bbox")
         })
-}
-
-/// Checks an OGC API bounding box: `bbox` with 4 numbers (or 6 for 3D) in the order
-/// min x, min y, (min z,) max x, max y, (max z), and an optional `crs` URI string.
-fn validate_ogc_bbox(path: &str, v: &Value) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let Some(m) = v.as_object() else {
-        return vec![FieldError::new(path, "must be an object {bbox, crs}")];
-    };
-    match m.get("bbox").and_then(Value::as_array) {
-        None => errors.push(FieldError::new(
-            format!("{path}.bbox"),
-            "is required: [west, south, east, north]",
-        )),
-        Some(b) => {
-            let nums: Vec<f64> = b.iter().filter_map(Value::as_f64).collect();
-            if nums.len() != b.len() || !(b.len() == 4 || b.len() == 6) {
-                errors.push(FieldError::new(
-                    format!("{path}.bbox"),
-                    "must be 4 numbers [west, south, east, north] (or 6 with heights)",
-                ));
-            } else {
-                let half = nums.len() / 2;
-                let (w, s, e, n) = (nums[0], nums[1], nums[half], nums[half + 1]);
-                let crs84 = m
-                    .get("crs")
-                    .and_then(Value::as_str)
-                    .is_none_or(|c| c == CRS84 || c.ends_with("/CRS84") || c.ends_with("CRS84h"));
-                if s > n {
-                    errors.push(FieldError::new(
-                        format!("{path}.bbox"),
-                        format!("south ({s}) must not be north of north ({n})"),
-                    ));
-                }
-                if w > e && !crs84 {
-                    errors.push(FieldError::new(
-                        format!("{path}.bbox"),
-                        format!("west ({w}) must not be east of east ({e})"),
-                    ));
-                }
-                let out_of_range =
-                    w.abs() > 180.0 || e.abs() > 180.0 || s.abs() > 90.0 || n.abs() > 90.0;
-                if crs84 && out_of_range {
-                    errors.push(FieldError::new(
-                        format!("{path}.bbox"),
-                        "longitudes must be within ±180 and latitudes within ±90 in CRS84",
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(c) = m.get("crs") {
-        if !c.is_string() {
-            errors.push(FieldError::new(
-                format!("{path}.crs"),
-                "must be a CRS URI string, e.g. http://www.opengis.net/def/crs/OGC/1.3/CRS84",
-            ));
-        }
-    }
-    errors
 }
 
 /// The OGC API form of a bounding box given as `{west, south, east, north, crs?}` or as
@@ -985,85 +918,8 @@ fn geojson_bbox(v: &Value) -> Option<[f64; 4]> {
     acc
 }
 
-/// Checks `v` against a schema given by its leaf alternatives: one must match. When
-/// none does, the errors of the first alternative of the value's shape are reported,
-/// or one error listing what would be accepted.
-fn check_alternatives(
-    leaves: &[Map<String, Value>],
-    v: &Value,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) {
-    if let [one] = leaves {
-        check_leaf(one, v, path, errors);
-        return;
-    }
-    if leaves.is_empty() {
-        errors.push(FieldError::new(path, "no value is allowed here"));
-        return;
-    }
-    let mut first_fit: Option<Vec<FieldError>> = None;
-    for leaf in leaves {
-        let mut e = Vec::new();
-        check_leaf(leaf, v, path, &mut e);
-        if e.is_empty() {
-            return;
-        }
-        if first_fit.is_none() && fits_shape(leaf, v) {
-            first_fit = Some(e);
-        }
-    }
-    match first_fit {
-        Some(e) => errors.extend(e),
-        None => {
-            let mut wanted: Vec<String> = Vec::new();
-            for leaf in leaves {
-                let d = describe_leaf(leaf);
-                if !wanted.contains(&d) {
-                    wanted.push(d);
-                }
-            }
-            errors.push(FieldError::new(
-                path,
-                format!("must be one of: {}; not {}", wanted.join("; "), kind(v)),
-            ));
-        }
-    }
-}
-
-fn check_schema(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    check_alternatives(&expand(schema), v, path, errors);
-}
-
-/// Whether the value has the shape an alternative is about (so that its errors are the
-/// ones to report).
-fn fits_shape(s: &Map<String, Value>, v: &Value) -> bool {
-    if let Some(t) = str_of(s, "type") {
-        if !type_matches(t, v) {
-            return false;
-        }
-    }
-    if is_ogc_bbox(s) {
-        return v.get("bbox").is_some_and(Value::is_array);
-    }
-    match str_of(s, "subtype") {
-        Some("bounding-box") => v.as_object().is_some_and(|m| {
-            ["west", "south", "east", "north"]
-                .iter()
-                .any(|k| m.contains_key(*k))
-        }),
-        Some("geojson") => v
-            .get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| GEOJSON_TYPES.contains(&t)),
-        Some("temporal-interval") => v.is_array(),
-        Some("datacube" | "raster-cube" | "vector-cube") => false,
-        _ => true,
-    }
-}
-
 /// A few words on what an alternative accepts.
-fn describe_leaf(s: &Map<String, Value>) -> String {
+pub(super) fn describe_leaf(s: &Map<String, Value>) -> String {
     let what = match classify_leaf(s).kind {
         None => "null".to_string(),
         Some(ParamType::BoundingBox) => "a bounding box {west, south, east, north, crs?}".into(),
@@ -1083,271 +939,8 @@ fn describe_leaf(s: &Map<String, Value>) -> String {
     }
 }
 
-fn type_matches(t: &str, v: &Value) -> bool {
-    match t {
-        "null" => v.is_null(),
-        "boolean" => v.is_boolean(),
-        "integer" => is_integral(v),
-        "number" => v.is_number(),
-        "string" => v.is_string(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        // Not a JSON-schema type (openEO subtypes sometimes end up here): anything.
-        _ => true,
-    }
-}
-
-fn is_integral(v: &Value) -> bool {
-    v.is_i64()
-        || v.is_u64()
-        || v.as_f64()
-            .is_some_and(|x| x.is_finite() && x.fract() == 0.0)
-}
-
-fn type_words(t: &str) -> &str {
-    match t {
-        "null" => "null",
-        "boolean" => "a boolean (true or false)",
-        "integer" => "an integer",
-        "number" => "a number",
-        "string" => "a string",
-        "array" => "an array",
-        "object" => "an object",
-        other => other,
-    }
-}
-
-/// Checks one alternative (no `anyOf`/`oneOf`/type arrays left).
-fn check_leaf(s: &Map<String, Value>, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    if let Some(t) = str_of(s, "type") {
-        if !type_matches(t, v) {
-            errors.push(FieldError::new(
-                path,
-                format!("must be {}, not {}", type_words(t), kind(v)),
-            ));
-            return;
-        }
-    }
-    if let Some(Value::Array(allowed)) = s.get("enum") {
-        if !allowed.iter().any(|a| same_value(a, v)) {
-            errors.push(FieldError::new(
-                path,
-                format!("must be one of: {}", list_values(allowed)),
-            ));
-            return;
-        }
-    }
-    if let Some(c) = s.get("const") {
-        if !same_value(c, v) {
-            errors.push(FieldError::new(path, format!("must be {c}")));
-            return;
-        }
-    }
-    // An OGC API bounding box `{"bbox": [w, s, e, n], "crs": ...}`.
-    if is_ogc_bbox(s) && v.is_object() {
-        errors.extend(validate_ogc_bbox(path, v));
-        return;
-    }
-    // openEO subtypes with their own, more precise checks.
-    match str_of(s, "subtype") {
-        Some("bounding-box") if v.is_object() => {
-            errors.extend(validate_bbox(path, v));
-            return;
-        }
-        Some("temporal-interval") if v.is_array() => {
-            errors.extend(validate_temporal_interval(path, v));
-            return;
-        }
-        Some("geojson") if v.is_object() => {
-            errors.extend(validate_geojson_geometry(path, v));
-            return;
-        }
-        Some("datacube" | "raster-cube" | "vector-cube") if !v.is_null() => {
-            errors.push(FieldError::new(
-                path,
-                "a data cube cannot be given as a parameter value",
-            ));
-            return;
-        }
-        _ => {}
-    }
-    match v {
-        Value::String(text) => check_string(s, text, path, errors),
-        Value::Number(_) => check_number(s, v, path, errors),
-        Value::Array(items) => check_array(s, items, path, errors),
-        Value::Object(m) => check_object(s, m, path, errors),
-        _ => {}
-    }
-}
-
-fn check_string(s: &Map<String, Value>, text: &str, path: &str, errors: &mut Vec<FieldError>) {
-    let date_kind = str_of(s, "subtype")
-        .filter(|t| matches!(*t, "date" | "date-time"))
-        .or_else(|| str_of(s, "format").filter(|t| matches!(*t, "date" | "date-time")));
-    if let Some(want) = date_kind {
-        match parse_strict_date_or_datetime(text) {
-            Err(reason) => errors.push(FieldError::new(path, reason)),
-            Ok(d) if want == "date" && !d.is_date() => errors.push(FieldError::new(
-                path,
-                format!("{text:?} must be a date YYYY-MM-DD, without a time"),
-            )),
-            Ok(d) if want == "date-time" && d.is_date() => errors.push(FieldError::new(
-                path,
-                format!("{text:?} must be a date-time YYYY-MM-DDTHH:MM:SSZ, with a time"),
-            )),
-            Ok(_) => {}
-        }
-    }
-    let len = text.chars().count() as f64;
-    if let Some(min) = s.get("minLength").and_then(Value::as_f64) {
-        if len < min {
-            errors.push(FieldError::new(
-                path,
-                format!("must have at least {min} characters"),
-            ));
-        }
-    }
-    if let Some(max) = s.get("maxLength").and_then(Value::as_f64) {
-        if len > max {
-            errors.push(FieldError::new(
-                path,
-                format!("must have at most {max} characters"),
-            ));
-        }
-    }
-}
-
-fn check_number(s: &Map<String, Value>, v: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    let Some(x) = v.as_f64() else { return };
-    let bound = |key: &str| s.get(key).and_then(Value::as_f64);
-    if let Some(min) = bound("minimum") {
-        if x < min {
-            errors.push(FieldError::new(
-                path,
-                format!("must be at least {min}, got {v}"),
-            ));
-        }
-    }
-    if let Some(max) = bound("maximum") {
-        if x > max {
-            errors.push(FieldError::new(
-                path,
-                format!("must be at most {max}, got {v}"),
-            ));
-        }
-    }
-    if let Some(min) = bound("exclusiveMinimum") {
-        if x <= min {
-            errors.push(FieldError::new(
-                path,
-                format!("must be greater than {min}, got {v}"),
-            ));
-        }
-    }
-    if let Some(max) = bound("exclusiveMaximum") {
-        if x >= max {
-            errors.push(FieldError::new(
-                path,
-                format!("must be less than {max}, got {v}"),
-            ));
-        }
-    }
-}
-
-fn check_array(s: &Map<String, Value>, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
-    let n = items.len();
-    if let Some(min) = s.get("minItems").and_then(Value::as_u64) {
-        if (n as u64) < min {
-            errors.push(FieldError::new(
-                path,
-                format!("must have at least {min} elements, got {n}"),
-            ));
-        }
-    }
-    if let Some(max) = s.get("maxItems").and_then(Value::as_u64) {
-        if (n as u64) > max {
-            errors.push(FieldError::new(
-                path,
-                format!("must have at most {max} elements, got {n}"),
-            ));
-        }
-    }
-    match s.get("items") {
-        Some(Value::Array(tuple)) => {
-            for (i, (schema, x)) in tuple.iter().zip(items).enumerate() {
-                check_schema(schema, x, &format!("{path}[{i}]"), errors);
-            }
-        }
-        Some(schema @ (Value::Object(_) | Value::Bool(_))) => {
-            let leaves = expand(schema);
-            for (i, x) in items.iter().enumerate() {
-                check_alternatives(&leaves, x, &format!("{path}[{i}]"), errors);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_object(
-    s: &Map<String, Value>,
-    m: &Map<String, Value>,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) {
-    if let Some(Value::Array(required)) = s.get("required") {
-        for key in required.iter().filter_map(Value::as_str) {
-            if !m.contains_key(key) {
-                errors.push(FieldError::new(format!("{path}.{key}"), "is required"));
-            }
-        }
-    }
-    let props = s.get("properties").and_then(Value::as_object);
-    for (key, x) in m {
-        let field = format!("{path}.{key}");
-        match (
-            props.and_then(|p| p.get(key)),
-            s.get("additionalProperties"),
-        ) {
-            (Some(schema), _) => check_schema(schema, x, &field, errors),
-            (None, Some(Value::Bool(false))) => {
-                let known: Vec<&str> = props
-                    .map(|p| p.keys().map(String::as_str).collect())
-                    .unwrap_or_default();
-                errors.push(FieldError::new(
-                    field,
-                    format!("unknown field; expected one of: {}", known.join(", ")),
-                ));
-            }
-            (None, Some(schema @ Value::Object(_))) => check_schema(schema, x, &field, errors),
-            (None, _) => {}
-        }
-    }
-}
-
-/// JSON equality with numbers compared by value (`3` equals `3.0`).
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
-    }
-}
-
-fn list_values(values: &[Value]) -> String {
-    const SHOWN: usize = 60;
-    let mut s = values
-        .iter()
-        .take(SHOWN)
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if values.len() > SHOWN {
-        s.push_str(&format!(", ... ({} in all)", values.len()));
-    }
-    s
-}
-
 /// The JSON kind of a value, for messages ("a string", "null").
-fn kind(v: &Value) -> &'static str {
+pub(super) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -1448,21 +1041,37 @@ pub fn bundled_for(url: &str) -> Option<&'static str> {
 #[derive(Clone)]
 struct Fetched {
     udp: Arc<Udp>,
-    at: Instant,
     fresh_for: Duration,
 }
 
-type Fetch = Shared<BoxFuture<'static, Result<Fetched, UdpError>>>;
+/// Each cached UDP expires after its own freshness ([`FRESH_FOR`] when fetched,
+/// [`FALLBACK_FRESH_FOR`] for a fallback copy).
+struct Freshness;
 
-struct Slot {
-    id: u64,
-    fetch: Fetch,
+impl moka::Expiry<String, Fetched> for Freshness {
+    fn expire_after_create(&self, _url: &String, f: &Fetched, _at: Instant) -> Option<Duration> {
+        Some(f.fresh_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _url: &String,
+        f: &Fetched,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(f.fresh_for)
+    }
 }
 
 struct Inner {
     http: reqwest::Client,
-    slots: Mutex<HashMap<String, Slot>>,
-    next_id: AtomicU64,
+    /// The UDPs still fresh, by URL. A missing or expired one is fetched; concurrent
+    /// callers share that fetch, and a failed fetch leaves nothing behind.
+    fresh: moka::future::Cache<String, Fetched>,
+    /// The last UDP had for each URL, fresh or not: what a failed refresh falls back
+    /// to (an expired entry of `fresh` is gone, this copy is not).
+    last_good: moka::future::Cache<String, Arc<Udp>>,
     fresh_for: Duration,
 }
 
@@ -1495,8 +1104,11 @@ impl UdpCache {
         UdpCache {
             inner: Arc::new(Inner {
                 http,
-                slots: Mutex::new(HashMap::new()),
-                next_id: AtomicU64::new(1),
+                fresh: moka::future::Cache::builder()
+                    .max_capacity(MAX_CACHED)
+                    .expire_after(Freshness)
+                    .build(),
+                last_good: moka::future::Cache::new(MAX_CACHED),
                 fresh_for,
             }),
         }
@@ -1513,64 +1125,18 @@ impl UdpCache {
                 reason,
             });
         }
-        let (id, fetch) = {
-            let mut slots = self.lock();
-            let mut stale = None;
-            let existing = match slots.get(url) {
-                Some(slot) => match slot.fetch.peek() {
-                    None => Some((slot.id, slot.fetch.clone())),
-                    Some(Ok(f)) if f.at.elapsed() < f.fresh_for => return Ok(f.udp.clone()),
-                    Some(Ok(f)) => {
-                        stale = Some(f.udp.clone());
-                        None
-                    }
-                    Some(Err(_)) => None,
-                },
-                None => None,
-            };
-            match existing {
-                Some(pending) => pending,
-                None => {
-                    if slots.len() >= MAX_CACHED {
-                        slots.retain(|_, s| s.fetch.peek().is_none());
-                    }
-                    let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-                    let fetch = load(
-                        self.inner.http.clone(),
-                        url.to_owned(),
-                        stale,
-                        self.inner.fresh_for,
-                    )
-                    .boxed()
-                    .shared();
-                    slots.insert(
-                        url.to_owned(),
-                        Slot {
-                            id,
-                            fetch: fetch.clone(),
-                        },
-                    );
-                    (id, fetch)
-                }
-            }
+        let inner = self.inner.clone();
+        let key = url.to_owned();
+        let fetch = async move {
+            let stale = inner.last_good.get(&key).await;
+            let fetched = load(inner.http.clone(), key.clone(), stale, inner.fresh_for).await?;
+            inner.last_good.insert(key, fetched.udp.clone()).await;
+            Ok::<_, UdpError>(fetched)
         };
-        match fetch.await {
-            Ok(f) => Ok(f.udp),
-            Err(e) => {
-                let mut slots = self.lock();
-                if slots.get(url).is_some_and(|s| s.id == id) {
-                    slots.remove(url);
-                }
-                Err(e)
-            }
+        match self.inner.fresh.try_get_with(url.to_owned(), fetch).await {
+            Ok(fetched) => Ok(fetched.udp),
+            Err(e) => Err(UdpError::clone(&e)),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        self.inner
-            .slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -1581,11 +1147,7 @@ async fn load(
     stale: Option<Arc<Udp>>,
     fresh_for: Duration,
 ) -> Result<Fetched, UdpError> {
-    let fresh = |udp: Arc<Udp>, fresh_for: Duration| Fetched {
-        udp,
-        at: Instant::now(),
-        fresh_for,
-    };
+    let fresh = |udp: Arc<Udp>, fresh_for: Duration| Fetched { udp, fresh_for };
     // With a copy at hand (an older fetch, or the bundled snapshot), the network gets
     // a short while only: offline, a form must not wait for a DNS timeout.
     let fetched = if stale.is_some() || bundled_for(&url).is_some() {
@@ -1702,7 +1264,7 @@ fn describe_reqwest_error(e: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn bundled(name: &str) -> Udp {
         let text = BUNDLED
@@ -2665,10 +2227,10 @@ mod tests {
             "cropsar1d"
         );
         // A failed URL is tried again next time (errors are not cached).
-        assert!(cache
-            .lock()
-            .get(&format!("{base}/html?sig=s3cret"))
-            .is_none());
+        assert!(!cache
+            .inner
+            .fresh
+            .contains_key(&format!("{base}/html?sig=s3cret")));
     }
 
     #[tokio::test]
