@@ -1,7 +1,8 @@
 //! Typed configuration: defaults < `config.toml` < `EODISPATCH_*` environment variables.
 //!
 //! Zero configuration works: the daemon listens on `127.0.0.1:8421`, keeps its state
-//! (database, API token) in `$XDG_STATE_HOME/eodispatch` (`~/.local/state/eodispatch`),
+//! (database, API token, and while it runs the discovery file `daemon.json`) in
+//! `$XDG_STATE_HOME/eodispatch` (`~/.local/state/eodispatch`),
 //! reads an optional `$XDG_CONFIG_HOME/eodispatch/config.toml` and publishes results in
 //! `~/EODispatch`.
 //!
@@ -479,6 +480,11 @@ impl Config {
     /// Path of the API token file.
     pub fn token_path(&self) -> PathBuf {
         self.state_dir.join(TOKEN_FILE)
+    }
+
+    /// Path of the discovery file a running daemon writes (see `discovery`).
+    pub fn discovery_path(&self) -> PathBuf {
+        self.state_dir.join(crate::discovery::FILE_NAME)
     }
 
     /// Path of the SQLite database.

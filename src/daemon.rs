@@ -2,7 +2,8 @@
 //! logins, scheduler, result delivery, watcher and the HTTP API on a listener the
 //! caller bound, and shuts everything down through one path when the `shutdown`
 //! future completes: background tasks are cancelled and awaited, in-flight requests
-//! finish, then the store is flushed and closed.
+//! finish, then the store is flushed and closed. While it serves, the discovery file
+//! (`discovery`) tells clients where it is.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::background::Background;
 use crate::config::{Config, Settings};
+use crate::discovery::Discovery;
 use crate::events::EventBus;
 use crate::platform::backends::Backends;
 use crate::platform::udp::UdpCache;
@@ -110,7 +112,8 @@ fn connection_cap(configured: usize, open_files: u64) -> usize {
 /// Runs the daemon on `listener` until `shutdown` completes.
 ///
 /// Refuses a non-loopback listener unless `config.allow_remote`; creates the API token,
-/// the state and results folders on first start; opens the store. On shutdown, new
+/// the state and results folders on first start; opens the store; writes the discovery
+/// file once everything runs and removes it when the API stops. On shutdown, new
 /// connections are refused, background work is cancelled and awaited, in-flight
 /// requests finish, event streams end, and the store is flushed and closed.
 pub async fn run(
@@ -213,7 +216,13 @@ pub async fn run(
     };
     log_panics();
     let router = crate::api::router(app);
-    tracing::info!(%addr, version = VERSION, "eodispatch listening");
+    // Clients find the daemon through this file from now on (removed below).
+    let discovery = Discovery::of_daemon(&config, addr);
+    let discovery_path = config.discovery_path();
+    if let Err(e) = discovery.write(&discovery_path) {
+        tracing::warn!(error = %e, "clients will not find the daemon through its discovery file");
+    }
+    tracing::info!(%addr, api_url = %discovery.api_url, version = VERSION, "eodispatch listening");
     let stopping = background.clone();
     let signal = async move {
         shutdown.await;
@@ -227,6 +236,10 @@ pub async fn run(
             context: "the API server failed".into(),
             source,
         });
+    // Nothing answers any more: clients must not be sent here.
+    if let Err(e) = discovery.remove_if_ours(&discovery_path) {
+        tracing::warn!(error = %e, "cannot remove the discovery file");
+    }
     if !background.shutdown(SHUTDOWN_WAIT).await {
         tracing::warn!(
             left = background.len(),

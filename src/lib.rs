@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod discovery;
 pub mod events;
 pub mod failpoint;
 pub mod job;

@@ -172,6 +172,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say where the daemon and its files are: the API URL, token file, results and state
+    /// folders, config file (from the daemon's discovery file while it runs, else from
+    /// the configuration)
+    Paths {
+        /// Print the facts as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the installation and say how to fix what is broken
     Doctor {
         /// Print the checks as JSON
@@ -426,6 +434,7 @@ async fn main() -> ExitCode {
         ),
         Command::Logout { url, json } => cli::finish(login::logout(url, json).await),
         Command::Backends { json } => cli::finish(login::backends(json).await),
+        Command::Paths { json } => cli::finish(commands::paths(json)),
         Command::Doctor { json } => doctor::doctor(json).await,
     }
 }

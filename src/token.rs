@@ -1,6 +1,6 @@
 //! The local API token: 256 random bits, hex-encoded, created on first start in a file
-//! of mode 0600 (created that way with `O_EXCL`, never chmod-after-write) inside a 0700
-//! state folder. The daemon refuses to start when the file is readable by anyone else;
+//! of mode 0600 (created that way with `O_EXCL`, never chmod-after-write) inside the
+//! state folder, a private folder (0700, ours: [`crate::private::ensure_dir`]). The daemon refuses to start when the file is readable by anyone else;
 //! the CLI and the QGIS plugin read the same file.
 //!
 //! The comparison with a presented token is constant-time ([`ApiToken::matches`]).
@@ -110,7 +110,7 @@ pub fn load_or_create(path: &Path) -> Result<ApiToken, TokenError> {
     match linked {
         Ok(()) => {
             if let Some(dir) = path.parent() {
-                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                let _ = crate::private::sync_dir(dir);
             }
             Ok(ApiToken(fresh))
         }
@@ -136,32 +136,13 @@ pub fn read(path: &Path) -> Result<ApiToken, TokenError> {
     Ok(ApiToken(t.to_string()))
 }
 
-/// Creates `dir` with mode 0700 if missing; tightens an existing one to 0700.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), TokenError> {
-    let io = |action, source| TokenError::Io {
-        action,
+/// Makes the token file's folder private (the policy of [`crate::private::ensure_dir`]).
+fn ensure_private_dir(dir: &Path) -> Result<(), TokenError> {
+    crate::private::ensure_dir(dir).map_err(|source| TokenError::Io {
+        action: "cannot use as a private folder",
         path: dir.to_path_buf(),
         source,
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| io("cannot create folder", e))?;
-        }
-        let meta = std::fs::metadata(dir).map_err(|e| io("cannot read folder", e))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| io("cannot make private", e))?;
-        }
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir).map_err(|e| io("cannot create folder", e))?;
-    Ok(())
+    })
 }
 
 #[cfg(unix)]

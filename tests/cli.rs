@@ -644,8 +644,12 @@ fn doctor_without_a_daemon_says_how_to_start_it() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
+    // Another state folder (with a token): in the daemon's, its discovery file would
+    // lead to it whatever the configured address.
+    let state = d.root().join("no-daemon-state");
+    eodispatch::token::load_or_create(&state.join("api-token")).unwrap();
     let r = Run::of(
-        d.command(&["doctor"])
+        d.command_with_state(&state, &["doctor"])
             .env("EODISPATCH_LISTEN", format!("127.0.0.1:{port}"))
             .output()
             .unwrap(),
@@ -722,8 +726,12 @@ fn unreachable_daemon() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
+    // Another state folder (with a token): in the daemon's, its discovery file would
+    // lead to it whatever the configured address.
+    let state = d.root().join("no-daemon-state");
+    eodispatch::token::load_or_create(&state.join("api-token")).unwrap();
     let r = Run::of(
-        d.command(&["jobs"])
+        d.command_with_state(&state, &["jobs"])
             .env("EODISPATCH_LISTEN", format!("127.0.0.1:{port}"))
             .output()
             .unwrap(),

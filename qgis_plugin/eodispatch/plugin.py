@@ -189,11 +189,12 @@ class EoDispatchPlugin:
         if self._started or self.client is None:
             return
         self._started = True
-        log(f"daemon at {self.info.base_url}, results in {self.info.results_dir}")
+        log(f"daemon at {self.info.base_url} ({self.info.origin_text}), results in {self.info.results_dir}")
         self.stream.start()
         self.autoloader.start()
         self.catalog.refresh()
-        # config.toml or the environment may move the daemon or the results folder.
+        # A daemon (re)started elsewhere, config.toml or the environment may move the
+        # daemon or the results folder.
         self._info_timer = QTimer()
         self._info_timer.setInterval(10000)
         self._info_timer.timeout.connect(self.refresh_info)

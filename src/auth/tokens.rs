@@ -135,7 +135,7 @@ pub enum TokenStoreError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// The token file is readable by the group or others, or its folder writable by them.
+    /// The token file is readable or writable by the group or others.
     #[error(
         "{path} has mode {mode:o}, so other users can read or replace backend login tokens; \
          run `chmod go-rwx {path}` (and log in again if others may have read them)"
@@ -470,31 +470,10 @@ fn save(path: &Path, doc: &FileDoc) -> Result<(), TokenStoreError> {
     sync_dir(dir)
 }
 
-/// Creates `dir` (and missing parents) with mode 0700; refuses an existing folder that the
-/// group or others may write to (unless sticky, like `/tmp`).
+/// Makes the store's folder private (the policy of [`crate::private::ensure_dir`]:
+/// created 0700, made 0700 if others have access, refused if another user owns it).
 fn ensure_private_dir(dir: &Path) -> Result<(), TokenStoreError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(file_error(dir, "create folder"))?;
-        }
-        let meta = std::fs::metadata(dir).map_err(file_error(dir, "inspect folder"))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            return Err(TokenStoreError::Insecure {
-                path: dir.to_path_buf(),
-                mode: mode & 0o7777,
-            });
-        }
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir).map_err(file_error(dir, "create folder"))?;
-    Ok(())
+    crate::private::ensure_dir(dir).map_err(file_error(dir, "use as a private folder"))
 }
 
 #[cfg(unix)]
@@ -751,18 +730,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writable_folder_and_malformed_file_are_refused() {
+    async fn writable_folder_is_made_private_and_malformed_file_refused() {
         let dir = tempfile::tempdir().unwrap();
+        // A folder of ours that others may write is made private before the file goes
+        // in (the one policy of `private::ensure_dir`).
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let store = TokenStore::file(open.join("tokens.json"));
-        let e = store.put(&key(), "RT-SENTINEL").await.unwrap_err();
-        assert!(
-            matches!(e, TokenStoreError::Insecure { mode: 0o777, .. }),
-            "{e}"
-        );
-        assert!(!open.join("tokens.json").exists());
+        store.put(&key(), "RT-SENTINEL").await.unwrap();
+        assert_eq!(mode(&open), 0o700);
+        assert_eq!(mode(&open.join("tokens.json")), 0o600);
 
         // A file whose content is wrong: the message gives a position, never the content.
         let path = dir.path().join("tokens.json");

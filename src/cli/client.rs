@@ -1,9 +1,10 @@
 //! A small async client of the local API, used by the CLI commands.
 //!
-//! It reaches the daemon at the address of `listen` in the configuration (a wildcard
-//! `0.0.0.0` / `::` is reached through `127.0.0.1` / `[::1]`; any other address through
-//! the name `localhost` pinned to that address, so that the daemon's `Host` check
-//! passes), sends the API token read from the token file as `Authorization: Bearer`,
+//! It reaches the daemon at the address its discovery file gives while it runs (the
+//! address really bound), else at the address of `listen` in the configuration (a
+//! wildcard `0.0.0.0` / `::` is reached through `127.0.0.1` / `[::1]`; any other address
+//! than those two through the name `localhost` pinned to that address, so that the
+//! daemon's `Host` check passes), sends the API token read from the token file as `Authorization: Bearer`,
 //! never goes through an HTTP proxy (the token must not leave the machine), and turns
 //! `application/problem+json` answers into [`ApiProblem`]s that print as
 //! `<title>: <detail>` plus one `  <name>: <reason>` line per invalid field.
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::discovery;
 use crate::token::{self, ApiToken, TokenError};
 
 /// How the service is started, for remedies in messages.
@@ -44,23 +46,30 @@ pub struct Endpoint {
 impl Endpoint {
     /// The endpoint for a daemon listening on `listen`.
     pub fn for_listen(listen: SocketAddr) -> Endpoint {
-        let port = listen.port();
-        match listen.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() || ip == Ipv4Addr::LOCALHOST => Endpoint {
-                base: format!("http://127.0.0.1:{port}"),
-                pin: None,
-            },
-            IpAddr::V6(ip) if ip.is_unspecified() || ip == Ipv6Addr::LOCALHOST => Endpoint {
-                base: format!("http://[::1]:{port}"),
+        let addr = discovery::connect_addr(listen);
+        match addr.ip() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST) | IpAddr::V6(Ipv6Addr::LOCALHOST) => Endpoint {
+                base: discovery::api_url(addr),
                 pin: None,
             },
             // 127.0.0.2, or a non-loopback address with `allow_remote`: connect there, but
             // under a host name the daemon's DNS-rebinding check accepts.
             _ => Endpoint {
-                base: format!("http://localhost:{port}"),
-                pin: Some(listen),
+                base: format!("http://localhost:{}", addr.port()),
+                pin: Some(addr),
             },
         }
+    }
+
+    /// The endpoint of the daemon of `config`: the address its discovery file gives
+    /// while it runs, else the configured `listen`.
+    pub fn of(config: &Config) -> Endpoint {
+        if let Ok(discovery::Found::Running(d)) = discovery::find(&config.discovery_path()) {
+            if let Some(addr) = discovery::addr_of_url(&d.api_url) {
+                return Endpoint::for_listen(addr);
+            }
+        }
+        Endpoint::for_listen(config.listen)
     }
 }
 
@@ -233,7 +242,7 @@ impl Client {
     }
 
     fn build(config: &Config, token: Option<ApiToken>) -> Result<Client, ClientError> {
-        let endpoint = Endpoint::for_listen(config.listen);
+        let endpoint = Endpoint::of(config);
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)

@@ -1,13 +1,16 @@
-//! The API commands: `token`, `jobs`, `show`, `submit`, `cancel`, `delete`.
+//! The API commands: `token`, `jobs`, `show`, `submit`, `cancel`, `delete`; and
+//! `paths`, which says where the daemon and its files are without asking it.
 //!
 //! Each loads the configuration, talks to the daemon through [`Client`] and prints
 //! either a human view (aligned columns, `key: value` lines) or, with `--json`, the
 //! daemon's JSON as it came. The renderers are pure functions of the JSON and "now",
 //! so that they are tested without a daemon.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -16,6 +19,8 @@ use super::human;
 use super::submit::{read_job_file, JobFlags};
 use super::table::{Align, Table};
 use super::{load_config, out, out_json, CliError};
+use crate::config::Config;
+use crate::discovery::{self, Discovery, DiscoveryError, Found};
 use crate::job::Status;
 
 /// Widest TITLE column in `eodispatch jobs`; longer titles end in `…`.
@@ -32,6 +37,122 @@ pub fn token() -> Result<ExitCode, CliError> {
     let config = load_config()?;
     let token = read_token(&config)?;
     out(&format!("{}\n", token.expose()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `eodispatch paths` reports: the discovery file's facts while the daemon runs,
+/// else the configuration's (with no `pid` nor `started`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathsReport {
+    /// `running`, `not_running`, `stale` (a discovery file whose process is gone) or
+    /// `unreadable` (a discovery file that cannot be read).
+    pub daemon: &'static str,
+    /// Why the facts come from the configuration, when there is more to say than "not
+    /// running".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Where a running daemon's discovery file is.
+    pub discovery_file: PathBuf,
+    /// Base URL of the API.
+    pub api_url: String,
+    /// The API token file.
+    pub token_file: PathBuf,
+    /// The results folder.
+    pub results_dir: PathBuf,
+    /// The state folder.
+    pub state_dir: PathBuf,
+    /// The configuration file (it may not exist).
+    pub config_file: PathBuf,
+    /// The running daemon's process id.
+    pub pid: Option<u32>,
+    /// The running daemon's version, else this program's.
+    pub version: String,
+    /// When the running daemon started (RFC 3339).
+    pub started: Option<String>,
+}
+
+impl PathsReport {
+    /// The report for `config`, given what the discovery file held.
+    pub fn new(config: &Config, found: Result<Found, DiscoveryError>) -> PathsReport {
+        let file = config.discovery_path();
+        let (daemon, note, facts) = match found {
+            Ok(Found::Running(d)) => ("running", None, d),
+            Ok(Found::Absent) => ("not_running", None, Discovery::of_config(config)),
+            Ok(Found::Stale(d)) => (
+                "stale",
+                Some(format!(
+                    "{} was left by process {}, which is gone (the daemon did not stop cleanly)",
+                    file.display(),
+                    d.pid
+                )),
+                Discovery::of_config(config),
+            ),
+            Err(e) => (
+                "unreadable",
+                Some(e.to_string()),
+                Discovery::of_config(config),
+            ),
+        };
+        let running = daemon == "running";
+        PathsReport {
+            daemon,
+            note,
+            discovery_file: file,
+            api_url: facts.api_url,
+            token_file: facts.token_file,
+            results_dir: facts.results_dir,
+            state_dir: facts.state_dir,
+            config_file: facts.config_file,
+            pid: running.then_some(facts.pid),
+            version: facts.version,
+            started: running.then_some(facts.started),
+        }
+    }
+
+    /// One `name  value` line per fact (what `./install` reads), after a line saying
+    /// whether the daemon runs.
+    pub fn render(&self) -> String {
+        let status = match (self.pid, &self.note) {
+            (Some(pid), _) => format!(
+                "running (pid {pid}, version {}, since {})",
+                self.version,
+                self.started.as_deref().unwrap_or("?")
+            ),
+            (None, Some(note)) => {
+                format!("not running: {note}; the paths below come from the configuration")
+            }
+            (None, None) => "not running; the paths below come from the configuration".into(),
+        };
+        let mut lines = vec![("daemon", status)];
+        if let Some(pid) = self.pid {
+            lines.push(("pid", pid.to_string()));
+        }
+        let path = |p: &PathBuf| p.display().to_string();
+        lines.extend([
+            ("api_url", self.api_url.clone()),
+            ("token_file", path(&self.token_file)),
+            ("results_dir", path(&self.results_dir)),
+            ("state_dir", path(&self.state_dir)),
+            ("config_file", path(&self.config_file)),
+            ("discovery_file", path(&self.discovery_file)),
+        ]);
+        lines
+            .into_iter()
+            .map(|(name, value)| format!("{name:<15} {value}\n"))
+            .collect()
+    }
+}
+
+/// `eodispatch paths`: where the daemon is (its discovery file while it runs, else the
+/// configuration). Exit code 0 either way.
+pub fn paths(json: bool) -> Result<ExitCode, CliError> {
+    let config = load_config()?;
+    let report = PathsReport::new(&config, discovery::find(&config.discovery_path()));
+    if json {
+        out_json(&report);
+    } else {
+        out(&report.render());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -357,6 +478,42 @@ mod tests {
     use super::*;
     use serde_json::json;
     use time::macros::datetime;
+
+    #[test]
+    fn paths_from_the_discovery_file_or_the_configuration() {
+        let root = std::path::Path::new("/home/ada");
+        let mut config = Config::for_root(root);
+        config.listen = "[::]:8421".parse().unwrap();
+        let running = Discovery::of_daemon(&config, "[::]:39001".parse().unwrap());
+        let report = PathsReport::new(&config, Ok(Found::Running(running.clone())));
+        let json = serde_json::to_value(&report).unwrap();
+        for (key, value) in serde_json::to_value(&running).unwrap().as_object().unwrap() {
+            assert_eq!(&json[key], value, "{key}");
+        }
+        assert_eq!(json["daemon"], "running");
+        assert!(json.get("note").is_none());
+        let text = report.render();
+        assert!(
+            text.contains("\napi_url         http://[::1]:39001\n"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("\npid             {}\n", std::process::id())));
+
+        let stopped = PathsReport::new(&config, Ok(Found::Absent));
+        assert_eq!(stopped.daemon, "not_running");
+        assert_eq!(stopped.api_url, "http://[::1]:8421");
+        assert_eq!((stopped.pid, stopped.started.as_deref()), (None, None));
+        assert_eq!(stopped.token_file, root.join("state/api-token"));
+        assert!(!stopped.render().contains("\npid "));
+
+        let gone = Discovery { pid: 7, ..running };
+        let stale = PathsReport::new(&config, Ok(Found::Stale(gone)));
+        assert_eq!(stale.daemon, "stale");
+        assert_eq!(stale.pid, None);
+        assert!(stale.render().starts_with(
+            "daemon          not running: /home/ada/state/daemon.json was left by process 7"
+        ));
+    }
 
     fn job(id: i64, status: &str, title: &str, created: &str) -> Value {
         json!({

@@ -182,7 +182,8 @@ pub async fn run_checks() -> Vec<Check> {
     checks
 }
 
-/// `GET /health` on the configured address; also tells whether the daemon answered.
+/// `GET /health` at the address of the discovery file (while the daemon runs) or of the
+/// configuration; also tells whether the daemon answered.
 async fn check_daemon(config: &Config) -> (Check, bool) {
     let client = match Client::anonymous(config) {
         Ok(c) => c,
@@ -231,14 +232,24 @@ async fn check_daemon(config: &Config) -> (Check, bool) {
                 true,
             )
         }
-        Err(ClientError::Unreachable { reason, .. }) => (
-            Check::fail(
-                "daemon",
-                format!("daemon not reachable at {base} ({reason})"),
-                START_HINT,
-            ),
-            false,
-        ),
+        Err(ClientError::Unreachable { reason, .. }) => {
+            let stale = match crate::discovery::find(&config.discovery_path()) {
+                Ok(crate::discovery::Found::Stale(d)) => format!(
+                    "; {} was left by process {}, which is gone (the daemon did not stop cleanly)",
+                    config.discovery_path().display(),
+                    d.pid
+                ),
+                _ => String::new(),
+            };
+            (
+                Check::fail(
+                    "daemon",
+                    format!("daemon not reachable at {base} ({reason}){stale}"),
+                    START_HINT,
+                ),
+                false,
+            )
+        }
         Err(e @ ClientError::Unexpected { .. }) => (
             Check::fail(
                 "daemon",

@@ -3,7 +3,8 @@
 //!
 //! - [`serve`] runs the daemon in the foreground;
 //! - [`commands`] are the API commands (`token`, `jobs`, `show`, `submit`, `cancel`,
-//!   `delete`), built on the small API [`client`];
+//!   `delete`), built on the small API [`client`], and `paths` (where the daemon and its
+//!   files are: the daemon's discovery file while it runs, else the configuration);
 //! - [`tasks`] the upscale task commands (`upscale`, `tasks`, `task`, `cancel-task`,
 //!   `retry-task`, `delete-task`, and `--wait` with its progress line), with
 //!   [`upscale`] building the task from flags;

@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 
 use super::error::PlatformError;
 use crate::credentials::{CredentialError, Credentials, Logins, SecretString};
-use crate::redact::{redact_url, strip_queries};
+use crate::redact::{redact_url, redact_with};
 
 /// Time allowed to open a connection (TCP + TLS) before the backend counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -552,18 +552,17 @@ impl HttpBackend {
         )
     }
 
-    /// Removes URL queries and the credential from text shown to anyone.
+    /// Removes secrets from text shown to anyone: what `redact::redact` removes, and the
+    /// backend's credential wherever it appears.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = strip_queries(text);
+        let mut secrets: Vec<String> = Vec::new();
         for slot in [&self.last, &self.fixed] {
             let guard = slot.read().unwrap_or_else(|p| p.into_inner());
             if let Some(b) = guard.as_ref() {
-                for secret in b.secrets() {
-                    out = out.replace(secret, "[REDACTED]");
-                }
+                secrets.extend(b.secrets().into_iter().map(str::to_string));
             }
         }
-        out
+        redact_with(text, secrets.iter().map(String::as_str))
     }
 }
 

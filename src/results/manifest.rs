@@ -1,8 +1,8 @@
 //! The two documents written into every job folder, built from data (no I/O):
 //!
 //! - `results.json`: the backend's STAC results document with each asset's `href`
-//!   made relative (`openEO.tif`) and the backend's link kept, without its query
-//!   (signed links carry their signature there and expire anyway), as
+//!   made relative (`openEO.tif`) and the backend's link kept as `redact::redact_url`
+//!   shows it (no query: signed links carry their signature there and expire anyway), as
 //!   `alternate.remote.href`;
 //! - `job.json`: the manifest of `/work/contracts/CONTRACTS.md` — job, service,
 //!   parameters, the STAC file name and one layer per asset as the GDAL helper
@@ -15,6 +15,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::job::{rfc3339_z, Job};
+use crate::redact::redact_url;
 
 /// Version of the manifest format (`eodispatch_manifest`).
 pub const MANIFEST_VERSION: u32 = 1;
@@ -26,14 +27,6 @@ pub struct Stored {
     pub key: String,
     /// Sanitised file name in the job folder.
     pub name: String,
-}
-
-/// A link with its query removed.
-pub fn without_query(href: &str) -> String {
-    match href.find(['?', '#']) {
-        Some(i) => href[..i].to_string(),
-        None => href.to_string(),
-    }
 }
 
 /// `results.json`: the document with relative hrefs. Assets not downloaded are
@@ -51,7 +44,7 @@ pub fn local_document(doc: &Value, stored: &[Stored], rewritten: &[(String, u64)
             let remote = m
                 .get("href")
                 .and_then(Value::as_str)
-                .map(without_query)
+                .map(redact_url)
                 .unwrap_or_default();
             m.insert("href".into(), json!(s.name));
             let mut alternate = m
@@ -78,7 +71,7 @@ pub fn local_document(doc: &Value, stored: &[Stored], rewritten: &[(String, u64)
         // Links to the backend's signed documents would only expire.
         if let Some(Value::Array(links)) = m.get_mut("links") {
             for l in links.iter_mut() {
-                if let Some(h) = l.get("href").and_then(Value::as_str).map(without_query) {
+                if let Some(h) = l.get("href").and_then(Value::as_str).map(redact_url) {
                     l["href"] = json!(h);
                 }
             }

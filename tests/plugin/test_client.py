@@ -30,7 +30,7 @@ def test_problem_answers_become_api_errors_logged_with_details(qgis_app, daemon)
     assert any("label:" in m for m in logged)
 
 
-def test_unreachable_daemon_and_blocking_calls(qgis_app, daemon, monkeypatch):
+def test_unreachable_daemon_and_blocking_calls(qgis_app, daemon, monkeypatch, tmp_path):
     from qgis.core import QgsFeedback
 
     from eodispatch.core.client import ApiError, DaemonClient
@@ -47,8 +47,10 @@ def test_unreachable_daemon_and_blocking_calls(qgis_app, daemon, monkeypatch):
     with pytest.raises(ApiError) as e:
         client.blocking("GET", "/events", feedback=feedback)
     assert e.value.code == "Canceled" and time.monotonic() - t0 < 3
-    # Nothing listens: a clear error, not a hang.
+    # Nothing listens: a clear error, not a hang. (Another state folder: in the daemon's,
+    # its discovery file would lead to it.)
     monkeypatch.setenv("EODISPATCH_LISTEN", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("EODISPATCH_STATE_DIR", str(tmp_path / "state"))
     from eodispatch.core.daemon import DaemonInfo
 
     gone = DaemonClient(DaemonInfo.resolve())

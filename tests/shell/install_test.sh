@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests ./install end to end in a throw-away HOME: install (no system packages, no systemd:
 # the daemon runs with nohup on a free port), use the API, install again (idempotent),
-# uninstall (results, database and token stay), uninstall again.
+# uninstall (results, database and token stay), uninstall again. The daemon's discovery
+# file (daemon.json) and `eodispatch paths` name the daemon the installer started.
 # Safe as root in CI: nothing outside the temporary HOME is touched, except the shared
 # cargo target/ folder (release build). INSTALL_TEST_KEEP=1 keeps the temporary HOME.
 set -euo pipefail
@@ -26,6 +27,7 @@ URL=http://127.0.0.1:$PORT
 BIN=$TEST_HOME/.local/bin/eodispatch
 STATE_DIR=$TEST_HOME/.local/state/eodispatch
 PID_FILE=$STATE_DIR/daemon.pid
+DISCOVERY=$STATE_DIR/daemon.json
 LOG_FILE=$STATE_DIR/daemon.log
 RESULTS_DIR=$TEST_HOME/EODispatch
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/eodispatch-install-test-out.XXXXXX")
@@ -90,6 +92,8 @@ run_install() {
 }
 
 health() { curl -fsS -m 3 "$URL/health" >/dev/null 2>&1; }
+# True when a line of `eodispatch paths` matches the regular expression $1 entirely.
+paths_says() { in_test_home "$BIN" paths 2>/dev/null | grep -qx "$1"; }
 mode_of() { stat -c %a "$1" 2>/dev/null || echo missing; }
 
 abort() {
@@ -110,6 +114,14 @@ check "the QGIS plugin is in the default QGIS profile" test -f "$QGIS_PROFILE/py
 check "the QGIS plugin is enabled in QGIS3.ini" grep -qx "eodispatch=true" "$QGIS_PROFILE/QGIS/QGIS3.ini"
 FIRST_PID=$(daemon_pid)
 check "the background daemon's pid file names a live process" alive "$FIRST_PID"
+check "the daemon wrote its discovery file" test -f "$DISCOVERY"
+m=$(mode_of "$DISCOVERY")
+if [[ $m == 600 ]]; then pass "discovery file mode is 600"; else fail "discovery file mode is 600 (got $m)"; fi
+check "the discovery file names the daemon's pid" grep -q "\"pid\": $FIRST_PID," "$DISCOVERY"
+check "eodispatch paths: the daemon runs, with that pid" paths_says "pid  *$FIRST_PID"
+check "eodispatch paths: the API at $URL" paths_says "api_url  *$URL"
+check "eodispatch paths: the results folder" paths_says "results_dir  *$RESULTS_DIR"
+check "the install output names the address of the discovery file" grep -q "healthy at $URL (pid $FIRST_PID)" "$OUT/install1.log"
 
 TOKEN=$(in_test_home "$BIN" token 2>"$OUT/token.err" || true)
 if [[ $TOKEN =~ ^[0-9a-fA-F]{64}$ ]]; then
@@ -142,6 +154,7 @@ if alive "$SECOND_PID" && [[ $SECOND_PID != "$FIRST_PID" ]] && ! alive "$FIRST_P
 else
 	fail "the second install replaced the daemon (pids: first $FIRST_PID, now $SECOND_PID)"
 fi
+check "the discovery file names the new daemon" grep -q "\"pid\": $SECOND_PID," "$DISCOVERY"
 TOKEN2=$(in_test_home "$BIN" token 2>/dev/null || true)
 if [[ -n $TOKEN && $TOKEN2 == "$TOKEN" ]]; then
 	pass "the API token survives a re-install"
@@ -172,6 +185,7 @@ fi
 check "the results folder is kept" test -d "$RESULTS_DIR"
 check "the database is kept" test -f "$STATE_DIR/eodispatch.db"
 check "the API token is kept" test -f "$STATE_DIR/api-token"
+check "the stopped daemon removed its discovery file" test ! -e "$DISCOVERY"
 check "the uninstall output says what it kept" grep -q "Kept" "$OUT/uninstall1.log"
 
 run_install uninstall2 --uninstall --no-systemd || true

@@ -1,31 +1,50 @@
 """Where the local eodispatch daemon is and how to reach it.
 
-The daemon's files follow its own rules (``src/config.rs``): defaults < ``config.toml`` <
-``EODISPATCH_*`` environment variables.
+A running daemon says so itself: it writes the discovery file ``daemon.json`` into its
+state folder (``src/discovery.rs``; ``eodispatch paths --json`` prints the same facts)
+with ``api_url`` (the address it really listens on, a daemon on every address reached
+over loopback), ``token_file``, ``results_dir``, ``state_dir``, ``config_file``, ``pid``,
+``version`` and ``started``, and removes it when it stops. The plugin reads that file.
+
+To find the file, and only when there is none (the daemon is not running, or did not
+stop cleanly and left a stale one behind), the plugin follows the daemon's own rules
+(``src/config.rs``): defaults < ``config.toml`` < ``EODISPATCH_*`` environment variables.
 
 - configuration folder: ``$EODISPATCH_CONFIG_DIR`` or ``$XDG_CONFIG_HOME/eodispatch``
   (``~/.config/eodispatch``), holding an optional ``config.toml``;
-- state folder (API token ``api-token``, database, log): ``state_dir`` or
-  ``$XDG_STATE_HOME/eodispatch`` (``~/.local/state/eodispatch``);
+- state folder (API token ``api-token``, database, log, ``daemon.json``): ``state_dir``
+  or ``$XDG_STATE_HOME/eodispatch`` (``~/.local/state/eodispatch``);
 - results folder: ``results_dir``, default ``~/EODispatch``;
-- address: ``listen``, default ``127.0.0.1:8421``.
+- address: ``listen``, default ``127.0.0.1:8421`` (``0.0.0.0`` is reached at
+  ``127.0.0.1``, ``[::]`` at ``[::1]``, as the daemon writes it).
 
-The plugin reads the token from the token file on every (re)connection, so a daemon
-re-created with a new token is picked up without restarting QGIS.
+``DaemonInfo.origin`` says which of the two the facts come from. The plugin reads the
+token from the token file on every (re)connection, so a daemon re-created with a new
+token is picked up without restarting QGIS.
 
 No Qt widgets here.
 """
 
+import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 DEFAULT_LISTEN = "127.0.0.1:8421"
 TOKEN_FILE = "api-token"
+DISCOVERY_FILE = "daemon.json"
 ENV_PREFIX = "EODISPATCH_"
+
+#: ``DaemonInfo.origin``: the facts come from a running daemon's discovery file.
+FROM_DISCOVERY = "discovery"
+#: ... from ``config.toml`` and the environment: there is no discovery file.
+FROM_CONFIG = "config"
+#: ... from ``config.toml`` and the environment: the discovery file is stale (its
+#: process is gone) or unreadable.
+FROM_CONFIG_STALE = "stale"
 
 
 def _expand_home(value: str, home: Path) -> Path:
@@ -72,26 +91,92 @@ def _read_toml_top(path: Path) -> Dict[str, object]:
     return out
 
 
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def read_discovery(path: Path) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The discovery file at ``path`` if a running daemon wrote it, and why not otherwise:
+    ``(facts, "")``, ``(None, "")`` when there is none, ``(None, reason)`` when it is stale
+    or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, ""
+    except OSError as e:
+        return None, f"cannot read {path}: {e.strerror or e}"
+    try:
+        facts = json.loads(text)
+        pid = int(facts["pid"])
+        for key in ("api_url", "token_file", "results_dir", "state_dir"):
+            if not isinstance(facts.get(key), str) or not facts[key]:
+                raise ValueError(f"no {key}")
+    except (ValueError, KeyError, TypeError) as e:
+        return None, f"{path} is not a discovery file ({e})"
+    if not _process_alive(pid):
+        return None, f"{path} was left by process {pid}, which is gone (the daemon did not stop cleanly)"
+    return facts, ""
+
+
 @dataclass
 class DaemonInfo:
-    """The daemon's address and folders as the daemon itself resolves them."""
+    """The daemon's address and folders: from its discovery file while it runs, else as
+    the daemon itself resolves them from the configuration."""
 
     listen: str
     config_dir: Path
     state_dir: Path
     results_dir: Path
+    #: The API's base URL from the discovery file (``None``: derived from ``listen``).
+    api_url: Optional[str] = None
+    #: The token file from the discovery file (``None``: ``state_dir/api-token``).
+    token_file: Optional[Path] = None
+    #: The running daemon's process id (from the discovery file).
+    pid: Optional[int] = None
+    #: Where the facts come from: ``FROM_DISCOVERY``, ``FROM_CONFIG`` or ``FROM_CONFIG_STALE``.
+    origin: str = FROM_CONFIG
+    #: Why a discovery file was not used (stale, unreadable), for the status line.
+    note: str = ""
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``; a daemon on every address is reached over loopback."""
+        """``http://127.0.0.1:PORT``; a daemon on every address is reached over loopback
+        (``0.0.0.0`` at ``127.0.0.1``, ``[::]`` at ``[::1]``)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
         host, _, port = self.listen.rpartition(":")
-        if host in ("0.0.0.0", "[::]", ""):
+        if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
+        elif host == "[::]":
+            host = "[::1]"
         return f"http://{host}:{port}"
 
     @property
     def token_path(self) -> Path:
-        return self.state_dir / TOKEN_FILE
+        return self.token_file or self.state_dir / TOKEN_FILE
+
+    @property
+    def discovery_path(self) -> Path:
+        return self.state_dir / DISCOVERY_FILE
+
+    @property
+    def origin_text(self) -> str:
+        """Where the address comes from, for the dock's status line and the log."""
+        if self.origin == FROM_DISCOVERY:
+            return f"found through {self.discovery_path}"
+        if self.origin == FROM_CONFIG_STALE:
+            return f"address from the configuration: {self.note}"
+        return f"address from the configuration: no {self.discovery_path}"
 
     def read_token(self) -> Optional[str]:
         """The API token, or ``None`` while the daemon never ran (no token file)."""
@@ -121,13 +206,28 @@ class DaemonInfo:
             if state
             else _xdg(env, "XDG_STATE_HOME", ".local/state", home) / "eodispatch"
         )
+        listen = setting("listen") or DEFAULT_LISTEN
+        facts, note = read_discovery(state_dir / DISCOVERY_FILE)
+        if facts is not None:
+            return cls(
+                listen=listen,
+                config_dir=config_dir,
+                state_dir=Path(facts["state_dir"]),
+                results_dir=Path(facts["results_dir"]),
+                api_url=str(facts["api_url"]),
+                token_file=Path(facts["token_file"]),
+                pid=int(facts["pid"]),
+                origin=FROM_DISCOVERY,
+            )
         results = setting("results_dir")
         results_dir = _expand_home(results or "~/EODispatch", home)
         return cls(
-            listen=setting("listen") or DEFAULT_LISTEN,
+            listen=listen,
             config_dir=config_dir,
             state_dir=state_dir,
             results_dir=results_dir,
+            origin=FROM_CONFIG_STALE if note else FROM_CONFIG,
+            note=note,
         )
 
 

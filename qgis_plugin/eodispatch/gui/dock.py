@@ -44,7 +44,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core import params as P
 from ..core.backends import LOGOUT, backend_view, waiting_view
 from ..core.client import ApiResult, DaemonClient, log
-from ..core.daemon import start_daemon
+from ..core.daemon import FROM_DISCOVERY, start_daemon
 from ..core.jobs import JobModel
 from ..core.loaded import AutoLoader
 from ..core.runner import find_published_folder
@@ -364,7 +364,8 @@ class EoDispatchDock(QgsDockWidget):
     def _health(self, result: ApiResult) -> None:
         info = self.client.info
         if result.status == 0:
-            self.daemon_label.setText(f"Not running (nothing answers at {info.base_url})")
+            stale = f"; {info.note}" if info.note else ""
+            self.daemon_label.setText(f"Not running (nothing answers at {info.base_url}{stale})")
             self.start_button.show()
             return
         self.start_button.hide()
@@ -376,7 +377,9 @@ class EoDispatchDock(QgsDockWidget):
             live = f"no live events ({self.stream.last_error}); retrying"
         else:
             live = "connecting to events…"
-        self.daemon_label.setText(f"eodispatch {version} at {info.base_url} — {token}; {live}")
+        # Found without the daemon's discovery file (an older daemon, or not read yet): say so.
+        where = "" if info.origin == FROM_DISCOVERY else f" ({info.origin_text})"
+        self.daemon_label.setText(f"eodispatch {version} at {info.base_url}{where} — {token}; {live}")
 
     def start_daemon(self) -> None:
         try:
