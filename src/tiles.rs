@@ -49,6 +49,15 @@
 //! support. Only `Polygon` AOIs are tiled (no `MultiPolygon`).
 //!
 //! Pure computation: no I/O, no GDAL.
+//!
+//! The cell test is ours rather than the `geo` crate's. `geo` has the predicate (a
+//! prepared `relate` per cell, interiors meeting: `T********`) and picks the same cells
+//! for the AOIs of the tests (holes and cells that only touch the AOI included), but
+//! one `relate` per candidate cell costs from 2 to 9 000 times the single scan over
+//! the edges done here, growing with the AOI: 1 s against 1 ms for 2 080 cells of a
+//! 10° × 10° AOI, 26 s against 3 ms for the 18 000 cells of 30° × 30° (counted before
+//! such a request is refused), in a debug build. The projection stays ours as well:
+//! `geo` projects only through the PROJ C library.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -7,8 +7,17 @@
 //! served: no listing, no subfolders, no hidden files, no symbolic links, and the name
 //! must be one that [`crate::results::names::sanitise`] leaves unchanged, so `..` and
 //! separators never reach the file system. `GET` and `HEAD`; one byte range (`206`,
-//! `416` with `bytes */N`), a strong `ETag`, `If-Range`, `Last-Modified`, a
-//! `Content-Type` from the extension; bodies are streamed from the file.
+//! `416` with `bytes */N`), a strong `ETag`, `If-Range`, `Last-Modified`,
+//! `If-None-Match` / `If-Modified-Since` (`304`), a `Content-Type` from the extension;
+//! bodies are streamed from the file.
+//!
+//! The HTTP part is ours rather than `tower-http`'s `ServeFile`: that service has no
+//! `ETag`, so neither `If-Range` with one (a download resumed after the file changed
+//! would splice two files) nor `If-None-Match`; it answers several ranges, an unknown
+//! unit or a suffix longer than the file with `416` where HTTP says to send the whole
+//! file, `bytes=0-` on an empty file with a `206` of `bytes 0-0/0`, writes its `416` in
+//! plain text instead of our problem shape, and opens the path again itself. Wrapping
+//! it to fix all that would be longer than the few lines below.
 
 use std::path::Path;
 
@@ -106,6 +115,11 @@ pub async fn file(
         })
         .unwrap_or_default();
 
+    if not_modified(&headers, &etag, mtime.as_secs()) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        validators(resp.headers_mut(), &etag, &last_modified);
+        return Ok(resp);
+    }
     let range_wanted = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -161,10 +175,21 @@ pub async fn file(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    validators(h, &etag, &last_modified);
+    if let Some((a, b)) = range {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{size}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// `ETag`, `Last-Modified` and `Cache-Control` of a file's answer (`200`, `206`, `304`).
+fn validators(h: &mut HeaderMap, etag: &str, last_modified: &str) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&last_modified) {
+    if let Ok(v) = HeaderValue::from_str(last_modified) {
         h.insert(header::LAST_MODIFIED, v);
     }
     // Results do not change once published; let GDAL and QGIS cache them.
@@ -172,12 +197,36 @@ pub async fn file(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=3600"),
     );
-    if let Some((a, b)) = range {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{size}")) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+}
+
+/// Whether the client's copy is current (`304`): `If-None-Match` names the file's
+/// `etag` (or is `*`; weak tags compare by their opaque part), or, without
+/// `If-None-Match`, the file was not modified after `If-Modified-Since`. `mtime` is
+/// in seconds since 1970; a date in another form than the one we send is ignored.
+pub fn not_modified(headers: &HeaderMap, etag: &str, mtime: u64) -> bool {
+    let header = |name| {
+        let values = headers.get_all(name).iter();
+        let text: Vec<&str> = values.filter_map(|v| v.to_str().ok()).collect();
+        (!text.is_empty()).then(|| text.join(","))
+    };
+    if let Some(tags) = header(header::IF_NONE_MATCH) {
+        return tags
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
     }
-    Ok(resp)
+    let Some(since) = header(header::IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(since.trim(), format)
+        .ok()
+        .is_some_and(|t| {
+            let since = t.assume_utc().unix_timestamp();
+            i64::try_from(mtime).is_ok_and(|m| m <= since)
+        })
 }
 
 /// A parsed `Range` header.
@@ -240,6 +289,51 @@ mod tests {
         assert_eq!(parse_range("bytes=5-1", 100), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,4-5", 100), RangeSpec::Full);
         assert_eq!(parse_range("items=0-1", 100), RangeSpec::Full);
+    }
+
+    #[test]
+    fn conditions() {
+        let etag = "\"2a-17\"";
+        let mtime = 1_700_000_000; // Tue, 14 Nov 2023 22:13:20 GMT
+        let h = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(k.clone(), HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        assert!(!not_modified(&h(&[]), etag, mtime));
+        let inm = header::IF_NONE_MATCH;
+        assert!(not_modified(&h(&[(inm.clone(), etag)]), etag, mtime));
+        assert!(not_modified(
+            &h(&[(inm.clone(), "W/\"2a-17\"")]),
+            etag,
+            mtime
+        ));
+        assert!(not_modified(
+            &h(&[(inm.clone(), "\"x\", \"2a-17\"")]),
+            etag,
+            mtime
+        ));
+        assert!(not_modified(
+            &h(&[(inm.clone(), "\"x\""), (inm.clone(), etag)]),
+            etag,
+            mtime
+        ));
+        assert!(not_modified(&h(&[(inm.clone(), "*")]), etag, mtime));
+        assert!(!not_modified(&h(&[(inm.clone(), "\"x\"")]), etag, mtime));
+        let ims = header::IF_MODIFIED_SINCE;
+        let at = "Tue, 14 Nov 2023 22:13:20 GMT";
+        let before = "Tue, 14 Nov 2023 22:13:19 GMT";
+        assert!(not_modified(&h(&[(ims.clone(), at)]), etag, mtime));
+        assert!(!not_modified(&h(&[(ims.clone(), before)]), etag, mtime));
+        assert!(!not_modified(
+            &h(&[(ims.clone(), "Tuesday, 14-Nov-23 22:13:20 GMT")]),
+            etag,
+            mtime
+        ));
+        // If-None-Match decides when both are there.
+        assert!(!not_modified(&h(&[(inm, "\"x\""), (ims, at)]), etag, mtime));
     }
 
     #[test]

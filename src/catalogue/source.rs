@@ -312,6 +312,12 @@ pub struct Counts {
 /// An HTTP client that remembers `ETag`/`Last-Modified` per URL, asks conditionally
 /// (`If-None-Match`/`If-Modified-Since`; 304 reuses the body) and honours
 /// `Cache-Control: max-age` (no request while fresh). Never sends credentials.
+///
+/// The cache is a plain map rather than a `moka` cache with expiry: an entry whose
+/// `max-age` has run out is not to be dropped but asked about again, since its
+/// validators and body are what make the `304` possible; the freshness is a property
+/// of the entry, not its lifetime. It holds one entry per URL the sources have
+/// listed since the daemon started (the refresh reads the same ones again).
 pub struct Http {
     client: reqwest::Client,
     cache: Mutex<HashMap<String, Cached>>,

@@ -316,68 +316,78 @@ pub fn sse_block(block: &str) -> (String, String) {
 }
 
 /// The progress display of `--wait` on standard error.
+///
+/// On a terminal an `indicatif` bar: it finds the terminal's width, cuts the line to
+/// it (a wrapped line could not be redrawn in place), redraws at most 20 times a
+/// second and keeps its line apart from other output. Elsewhere plain lines of our own,
+/// one when something worth reading changed (`indicatif` hides itself there).
 pub struct Progress {
     id: i64,
-    tty: bool,
+    /// The bar, on a terminal.
+    bar: Option<indicatif::ProgressBar>,
+    /// Whether the bar was drawn.
+    drawn: bool,
     /// What the last plain line said (without the percentage's last digit).
     last: Option<String>,
-    /// Whether a line is drawn on the terminal.
-    drawn: bool,
+}
+
+/// Positions of the bar: tenths of a percent.
+const BAR_STEPS: u64 = 1000;
+
+/// The terminal line: `task 3 running [####----]  42%  5/12 finished, ... · results
+/// ...` (prefix: the task and its status; message: [`bar_message`], cut to fit).
+pub fn bar_style() -> indicatif::ProgressStyle {
+    let template = format!("task {{prefix}} [{{bar:{BAR_WIDTH}}}] {{wide_msg}}");
+    indicatif::ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#-")
 }
 
 impl Progress {
-    /// A display for task `id`; `tty`: redraw one line in place.
+    /// A display for task `id`; `tty`: one line redrawn in place.
     pub fn new(id: i64, tty: bool) -> Progress {
+        let bar = tty.then(|| {
+            indicatif::ProgressBar::with_draw_target(
+                Some(BAR_STEPS),
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+            .with_style(bar_style())
+        });
         Progress {
             id,
-            tty,
-            last: None,
+            bar,
             drawn: false,
+            last: None,
         }
     }
 
     /// Shows `task` (a task or a `task` event); whether it [`ended`].
     pub fn update(&mut self, task: &Value) -> bool {
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            // One line, never wrapped: a wrapped line would not be redrawn in place.
-            let width = terminal_width().saturating_sub(1).max(20);
-            let line = super::table::truncate(&bar_line(self.id, task), width);
-            let _ = write!(err, "\r{line}\x1b[K");
+        if let Some(bar) = &self.bar {
+            bar.set_prefix(format!("{} {}", self.id, text(task, "/status")));
+            bar.set_message(bar_message(task));
+            bar.set_position((progress_of(task) * BAR_STEPS as f64 / 100.0).round() as u64);
             self.drawn = true;
         } else {
             let key = plain_key(task);
             if self.last.as_ref() != Some(&key) {
+                let mut err = std::io::stderr().lock();
                 let _ = writeln!(err, "{}", plain_line(self.id, task));
+                let _ = err.flush();
                 self.last = Some(key);
             }
         }
-        let _ = err.flush();
         ended(task)
     }
 
-    /// Ends the display (the cursor goes to the next line).
+    /// Ends the display: the bar stays as last drawn, the cursor goes to the next line.
     pub fn finish(&mut self) {
-        if self.drawn {
-            let _ = writeln!(std::io::stderr().lock());
-            self.drawn = false;
+        match self.bar.take() {
+            Some(bar) if self.drawn => bar.abandon(),
+            Some(bar) => bar.finish_and_clear(),
+            None => {}
         }
     }
-}
-
-/// Columns of the terminal on standard error; 80 when it cannot be told.
-fn terminal_width() -> usize {
-    #[cfg(unix)]
-    {
-        // SAFETY: a zeroed `winsize` is a valid value, and TIOCGWINSZ only writes into
-        // the struct it is given, which lives for the whole call.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
-        if rc == 0 && ws.ws_col > 0 {
-            return usize::from(ws.ws_col);
-        }
-    }
-    80
 }
 
 fn count(counts: Option<&Value>, key: &str) -> u64 {
@@ -448,22 +458,10 @@ fn progress_of(task: &Value) -> f64 {
         .clamp(0.0, 100.0)
 }
 
-/// `[#########---------------]`: `progress` percent of [`BAR_WIDTH`] cells.
-pub fn bar(progress: f64) -> String {
-    let filled = ((progress.clamp(0.0, 100.0) / 100.0) * BAR_WIDTH as f64).round() as usize;
-    format!("[{}{}]", "#".repeat(filled), "-".repeat(BAR_WIDTH - filled))
-}
-
-/// The terminal line: `task 3 running [####----] 42% 5/12 finished, ... · results ...`.
-pub fn bar_line(id: i64, task: &Value) -> String {
-    let p = progress_of(task);
-    let percent = format!("{p:.0}%");
-    let mut line = format!(
-        "task {id} {} {} {percent:>4}  {}",
-        text(task, "/status"),
-        bar(p),
-        tiles_text(task.get("counts"))
-    );
+/// The words after the bar: `  42%  5/12 finished, ... · results ...`.
+pub fn bar_message(task: &Value) -> String {
+    let percent = format!("{:.0}%", progress_of(task));
+    let mut line = format!("{percent:>4}  {}", tiles_text(task.get("counts")));
     let r = results_text(task);
     if !r.is_empty() {
         line.push_str(" · ");
@@ -693,6 +691,53 @@ mod tests {
         assert!(render_tasks(&[], now).contains("eodispatch upscale"));
     }
 
+    /// A terminal of 100 columns that keeps its current line.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+    impl Screen {
+        fn line(&self) -> String {
+            self.0.lock().unwrap().clone()
+        }
+        fn put(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.put(s)?;
+            self.0.lock().unwrap().clear();
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.put(s)
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.0.lock().unwrap().clear();
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn progress_lines() {
         let t = summary(
@@ -702,17 +747,34 @@ mod tests {
             counts(3, 1, 2, 5, 0, 1),
             results(4, 0, 1, 12_300_000),
         );
-        assert_eq!(bar(0.0), format!("[{}]", "-".repeat(BAR_WIDTH)));
-        assert_eq!(bar(100.0), format!("[{}]", "#".repeat(BAR_WIDTH)));
-        assert_eq!(bar(50.0), format!("[{}{}]", "#".repeat(12), "-".repeat(12)));
         assert_eq!(
-            bar_line(3, &t),
+            bar_message(&t),
+            " 42%  5/12 finished, 1 failed, 2 running, 4 waiting \
+             · results 4 ready, 1 on the way, 12.3 MB"
+        );
+        // The terminal line as indicatif draws it, cut to the terminal's width.
+        let screen = Screen::default();
+        let mut view = Progress::new(3, false);
+        view.bar = Some(
+            indicatif::ProgressBar::with_draw_target(
+                Some(BAR_STEPS),
+                indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())),
+            )
+            .with_style(bar_style()),
+        );
+        assert!(!view.update(&t));
+        assert_eq!(
+            screen.line(),
             format!(
-                "task 3 running {}  42%  5/12 finished, 1 failed, 2 running, 4 waiting \
-                 · results 4 ready, 1 on the way, 12.3 MB",
-                bar(42.4)
+                "task 3 running [{}{}]  42%  5/12 finished, 1 failed, 2 running, 4 waiting · \
+                 resu",
+                "#".repeat(10),
+                "-".repeat(14)
             )
         );
+        // Finished: the line stays as it was last drawn.
+        view.finish();
+        assert!(screen.line().starts_with("task 3 running [##########---"));
         assert_eq!(
             plain_line(3, &t),
             "task 3: running, 42%, 5/12 finished, 1 failed, 2 running, 4 waiting; \

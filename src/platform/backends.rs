@@ -6,6 +6,7 @@
 //! reachability is published as a backend event.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,55 +31,98 @@ pub const DEFAULT_BURST: f64 = 10.0;
 
 pub use crate::credentials::normalise_endpoint;
 
-/// A token bucket: at most `rate` requests per second on average, `burst` at once.
+/// The governor limiter of one backend, on the tokio clock.
+type Gcra = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioClock,
+    governor::middleware::NoOpMiddleware<Duration>,
+>;
+
+/// Governor's clock read from tokio's: time since the limiter's origin. Tokio's clock
+/// is the one the waits sleep on, so that both agree (also when a test pauses time).
+#[derive(Debug, Clone, Copy)]
+struct TokioClock {
+    origin: Instant,
+}
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// At most `rate` requests per second on average, `burst` at once (a token bucket:
+/// `governor`'s GCRA). Waiters are served first come, first served. A new rate gives a
+/// new limiter, which starts with its burst available.
 #[derive(Debug)]
 pub struct RateLimiter {
-    /// Requests per second, as f64 bits (changes with `config.toml`).
-    rate: std::sync::atomic::AtomicU64,
-    burst: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
+    /// The rate in force and its limiter.
+    current: Mutex<(f64, Arc<Gcra>)>,
+    burst: NonZeroU32,
+    clock: TokioClock,
+    /// Held by the request that waits for its turn, so that the others queue behind it.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl RateLimiter {
-    /// A full bucket.
+    /// A full bucket (`rate` at least 0.01 per second, `burst` at least 1).
     pub fn new(rate: f64, burst: f64) -> RateLimiter {
+        let burst = NonZeroU32::new(burst.max(1.0).min(f64::from(u32::MAX)) as u32)
+            .unwrap_or(NonZeroU32::MIN);
+        let clock = TokioClock {
+            origin: Instant::now(),
+        };
         let rate = rate.max(0.01);
-        let burst = burst.max(1.0);
         RateLimiter {
-            rate: std::sync::atomic::AtomicU64::new(rate.to_bits()),
+            current: Mutex::new((rate, Arc::new(gcra(rate, burst, clock)))),
             burst,
-            state: tokio::sync::Mutex::new((burst, Instant::now())),
+            clock,
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Changes the average rate (the burst stays).
     pub fn set_rate(&self, rate: f64) {
-        self.rate.store(
-            rate.max(0.01).to_bits(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
-
-    fn rate(&self) -> f64 {
-        f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
+        let rate = rate.max(0.01);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 != rate {
+            *current = (rate, Arc::new(gcra(rate, self.burst, self.clock)));
+        }
     }
 
     /// Waits until a request may be sent.
     pub async fn acquire(&self) {
-        let mut s = self.state.lock().await;
+        let _turn = self.turn.lock().await;
         loop {
-            let now = Instant::now();
-            let refill = now.duration_since(s.1).as_secs_f64() * self.rate();
-            s.0 = (s.0 + refill).min(self.burst);
-            s.1 = now;
-            if s.0 >= 1.0 {
-                s.0 -= 1.0;
-                return;
+            let limiter = self
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .clone();
+            match limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+                    tokio::time::sleep(wait).await;
+                }
             }
-            let wait = (1.0 - s.0) / self.rate();
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
     }
+}
+
+/// A limiter of `rate` (> 0) requests per second with `burst`.
+fn gcra(rate: f64, burst: NonZeroU32, clock: TokioClock) -> Gcra {
+    let period = Duration::try_from_secs_f64(1.0 / rate)
+        .unwrap_or(Duration::MAX)
+        .max(Duration::from_nanos(1));
+    let quota = governor::Quota::with_period(period)
+        .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(burst);
+    governor::RateLimiter::direct_with_clock(quota, clock)
 }
 
 /// What the daemon knows of a backend's reachability.
@@ -584,5 +628,25 @@ mod tests {
         // 2 from the burst, then 10 more at 10/s: about 1 s.
         let took = start.elapsed().as_secs_f64();
         assert!((0.95..1.1).contains(&took), "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_rate_applies_and_the_same_rate_keeps_the_bucket() {
+        let l = RateLimiter::new(1.0, 1.0);
+        let start = tokio::time::Instant::now();
+        l.acquire().await;
+        // The same rate again (config.toml applied for another reason): no new burst.
+        l.set_rate(1.0);
+        l.acquire().await;
+        let took = start.elapsed().as_secs_f64();
+        assert!((0.95..1.1).contains(&took), "{took}");
+        // A faster rate: a new limiter, its burst at once, then 20/s.
+        l.set_rate(20.0);
+        let start = tokio::time::Instant::now();
+        for _ in 0..11 {
+            l.acquire().await;
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!((0.45..0.55).contains(&took), "{took}");
     }
 }
