@@ -1,4 +1,4 @@
-//! Benchmark of the local API against the real binary (DESIGN.md "Performance targets").
+//! Benchmark of the local API against the real binary (targets in README.md, "Performance").
 //!
 //! `cargo bench --bench api` starts `eodispatch serve` with every folder in a fresh
 //! temporary directory and prints, measured in one run on this machine:

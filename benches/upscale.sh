@@ -6,7 +6,7 @@
 #   TILES=50 benches/upscale.sh            # a quick check
 #
 # Builds the release binaries if needed (eodispatch, fake-openeo and the GDAL helper
-# eodispatch-geo), prepares a venv with pinned `openeo` and `pandas` from
+# eodispatch-gdal), prepares a venv with pinned `openeo` and `pandas` from
 # PyPI ($VENV, reused), makes the tiles (TILES bounding boxes of 0.02 degrees, the same
 # list for both; benches/upscale_common.py), then per round, each contender against a
 # FRESH anonymous fake-openeo (so the fake's request counters are the contender's own)
@@ -78,7 +78,7 @@ VENV=${VENV:-$TARGET/bench-upscale-venv}
 PY="$VENV/bin/python"
 EODISPATCH="$TARGET/release/eodispatch"
 FAKE="$TARGET/release/fake-openeo"
-GEO_HELPER="$TARGET/release/eodispatch-geo"
+GEO_HELPER="$TARGET/release/eodispatch-gdal"
 
 
 for v in TILES PARALLEL ROUNDS TIMEOUT_S; do
@@ -165,12 +165,12 @@ free_port() {
 JOB_TOTAL_S=$("$(command -v python3)" -c "print($QUEUED_SECS + $JOB_SECS)")
 
 round_eodispatch() {
-    local r=$1 home="$WORK/r$1-eodispatch" port geo_bin
+    local r=$1 home="$WORK/r$1-eodispatch" port gdal_bin
     say "round $r/$ROUNDS: eodispatch, one task of $TILES tiles"
     start_fake "r$r-fake-eodispatch"
     mkdir -p "$home/home" "$home/config"
     port=$(free_port)
-    if [[ $GEO == 1 ]]; then geo_bin=$GEO_HELPER; else geo_bin="$home/no-geo-helper"; fi
+    if [[ $GEO == 1 ]]; then gdal_bin=$GEO_HELPER; else gdal_bin="$home/no-geo-helper"; fi
     env -u DBUS_SESSION_BUS_ADDRESS \
         HOME="$home/home" \
         XDG_CONFIG_HOME="$home/home/.config" \
@@ -178,7 +178,7 @@ round_eodispatch() {
         EODISPATCH_CONFIG_DIR="$home/config" \
         EODISPATCH_STATE_DIR="$home/state" \
         EODISPATCH_RESULTS_DIR="$home/results" \
-        EODISPATCH_GEO_BIN="$geo_bin" \
+        EODISPATCH_GDAL_BIN="$gdal_bin" \
         EODISPATCH_LISTEN="127.0.0.1:$port" \
         EODISPATCH_LOG="$DAEMON_LOG" \
         EODISPATCH_POLL_INTERVAL_MIN_S="$POLL_S" \
@@ -220,8 +220,8 @@ round_mbjm() {
 # ---------------------------------------------------------------------------
 # Always the same three packages, GEO or not: another set unifies features differently
 # and rebuilds the daemon.
-say "building release binaries (eodispatch, fake-openeo, eodispatch-geo) if needed"
-(cd "$ROOT" && cargo build --release -p eodispatch -p fake-openeo -p eodispatch-geo)
+say "building release binaries (eodispatch, fake-openeo, eodispatch-gdal) if needed"
+(cd "$ROOT" && cargo build --release -p eodispatch -p fake-openeo -p eodispatch-gdal)
 [[ -x $EODISPATCH && -x $FAKE ]] || die "release binaries not found in $TARGET/release"
 [[ $GEO == 0 || -x $GEO_HELPER ]] || die "$GEO_HELPER not found"
 

@@ -5,7 +5,7 @@
 //!
 //! [`App`] is the cloneable handle the HTTP edge holds. Background workers do not get
 //! it: each gets the parts it needs (see `scheduler::Parts`, `results::Parts`,
-//! `auth::Parts`, `watch::Parts`), wired in [`crate::daemon::run`].
+//! `auth::Parts`, `watcher::Parts`), wired in [`crate::daemon::run`].
 
 mod costs;
 
@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::api_token::ApiToken;
 use crate::auth::{Auth, AuthError, LoginInfo, LoginRequest, LoginStarted};
 use crate::background::Background;
 use crate::config::{Config, Settings};
@@ -32,7 +33,6 @@ use crate::platform::{Payload, PlatformError, ServiceDef, ServiceError};
 use crate::results::Results;
 use crate::scheduler::Scheduler;
 use crate::store::{JobPatch, Store, StoreError};
-use crate::token::ApiToken;
 
 /// How long a cancel waits for a submission in flight to settle.
 pub const SUBMIT_SETTLE: Duration = Duration::from_secs(20);

@@ -166,12 +166,12 @@ pub struct Config {
     pub poll_interval_max_s: f64,
     /// Where backend refresh tokens and client secrets are kept: the OS keyring
     /// (default) or, only when asked for, a 0600 file in the state folder.
-    pub token_store: crate::auth::tokens::StoreKind,
+    pub token_store: crate::auth::backend_tokens::StoreKind,
     /// Extra backends, by name.
     pub backends: BTreeMap<String, BackendConfig>,
-    /// The GDAL helper `eodispatch-geo` (default: next to the daemon's executable,
-    /// else on `PATH`; see `results::geo`).
-    pub geo_bin: Option<PathBuf>,
+    /// The GDAL helper `eodispatch-gdal` (default: next to the daemon's executable,
+    /// else on `PATH`; see `results::gdal_helper`).
+    pub gdal_bin: Option<PathBuf>,
     /// A result download that receives nothing for this many seconds is abandoned and
     /// resumed (default 30).
     pub download_stall_s: f64,
@@ -236,10 +236,12 @@ struct RawConfig {
     log: Option<String>,
     poll_interval_min_s: Option<f64>,
     poll_interval_max_s: Option<f64>,
-    token_store: Option<crate::auth::tokens::StoreKind>,
+    token_store: Option<crate::auth::backend_tokens::StoreKind>,
     #[serde(default)]
     backends: BTreeMap<String, BackendConfig>,
-    geo_bin: Option<String>,
+    /// `geo_bin` was this key's name before the helper became `eodispatch-gdal`.
+    #[serde(alias = "geo_bin")]
+    gdal_bin: Option<String>,
     download_stall_s: Option<f64>,
     header_timeout_s: Option<f64>,
     max_connections: Option<usize>,
@@ -322,7 +324,7 @@ impl Config {
                 xdg_dir(&get, "XDG_STATE_HOME", ".local/state", home.as_deref())?.join("eodispatch")
             }
         };
-        let geo_bin = match raw.geo_bin {
+        let gdal_bin = match raw.gdal_bin {
             Some(p) => Some(expand_home(&p, home.as_deref())?),
             None => None,
         };
@@ -417,9 +419,9 @@ impl Config {
             log: raw.log.unwrap_or_else(|| "info".to_string()),
             token_store: raw
                 .token_store
-                .unwrap_or(crate::auth::tokens::StoreKind::Keyring),
+                .unwrap_or(crate::auth::backend_tokens::StoreKind::Keyring),
             backends: raw.backends,
-            geo_bin,
+            gdal_bin,
             download_stall_s,
             header_timeout_s,
             max_connections,
@@ -443,9 +445,9 @@ impl Config {
             log: "info".into(),
             poll_interval_min_s: 5.0,
             poll_interval_max_s: 60.0,
-            token_store: crate::auth::tokens::StoreKind::Keyring,
+            token_store: crate::auth::backend_tokens::StoreKind::Keyring,
             backends: BTreeMap::new(),
-            geo_bin: None,
+            gdal_bin: None,
             download_stall_s: DEFAULT_DOWNLOAD_STALL_S,
             header_timeout_s: DEFAULT_HEADER_TIMEOUT_S,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -498,11 +500,13 @@ impl Config {
     }
 
     /// The token store the configuration asks for.
-    pub fn token_store(&self) -> crate::auth::tokens::TokenStore {
+    pub fn token_store(&self) -> crate::auth::backend_tokens::BackendTokenStore {
         match self.token_store {
-            crate::auth::tokens::StoreKind::Keyring => crate::auth::tokens::TokenStore::keyring(),
-            crate::auth::tokens::StoreKind::File => {
-                crate::auth::tokens::TokenStore::file(self.token_file())
+            crate::auth::backend_tokens::StoreKind::Keyring => {
+                crate::auth::backend_tokens::BackendTokenStore::keyring()
+            }
+            crate::auth::backend_tokens::StoreKind::File => {
+                crate::auth::backend_tokens::BackendTokenStore::file(self.token_file())
             }
         }
     }
@@ -630,7 +634,7 @@ impl Settings {
         let mut next = (*old).clone();
         next.poll_interval_min_s = new.poll_interval_min_s;
         next.poll_interval_max_s = new.poll_interval_max_s;
-        next.geo_bin = new.geo_bin.clone();
+        next.gdal_bin = new.gdal_bin.clone();
         next.mosaic = new.mosaic;
         next.backends = new.backends.clone();
         next.catalogues = new.catalogues.clone();
@@ -745,6 +749,32 @@ mod tests {
         assert_eq!(c.log, "debug");
         assert_eq!(c.backends["vito"].url, "https://openeo.vito.be");
         assert_eq!(c.backends["vito"].max_running_jobs, Some(5));
+    }
+
+    #[test]
+    fn the_gdal_helper_key_keeps_its_old_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(
+            cfg.join("config.toml"),
+            "geo_bin = \"/opt/eodispatch-gdal\"\n",
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let cfg_s = cfg.to_str().unwrap();
+        let c =
+            Config::load_from(&env(&[("HOME", home), ("EODISPATCH_CONFIG_DIR", cfg_s)])).unwrap();
+        assert_eq!(
+            c.gdal_bin.as_deref(),
+            Some(Path::new("/opt/eodispatch-gdal"))
+        );
+        let c = Config::load_from(&env(&[
+            ("HOME", home),
+            ("EODISPATCH_GDAL_BIN", "/x/helper"),
+        ]))
+        .unwrap();
+        assert_eq!(c.gdal_bin.as_deref(), Some(Path::new("/x/helper")));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::api_token::{self, ApiTokenError};
 use crate::app::App;
 use crate::background::Background;
 use crate::config::{Config, Settings};
@@ -22,7 +23,6 @@ use crate::platform::udp::UdpCache;
 use crate::results::Results;
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
-use crate::token::{self, TokenError};
 
 /// Version of the daemon (and of its API), from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,7 +42,7 @@ pub enum DaemonError {
     NotLoopback(SocketAddr),
     /// The API token file is unusable.
     #[error(transparent)]
-    Token(#[from] TokenError),
+    Token(#[from] ApiTokenError),
     /// The job store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -128,7 +128,7 @@ pub async fn run(
     if !addr.ip().is_loopback() && !config.allow_remote {
         return Err(DaemonError::NotLoopback(addr));
     }
-    let token = token::load_or_create(&config.token_path())?;
+    let token = api_token::load_or_create(&config.token_path())?;
     crate::private::create_dir(&config.results_dir, config.results_private).map_err(|source| {
         DaemonError::Io {
             context: format!(
@@ -191,7 +191,7 @@ pub async fn run(
     scheduler.start().await?;
     results.start().await?;
     let applier = app.clone();
-    crate::watch::start(crate::watch::Parts {
+    crate::watcher::start(crate::watcher::Parts {
         store: store.clone(),
         events,
         settings,

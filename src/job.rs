@@ -3,7 +3,7 @@
 //! vocabulary ([`Status`], [`ResultsState`]).
 //!
 //! Nothing here does I/O. The JSON field names are those of the APEx Dispatch API
-//! (`reference/apex_dispatch_api.md` §3) plus our extensions, so that scripts written
+//! (`POST /unit_jobs` and its job records) plus our extensions, so that scripts written
 //! against the hosted API work against the daemon. Parsing and validation of client
 //! input lives in [`validate`].
 

@@ -5,6 +5,7 @@
 //! port 0) until the `shutdown` future completes.
 
 pub mod api;
+pub mod api_token;
 pub mod app;
 pub mod auth;
 pub mod background;
@@ -24,7 +25,6 @@ pub mod results;
 pub mod scheduler;
 pub mod store;
 pub mod tiles;
-pub mod token;
-pub mod watch;
+pub mod watcher;
 
 pub use daemon::run;

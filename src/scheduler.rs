@@ -438,7 +438,7 @@ impl WorkerRun {
     /// before starting it (where it offers an estimate) and keeps the figure; a figure
     /// over `max_cost` fails the job with `BudgetExceeded` and deletes the remote job
     /// unstarted. `true` when the job must not be started.
-    async fn over_backend_estimate(&self, job: &Job, remote_id: &str) -> Result<bool, Failure> {
+    async fn over_backend_estimate(&self, job: &Job, remote_id: &str) -> Result<bool, StepFailure> {
         let Some(max_cost) = job.max_cost else {
             return Ok(false);
         };
@@ -612,8 +612,8 @@ impl WorkerRun {
             };
             match self.apply_remote(job, &remote).await {
                 Ok(changed) => out.changed |= changed,
-                Err(Failure::Store(e)) => return Err(e),
-                Err(Failure::Backend(e)) => return self.failed(out, &e),
+                Err(StepFailure::Store(e)) => return Err(e),
+                Err(StepFailure::Backend(e)) => return self.failed(out, &e),
             }
         }
         // 3. Submit. Jobs that ended in this cycle freed their slots: read the work list
@@ -660,8 +660,8 @@ impl WorkerRun {
                     out.changed = true;
                 }
                 Ok(false) => {}
-                Err(Failure::Store(e)) => return Err(e),
-                Err(Failure::Backend(e)) => return self.failed(out, &e),
+                Err(StepFailure::Store(e)) => return Err(e),
+                Err(StepFailure::Backend(e)) => return self.failed(out, &e),
             }
         }
         // Jobs still queued with no slot left wait for the limit (the store lists
@@ -692,8 +692,8 @@ impl WorkerRun {
             .await?;
         if let Some(linked) = linked {
             match self.apply_remote(&linked, remote).await {
-                Ok(_) | Err(Failure::Backend(_)) => {}
-                Err(Failure::Store(e)) => return Err(e),
+                Ok(_) | Err(StepFailure::Backend(_)) => {}
+                Err(StepFailure::Store(e)) => return Err(e),
             }
         }
         Ok(())
@@ -701,7 +701,7 @@ impl WorkerRun {
 
     /// Submits one queued job: build, mark, send, link (and start). `Ok(true)` when it
     /// took a slot on the backend.
-    async fn submit(&mut self, job: &Job) -> Result<bool, Failure> {
+    async fn submit(&mut self, job: &Job) -> Result<bool, StepFailure> {
         let platform = self.backend.platform.clone();
         let prepared = match platform.prepare(job).await {
             Ok(p) => {
@@ -821,22 +821,22 @@ impl WorkerRun {
             Err(e @ PlatformError::Unreachable { .. }) => {
                 // Certainly not received: back to the queue.
                 self.patch(&job, pending()).await?;
-                Err(Failure::Backend(e))
+                Err(StepFailure::Backend(e))
             }
             Err(e @ PlatformError::Transient { status: 429, .. }) => {
                 // Refused before doing anything.
                 self.patch(&job, pending()).await?;
-                Err(Failure::Backend(e))
+                Err(StepFailure::Backend(e))
             }
             Err(e @ (PlatformError::NoAnswer { .. } | PlatformError::Transient { .. })) => {
                 // Maybe created: stays `submitting`, reconciled next cycle.
                 tracing::warn!(job = job.id, error = %e, "submission answer lost; will reconcile");
-                Err(Failure::Backend(e))
+                Err(StepFailure::Backend(e))
             }
             Err(e @ PlatformError::Auth { .. }) => {
                 self.patch(&job, pending()).await?;
                 self.wait_for_login(&job, &e.to_string()).await?;
-                Err(Failure::Backend(e))
+                Err(StepFailure::Backend(e))
             }
             Err(e) => {
                 self.patch(&job, pending()).await?;
@@ -878,7 +878,7 @@ impl WorkerRun {
     /// Starts a linked job (openEO `POST /jobs/{id}/results`), then marks it queued. If
     /// the user canceled or deleted it while the start was in flight, the remote job is
     /// canceled again.
-    async fn start(&self, job: &Job, remote_id: &str) -> Result<(), Failure> {
+    async fn start(&self, job: &Job, remote_id: &str) -> Result<(), StepFailure> {
         match self
             .backend
             .call(self.backend.platform.start(remote_id))
@@ -904,7 +904,7 @@ impl WorkerRun {
             }
             Err(e) if e.is_transient() || e.is_auth() => {
                 // Still `created` remotely: the next poll starts it again.
-                Err(Failure::Backend(e))
+                Err(StepFailure::Backend(e))
             }
             Err(e) => {
                 self.fail(job, e.code(), &e.to_string()).await?;
@@ -925,7 +925,7 @@ impl WorkerRun {
     }
 
     /// Applies a remote job's status; `true` if anything changed.
-    async fn apply_remote(&self, job: &Job, remote: &RemoteJob) -> Result<bool, Failure> {
+    async fn apply_remote(&self, job: &Job, remote: &RemoteJob) -> Result<bool, StepFailure> {
         let Some(status) = remote.status else {
             tracing::warn!(job = job.id, status = %remote.raw_status, "unknown backend status");
             return Ok(false);
@@ -1038,14 +1038,14 @@ fn pending() -> JobPatch {
 }
 
 /// Why a step stopped: the store failed (a bug or a full disk), or the backend did.
-enum Failure {
+enum StepFailure {
     Store(StoreError),
     Backend(PlatformError),
 }
 
-impl From<StoreError> for Failure {
+impl From<StoreError> for StepFailure {
     fn from(e: StoreError) -> Self {
-        Failure::Store(e)
+        StepFailure::Store(e)
     }
 }
 

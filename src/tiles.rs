@@ -3,7 +3,7 @@
 //! The hosted APEx Dispatch API projects the AOI to Web Mercator (EPSG:3857) and walks
 //! cells from the AOI's bounding-box corner, so its "20 km" cells are 20 km of Mercator
 //! metres (about 12.6 km on the ground at 51° N) and the grid moves with every AOI
-//! (`reference/apex_dispatch_api.md` §6). We keep the request and the response shape
+//! (its `POST /tiles` endpoint). We keep the request and the response shape
 //! (`{aoi: Polygon, grid}` → GeoJSON `GeometryCollection` of Polygons) but compute the
 //! cells differently:
 //!

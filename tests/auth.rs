@@ -13,7 +13,7 @@ mod oidc;
 use std::time::Duration;
 
 use common::TestDaemon;
-use eodispatch::auth::tokens::{TokenKey, TokenStore};
+use eodispatch::auth::backend_tokens::{BackendTokenStore, TokenKey};
 use fake::{backend_state, pv_request, submit, wait_for, wait_results, wait_status, Events};
 use oidc::*;
 use serde_json::{json, Value};
@@ -261,7 +261,7 @@ async fn device_login_lets_waiting_jobs_run_and_survives_a_restart() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["login"]["state"], "logged_out", "{b}");
     let key = TokenKey::new(&idp.issuer, PUBLIC_CLIENT);
-    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+    assert_eq!(BackendTokenStore::keyring().get(&key).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +350,7 @@ async fn client_credentials_keep_the_secret_in_the_keyring_until_logout() {
     assert_eq!(s, 422, "{p}");
     assert_eq!(p["code"], "LoginRefused");
     assert!(!p.to_string().contains("WRONG-SECRET-SENTINEL"), "{p}");
-    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+    assert_eq!(BackendTokenStore::keyring().get(&key).await.unwrap(), None);
 
     let (s, v) = d
         .post_json(
@@ -363,7 +363,7 @@ async fn client_credentials_keep_the_secret_in_the_keyring_until_logout() {
     assert_eq!(v["state"], "logged_in");
     assert!(!v.to_string().contains(ROBOT_SECRET));
     assert_eq!(
-        TokenStore::keyring()
+        BackendTokenStore::keyring()
             .get(&key)
             .await
             .unwrap()
@@ -381,7 +381,7 @@ async fn client_credentials_keep_the_secret_in_the_keyring_until_logout() {
     let (s, b) = d.post_json("/auth/logout", &json!({"endpoint": url})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["login"]["state"], "logged_out");
-    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+    assert_eq!(BackendTokenStore::keyring().get(&key).await.unwrap(), None);
     // Without a login, a new job waits (the backend answers 401).
     let id = submit(&d, &pv_request(&url, "after logout")).await;
     wait_login_required(&d, id).await;
@@ -473,7 +473,7 @@ async fn a_refused_refresh_token_makes_jobs_wait_until_the_next_login() {
     .await;
     // The dead refresh token was removed from the keyring.
     let key = TokenKey::new(&idp.issuer, PUBLIC_CLIENT);
-    assert_eq!(TokenStore::keyring().get(&key).await.unwrap(), None);
+    assert_eq!(BackendTokenStore::keyring().get(&key).await.unwrap(), None);
     // The job stays waiting...
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(job(&d, id).await["status"], "created");
@@ -593,7 +593,7 @@ async fn the_file_store_is_used_only_when_configured_and_is_private() {
         tmp,
     } = World::start(3600, &[], (0.2, 0.4)).await;
     let mut cfg = config_without_token(tmp.path(), &url);
-    cfg.token_store = eodispatch::auth::tokens::StoreKind::File;
+    cfg.token_store = eodispatch::auth::backend_tokens::StoreKind::File;
     let d = TestDaemon::start_with(cfg.clone()).await;
     assert_eq!(backend_state(&d, &url).await["token_store"], "file");
     let (s, v) = d
@@ -988,7 +988,7 @@ async fn the_cli_logs_in_with_each_flow_and_out() {
     assert_eq!(b["login"]["method"], "device", "{b}");
     // The service account's secret was replaced by the device login, so it left the keyring.
     assert_eq!(
-        TokenStore::keyring()
+        BackendTokenStore::keyring()
             .get(&TokenKey::new(&idp.issuer, ROBOT))
             .await
             .unwrap(),
@@ -999,7 +999,7 @@ async fn the_cli_logs_in_with_each_flow_and_out() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed from the keyring"), "{out}");
     assert_eq!(
-        TokenStore::keyring()
+        BackendTokenStore::keyring()
             .get(&TokenKey::new(&idp.issuer, PUBLIC_CLIENT))
             .await
             .unwrap(),

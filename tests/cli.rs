@@ -108,7 +108,7 @@ impl Daemon {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if eodispatch::token::read(&self.config.token_path()).is_ok() {
+            if eodispatch::api_token::read(&self.config.token_path()).is_ok() {
                 let health = std::net::TcpStream::connect(("127.0.0.1", self.port)).and_then(
                     |mut s| {
                         use std::io::{Read, Write};
@@ -141,7 +141,7 @@ impl Daemon {
     }
 
     fn token(&self) -> String {
-        eodispatch::token::read(&self.config.token_path())
+        eodispatch::api_token::read(&self.config.token_path())
             .unwrap()
             .expose()
             .to_string()
@@ -647,7 +647,7 @@ fn doctor_without_a_daemon_says_how_to_start_it() {
     // Another state folder (with a token): in the daemon's, its discovery file would
     // lead to it whatever the configured address.
     let state = d.root().join("no-daemon-state");
-    eodispatch::token::load_or_create(&state.join("api-token")).unwrap();
+    eodispatch::api_token::load_or_create(&state.join("api-token")).unwrap();
     let r = Run::of(
         d.command_with_state(&state, &["doctor"])
             .env("EODISPATCH_LISTEN", format!("127.0.0.1:{port}"))
@@ -675,7 +675,7 @@ fn wrong_or_missing_token_file() {
     let d = Daemon::start();
     // Another state folder with a valid but different token.
     let other: PathBuf = d.root().join("other-state");
-    eodispatch::token::load_or_create(&other.join("api-token")).unwrap();
+    eodispatch::api_token::load_or_create(&other.join("api-token")).unwrap();
     let r = Run::of(d.command_with_state(&other, &["jobs"]).output().unwrap());
     r.assert_code(1);
     assert!(
@@ -729,7 +729,7 @@ fn unreachable_daemon() {
     // Another state folder (with a token): in the daemon's, its discovery file would
     // lead to it whatever the configured address.
     let state = d.root().join("no-daemon-state");
-    eodispatch::token::load_or_create(&state.join("api-token")).unwrap();
+    eodispatch::api_token::load_or_create(&state.join("api-token")).unwrap();
     let r = Run::of(
         d.command_with_state(&state, &["jobs"])
             .env("EODISPATCH_LISTEN", format!("127.0.0.1:{port}"))

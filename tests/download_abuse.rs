@@ -636,7 +636,7 @@ async fn delivery(cfg: FakeConfig, root: &Path) -> (FakeHandle, TestDaemon, i64)
         .with_asset("openEO.tif", AssetSource::Generated { size: ASSET });
     let fake = fake_openeo::start(cfg).await.expect("the fake starts");
     let mut config = config_for(root, &fake.base_url(), 4);
-    config.geo_bin = Some(geo_bin());
+    config.gdal_bin = Some(gdal_bin());
     let d = TestDaemon::start_with(config).await;
     let id = submit(&d, &pv_request(&fake.base_url(), "abuse")).await;
     (fake, d, id)

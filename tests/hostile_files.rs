@@ -1,6 +1,6 @@
 //! Hostile result files (issue 13, points 3 and 8 on the daemon's side).
 //!
-//! - The GDAL helper, run by the daemon's own `results::geo::inspect` on files made
+//! - The GDAL helper, run by the daemon's own `results::gdal_helper::inspect` on files made
 //!   here: it refuses VRTs with raw bands, absolute, `..` or `/vsicurl/` sources,
 //!   vector VRTs, and any file whose reading makes GDAL fetch a URL (a GeoJSON `crs`
 //!   link); it still reads the formats results come in, a VRT with local sources, and
@@ -13,7 +13,7 @@
 //!   VRT is published `readable: false` / `Refused`; a `-v.tif` asset is read; a side
 //!   file is `Sidecar`; without the helper every file is listed `GeoHelperMissing`.
 //!
-//! The helper `eodispatch-geo` is built on demand; the test files are made with
+//! The helper `eodispatch-gdal` is built on demand; the test files are made with
 //! `gdal_create` (GDAL's command-line tools, as `tests/results.rs` uses `gdalinfo`).
 
 mod common;
@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestDaemon;
-use eodispatch::results::geo::{self, Limits};
+use eodispatch::results::gdal_helper::{self, Limits};
 use fake::*;
 use fake_openeo::{AssetSource, FakeConfig, FakeHandle};
 use serde_json::{json, Value};
@@ -205,7 +205,7 @@ def f(in_ar, out_ar, *args, **kwargs):
     names.push("data.tif".into());
     names.push("-v.tif".into());
 
-    let out = geo::inspect(Some(&geo_bin()), &dir, &names).await;
+    let out = gdal_helper::inspect(Some(&gdal_bin()), &dir, &names).await;
     assert_eq!(out.len(), names.len());
     let layers = by_path(&out);
     for refused in [
@@ -283,7 +283,7 @@ async fn the_helper_runs_under_a_memory_limit_and_a_timeout() {
         memory: Some(256 << 20),
     };
     let files = vec!["-v.tif".to_string()];
-    let out = geo::inspect_with(Some(&hog), dir, &files, limits).await;
+    let out = gdal_helper::inspect_with(Some(&hog), dir, &files, limits).await;
     assert_eq!(out[0]["readable"], false, "{out:?}");
     assert_eq!(out[0]["error_code"], "GeoHelperFailed", "{out:?}");
     // The same helper without the limit reads the file: the limit made the difference.
@@ -291,7 +291,7 @@ async fn the_helper_runs_under_a_memory_limit_and_a_timeout() {
         memory: None,
         ..limits
     };
-    let out = geo::inspect_with(Some(&hog), dir, &files, unlimited).await;
+    let out = gdal_helper::inspect_with(Some(&hog), dir, &files, unlimited).await;
     assert_eq!(out[0]["readable"], true, "{out:?}");
     assert_eq!(out[0]["path"], "-v.tif");
     let args = std::fs::read_to_string(dir.join("args")).unwrap();
@@ -306,7 +306,7 @@ async fn the_helper_runs_under_a_memory_limit_and_a_timeout() {
         timeout: Duration::from_secs(1),
         memory: None,
     };
-    let out = geo::inspect_with(Some(&sleeper), dir, &["a.tif".to_string()], short).await;
+    let out = gdal_helper::inspect_with(Some(&sleeper), dir, &["a.tif".to_string()], short).await;
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     assert_eq!(out[0]["error_code"], "GeoHelperTimeout", "{out:?}");
     let pid = std::fs::read_to_string(dir.join("pid")).unwrap();
@@ -365,7 +365,7 @@ async fn start_fake_with(cfg: FakeConfig) -> FakeHandle {
 
 async fn daemon(root: &Path, fake: &FakeHandle, helper: PathBuf) -> TestDaemon {
     let mut cfg = config_for(root, &fake.base_url(), 4);
-    cfg.geo_bin = Some(helper);
+    cfg.gdal_bin = Some(helper);
     TestDaemon::start_with(cfg).await
 }
 
@@ -417,7 +417,7 @@ async fn a_hostile_vrt_from_the_backend_is_published_refused() {
         root.path(),
         "result.vrt",
         Some(AssetSource::File(evil)),
-        geo_bin(),
+        gdal_bin(),
     )
     .await;
     let l = &man["layers"][0];
@@ -432,7 +432,7 @@ async fn a_hostile_vrt_from_the_backend_is_published_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_asset_named_like_an_option_is_read() {
     let root = tempfile::tempdir().unwrap();
-    let (dir, man) = one_job(root.path(), "-v.tif", None, geo_bin()).await;
+    let (dir, man) = one_job(root.path(), "-v.tif", None, gdal_bin()).await;
     let l = &man["layers"][0];
     assert_eq!(l["path"], "-v.tif");
     assert_eq!(l["readable"], true, "{l}");
@@ -444,7 +444,7 @@ async fn an_asset_named_like_an_option_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_file_from_the_backend_is_kept_inert() {
     let root = tempfile::tempdir().unwrap();
-    let (dir, man) = one_job(root.path(), "openEO.tif.aux.xml", None, geo_bin()).await;
+    let (dir, man) = one_job(root.path(), "openEO.tif.aux.xml", None, gdal_bin()).await;
     let l = &man["layers"][0];
     assert_eq!(l["path"], "openEO.tif.aux.xml.sidecar", "{l}");
     assert_eq!(l["readable"], false, "{l}");
@@ -459,7 +459,7 @@ async fn a_side_file_from_the_backend_is_kept_inert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_helper_every_file_is_listed_for_clients_to_open() {
     let root = tempfile::tempdir().unwrap();
-    let missing = root.path().join("no-such-dir").join("eodispatch-geo");
+    let missing = root.path().join("no-such-dir").join("eodispatch-gdal");
     let (dir, man) = one_job(root.path(), "openEO.tif", None, missing).await;
     let l = &man["layers"][0];
     assert_eq!(l["path"], "openEO.tif");

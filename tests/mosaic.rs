@@ -53,7 +53,7 @@ async fn start_fake_with(cfg: FakeConfig) -> FakeHandle {
 
 async fn daemon(root: &Path, fake: &FakeHandle) -> TestDaemon {
     let mut cfg = config_for(root, &fake.base_url(), 8);
-    cfg.geo_bin = Some(geo_bin());
+    cfg.gdal_bin = Some(gdal_bin());
     TestDaemon::start_with(cfg).await
 }
 
@@ -676,7 +676,7 @@ async fn without_the_helper_task_json_says_there_is_no_mosaic() {
     let root = tempfile::tempdir().unwrap();
     let fake = start_fake_with(FakeConfig::default()).await;
     let mut cfg = config_for(root.path(), &fake.base_url(), 8);
-    cfg.geo_bin = Some(root.path().join("no-such-helper"));
+    cfg.gdal_bin = Some(root.path().join("no-such-helper"));
     let d = TestDaemon::start_with(cfg).await;
     let cells = cells(&d, &AOI_ONE_ZONE).await;
     let id = create_task(&d, &task_body(&fake, "No helper", &cells, "gtiff")).await;
@@ -735,9 +735,9 @@ async fn kill_9_while_the_mosaic_is_built_and_it_is_built_again() {
         ..FakeConfig::default()
     };
     let fake = start_fake_with(cfg).await;
-    let geo = geo_bin();
+    let geo = gdal_bin();
     let env = [
-        ("EODISPATCH_GEO_BIN", geo.to_str().unwrap()),
+        ("EODISPATCH_GDAL_BIN", geo.to_str().unwrap()),
         ("EODISPATCH_MOSAIC", "cog"),
     ];
     let mut child = ChildDaemon::start(root.path(), &fake.base_url(), 8, &env).await;

@@ -44,7 +44,7 @@ fn backend(fake: &FakeHandle) -> OpenEoBackend {
     b
 }
 
-/// The eurac PV farm arguments of openeo.md §3.2.
+/// The eurac PV farm arguments the openEO Python client sends for the UDP.
 fn arguments() -> Map<String, Value> {
     json!({
         "spatial_extent": {"west": 16.342, "south": 47.962, "east": 16.414, "north": 48.008, "crs": 4326},

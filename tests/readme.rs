@@ -223,7 +223,10 @@ fn readme_config_example_is_valid() {
     );
     assert_eq!(c.backends["ades"].scopes, ["profile"]);
     assert_eq!(c.poll_interval_max_s, 60.0);
-    assert_eq!(c.token_store, eodispatch::auth::tokens::StoreKind::Keyring);
+    assert_eq!(
+        c.token_store,
+        eodispatch::auth::backend_tokens::StoreKind::Keyring
+    );
 }
 
 /// The "OGC API Processes services" section: its server (the tests' pygeoapi, started

@@ -6,8 +6,8 @@
 //! files).
 //!
 //! The manifest tests compare `job.json` with GDAL's own reading (`gdalinfo -json`,
-//! `ogrinfo`) of the published files. The GDAL helper `eodispatch-geo` is built on
-//! demand (`cargo build -p eodispatch-geo`) when the test run did not build it.
+//! `ogrinfo`) of the published files. The GDAL helper `eodispatch-gdal` is built on
+//! demand (`cargo build -p eodispatch-gdal`) when the test run did not build it.
 
 mod common;
 #[path = "common/fake.rs"]
@@ -41,7 +41,7 @@ async fn start_fake_with(cfg: FakeConfig) -> FakeHandle {
 
 async fn daemon(root: &Path, fake: &FakeHandle) -> TestDaemon {
     let mut cfg = config_for(root, &fake.base_url(), 4);
-    cfg.geo_bin = Some(geo_bin());
+    cfg.gdal_bin = Some(gdal_bin());
     TestDaemon::start_with(cfg).await
 }
 
@@ -730,7 +730,7 @@ async fn a_stalled_transfer_is_detected_and_resumed() {
         });
     let fake = start_fake_with(cfg).await;
     let mut config = config_for(root.path(), &fake.base_url(), 4);
-    config.geo_bin = Some(geo_bin());
+    config.gdal_bin = Some(gdal_bin());
     config.download_stall_s = 1.0;
     let d = TestDaemon::start_with(config).await;
     let started = Instant::now();
@@ -1026,7 +1026,7 @@ async fn a_disk_filling_up_mid_download_is_resumable() {
 /// file is byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_download_then_restart_gives_identical_bytes() {
-    geo_bin();
+    gdal_bin();
     let root = tempfile::tempdir().unwrap();
     let size: u64 = 24 * 1024 * 1024;
     let mut cfg = FakeConfig::default().with_asset("openEO.tif", AssetSource::Generated { size });

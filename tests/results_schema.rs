@@ -40,7 +40,7 @@ async fn start_fake_with_tiff() -> FakeHandle {
 async fn daemon(root: &Path, fake: &FakeHandle, helper: Option<PathBuf>) -> TestDaemon {
     let mut cfg = config_for(root, &fake.base_url(), 8);
     // No helper: a path where there is none (not looked up next to the test binary).
-    cfg.geo_bin = Some(helper.unwrap_or_else(|| root.join("no-geo-helper")));
+    cfg.gdal_bin = Some(helper.unwrap_or_else(|| root.join("no-geo-helper")));
     TestDaemon::start_with(cfg).await
 }
 
@@ -131,7 +131,7 @@ fn the_schemas_are_json_schema_2020_12() {
 async fn published_job_and_task_folders_follow_the_schemas_and_a_planted_error_does_not() {
     let root = tempfile::tempdir().unwrap();
     let fake = start_fake_with_tiff().await;
-    let d = daemon(root.path(), &fake, Some(geo_bin())).await;
+    let d = daemon(root.path(), &fake, Some(gdal_bin())).await;
 
     let job = submit(&d, &pv_request(&fake.base_url(), "Schema job")).await;
     let mut body = pv_request(&fake.base_url(), "Schema task");

@@ -1,5 +1,5 @@
-//! Local-API security, one test per rule (DESIGN.md "Security of the local API",
-//! `reference/security.md` checklist items 1–8).
+//! Local-API security, one test per rule (docs/security.md,
+//! "Local API").
 
 mod common;
 

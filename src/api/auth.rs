@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 use super::extract::ApiJson;
 use super::problem::{Problem, ProblemBody};
 use crate::app::{App, BackendEntry};
+use crate::auth::backend_tokens::SecretString;
 use crate::auth::session::Method;
-use crate::auth::tokens::SecretString;
 use crate::auth::{LoginRequest, LoginStarted, LoginStatus};
 use crate::job::validate::{check_http_url, http_url_schema, not_blank_schema, typed, FieldError};
 

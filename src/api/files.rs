@@ -1,6 +1,6 @@
 //! `/files/{uuid}/{name}` (*ext*): the files of published job folders, without a token.
 //!
-//! The job's random UUID is the capability (DESIGN.md "Security of the local API"), so
+//! The job's random UUID is the capability (docs/security.md, "Local API"), so
 //! that scripts written for the hosted APEx API (`rasterio.open(href)`,
 //! `requests.get(href)`) and GDAL's `/vsicurl/` read results with no header. Only
 //! regular files directly inside the folder of a job whose results are `ready` are

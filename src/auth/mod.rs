@@ -13,9 +13,9 @@
 //!   platforms find a backend's credential through that interface, and this module
 //!   knows nothing of platforms (the providers a backend accepts are handed in).
 
+pub mod backend_tokens;
 pub mod oidc;
 pub mod session;
-pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,9 +25,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
+use self::backend_tokens::{
+    BackendTokenStore, BackendTokenStoreError, SecretString, StoreKind, TokenKey,
+};
 use self::oidc::{Discovery, Flow, OidcError, Pkce, Provider};
 use self::session::{Credential, Method, Session, SessionError};
-use self::tokens::{SecretString, StoreKind, TokenKey, TokenStore, TokenStoreError};
 use crate::background::Background;
 use crate::credentials::{normalise_endpoint, Credentials, Logins};
 use crate::events::{Event, EventBus};
@@ -49,7 +51,7 @@ pub enum AuthError {
     Oidc(#[from] OidcError),
     /// The token store failed (no keyring, locked, ...).
     #[error(transparent)]
-    Tokens(#[from] TokenStoreError),
+    Tokens(#[from] BackendTokenStoreError),
     /// Installing the credential failed.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -178,7 +180,7 @@ struct BrowserPending {
 #[derive(Clone)]
 pub struct Parts {
     /// Where refresh tokens and client secrets are kept.
-    pub tokens: TokenStore,
+    pub tokens: BackendTokenStore,
     /// Which backend uses which provider and client (nothing secret).
     pub store: Store,
     /// Where login changes are published.
@@ -229,7 +231,7 @@ impl Auth {
     }
 
     /// The token store.
-    pub fn tokens(&self) -> &TokenStore {
+    pub fn tokens(&self) -> &BackendTokenStore {
         &self.0.parts.tokens
     }
 
@@ -776,7 +778,7 @@ impl Auth {
     }
 
     /// Checks that the token store works (for `doctor`).
-    pub async fn probe_store(&self) -> Result<StoreKind, TokenStoreError> {
+    pub async fn probe_store(&self) -> Result<StoreKind, BackendTokenStoreError> {
         self.tokens().probe().await?;
         Ok(self.tokens().kind())
     }

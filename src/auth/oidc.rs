@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::tokens::SecretString;
+use super::backend_tokens::SecretString;
 
 /// Grant type of the device code flow.
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

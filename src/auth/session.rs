@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::backend_tokens::{BackendTokenStore, BackendTokenStoreError, SecretString, TokenKey};
 use super::oidc::{self, Discovery, OidcError};
-use super::tokens::{SecretString, TokenKey, TokenStore, TokenStoreError};
 use async_trait::async_trait;
 
 use crate::credentials::{AccessToken, Credentials};
@@ -77,7 +77,7 @@ pub struct Credential {
     method: Method,
     scope: String,
     http: reqwest::Client,
-    tokens: TokenStore,
+    tokens: BackendTokenStore,
     discovery: OnceCell<Discovery>,
     access: RwLock<Option<Access>>,
     renewal: tokio::sync::Mutex<()>,
@@ -95,7 +95,7 @@ impl Credential {
         method: Method,
         scope: String,
         http: reqwest::Client,
-        tokens: TokenStore,
+        tokens: BackendTokenStore,
         discovery: Option<Discovery>,
     ) -> Credential {
         let cell = OnceCell::new();
@@ -334,7 +334,7 @@ impl Credential {
     }
 }
 
-fn store_error(e: TokenStoreError) -> SessionError {
+fn store_error(e: BackendTokenStoreError) -> SessionError {
     SessionError::Store(e.to_string())
 }
 

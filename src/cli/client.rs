@@ -18,9 +18,9 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::api_token::{self, ApiToken, ApiTokenError};
 use crate::config::Config;
 use crate::discovery;
-use crate::token::{self, ApiToken, TokenError};
 
 /// How the service is started, for remedies in messages.
 pub const START_HINT: &str =
@@ -148,7 +148,7 @@ pub enum ClientError {
     },
     /// The token file is unusable (readable by others, malformed, unreadable).
     #[error(transparent)]
-    Token(TokenError),
+    Token(ApiTokenError),
     /// Nothing answers at the daemon's address.
     #[error("cannot reach the daemon at {base} ({reason}); {START_HINT}")]
     Unreachable {
@@ -203,8 +203,8 @@ impl ClientError {
 /// apart from other failures.
 pub fn read_token(config: &Config) -> Result<ApiToken, ClientError> {
     let path = config.token_path();
-    token::read(&path).map_err(|e| match e {
-        TokenError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+    api_token::read(&path).map_err(|e| match e {
+        ApiTokenError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             ClientError::NotStarted { path }
         }
         other => ClientError::Token(other),

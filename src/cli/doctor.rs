@@ -168,7 +168,7 @@ pub async fn run_checks() -> Vec<Check> {
         checks.push(check_results(config));
     }
     checks.push(match &config {
-        Some(c) if c.token_store == crate::auth::tokens::StoreKind::File => Check::warn(
+        Some(c) if c.token_store == crate::auth::backend_tokens::StoreKind::File => Check::warn(
             "keyring",
             format!(
                 "token store: plain file {} (0600), as config.toml asks",

@@ -5,8 +5,10 @@
 //!
 //! - [`openeo`]: openEO backends (a UDP called by URL, batch jobs, STAC results);
 //! - [`ogc`]: OGC API Processes servers (Part 1: Core 1.0);
-//! - [`udp`]: service definitions and their parameters (openEO UDPs, and the JSON
-//!   schema reading and checking both kinds share);
+//! - [`udp`]: service definitions and their parameters (openEO UDPs, and the
+//!   parameter descriptions both kinds share), cached;
+//! - `schema`: checking arguments against a parameter's JSON Schema with the
+//!   `jsonschema` crate (draft 07, openEO's `subtype`, nothing fetched);
 //! - [`http`]: HTTP towards one backend (timeouts, credential, error classification);
 //! - [`error`]: the one classification of failures ([`PlatformError`]);
 //! - [`backends`]: the registry of backends in use (limits, rate, reachability).

@@ -1160,7 +1160,8 @@ mod tests {
 
     const EURAC_URL: &str = "https://raw.githubusercontent.com/ESA-APEx/apex_algorithms/refs/heads/main/algorithm_catalog/eurac/eurac_pv_farm_detection/openeo_udp/eurac_pv_farm_detection.json";
 
-    /// The job body equals openeo.md §3.2's example for the eurac PV UDP, key order
+    /// The job body equals the openEO Python client's for the eurac PV UDP (a
+    /// `process_graph` with one node calling the UDP by `namespace` URL), key order
     /// included.
     #[test]
     fn job_body_matches_the_reference_example() {

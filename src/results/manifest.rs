@@ -4,7 +4,7 @@
 //!   made relative (`openEO.tif`) and the backend's link kept as `redact::redact_url`
 //!   shows it (no query: signed links carry their signature there and expire anyway), as
 //!   `alternate.remote.href`;
-//! - `job.json`: the manifest of `/work/contracts/CONTRACTS.md` — job, service,
+//! - `job.json`: the manifest of docs/results-folder.md (schema: docs/job.schema.json) — job, service,
 //!   parameters, the STAC file name and one layer per asset as the GDAL helper
 //!   described it, with a display name.
 //!

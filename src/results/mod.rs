@@ -1,5 +1,5 @@
 //! Result delivery: when a job has finished, its results appear in the results folder,
-//! complete and ready to load fast in QGIS, or not at all (DESIGN.md "Results folder").
+//! complete and ready to load fast in QGIS, or not at all (docs/results-folder.md).
 //!
 //! [`Results`] is a cloneable handle over one queue: [`Results::enqueue`] (the
 //! scheduler, when it sees a job finish; `POST /unit_jobs/{id}/results/download`) and
@@ -28,7 +28,7 @@
 //! job's staging folder and the one published folder.
 
 pub mod download;
-pub mod geo;
+pub mod gdal_helper;
 pub mod manifest;
 pub mod mosaic;
 pub mod names;
@@ -73,29 +73,29 @@ const DOC_ATTEMPTS: u32 = 5;
 /// Why a delivery failed: recorded on the job as its `error`.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct Failure {
+pub struct DeliveryFailure {
     /// Stable code.
     pub code: String,
     /// Human message, without secrets.
     pub message: String,
 }
 
-impl Failure {
-    fn new(code: &str, message: impl Into<String>) -> Failure {
-        Failure {
+impl DeliveryFailure {
+    fn new(code: &str, message: impl Into<String>) -> DeliveryFailure {
+        DeliveryFailure {
             code: code.to_string(),
             message: crate::redact::redact(&message.into()),
         }
     }
 }
 
-impl From<StoreError> for Failure {
+impl From<StoreError> for DeliveryFailure {
     fn from(e: StoreError) -> Self {
-        Failure::new("StoreError", e.to_string())
+        DeliveryFailure::new("StoreError", e.to_string())
     }
 }
 
-impl From<DownloadError> for Failure {
+impl From<DownloadError> for DeliveryFailure {
     fn from(e: DownloadError) -> Self {
         let message = match &e {
             DownloadError::DiskFull { .. } => format!(
@@ -103,7 +103,7 @@ impl From<DownloadError> for Failure {
             ),
             _ => e.to_string(),
         };
-        Failure::new(e.code(), message)
+        DeliveryFailure::new(e.code(), message)
     }
 }
 
@@ -359,7 +359,7 @@ impl Results {
         }
     }
 
-    async fn run(&self, id: i64) -> Result<(), Failure> {
+    async fn run(&self, id: i64) -> Result<(), DeliveryFailure> {
         crate::failpoint::panic_once("panic:delivery");
         let parts = self.parts().clone();
         let Some(job) = parts.store.job(id).await? else {
@@ -391,7 +391,7 @@ impl Results {
         let files = staging.join("files");
         let private = parts.settings.get().results_private;
         crate::private::create_dir(&files, private).map_err(|e| {
-            Failure::new(
+            DeliveryFailure::new(
                 "LocalIoError",
                 format!("cannot create {}: {e}", files.display()),
             )
@@ -461,8 +461,8 @@ impl Results {
             .await?;
         // 4. GDAL.
         let names: Vec<String> = plan.iter().map(|p| p.name.clone()).collect();
-        let helper = geo::locate(parts.settings.get().geo_bin.as_deref());
-        let layers = geo::inspect(helper.as_deref(), &files, &names).await;
+        let helper = gdal_helper::locate(parts.settings.get().gdal_bin.as_deref());
+        let layers = gdal_helper::inspect(helper.as_deref(), &files, &names).await;
         let rewritten: Vec<(String, u64)> = layers
             .iter()
             .filter(|l| l["optimised"].is_string())
@@ -497,12 +497,12 @@ impl Results {
             publish::publish(&files2, &results_dir2, &folder)
         })
         .await
-        .map_err(|e| Failure::new("Internal", e.to_string()))?
+        .map_err(|e| DeliveryFailure::new("Internal", e.to_string()))?
         .map_err(|e| {
             if download::is_disk_full(&e) {
-                Failure::new("DiskFull", format!("cannot write the job folder: {e}"))
+                DeliveryFailure::new("DiskFull", format!("cannot write the job folder: {e}"))
             } else {
-                Failure::new(
+                DeliveryFailure::new(
                     "LocalIoError",
                     format!("cannot publish the job folder: {e}"),
                 )
@@ -540,7 +540,7 @@ impl Results {
         files: &Path,
         staging: &Path,
         progress: &[Arc<AtomicU64>],
-    ) -> Result<(), Failure> {
+    ) -> Result<(), DeliveryFailure> {
         let mut refetches = 0;
         for (p, counter) in plan.iter().zip(progress) {
             let target = files.join(&p.name);
@@ -553,7 +553,7 @@ impl Results {
             }
             loop {
                 let href = doc["assets"][&p.key]["href"].as_str().ok_or_else(|| {
-                    Failure::new(
+                    DeliveryFailure::new(
                         "AssetUnavailable",
                         format!("the results document no longer lists the asset {}", p.key),
                     )
@@ -562,7 +562,7 @@ impl Results {
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
                     .ok_or_else(|| {
-                        Failure::new(
+                        DeliveryFailure::new(
                             "AssetUnavailable",
                             format!("the link of asset {} is not an http(s) URL", p.key),
                         )
@@ -571,7 +571,7 @@ impl Results {
                     .platform
                     .download_authorization(&url)
                     .await
-                    .map_err(|e| Failure::new(e.code(), e.to_string()))?;
+                    .map_err(|e| DeliveryFailure::new(e.code(), e.to_string()))?;
                 let asset = Asset {
                     key: &p.key,
                     url,
@@ -601,7 +601,7 @@ impl Results {
                             "asset downloaded"
                         );
                         std::fs::rename(&asset.part, &target).map_err(|e| {
-                            Failure::new(
+                            DeliveryFailure::new(
                                 "LocalIoError",
                                 format!("cannot rename {}: {e}", asset.part.display()),
                             )
@@ -612,7 +612,7 @@ impl Results {
                     Fetched::LinkExpired => {
                         refetches += 1;
                         if refetches > MAX_REFETCHES {
-                            return Err(Failure::new(
+                            return Err(DeliveryFailure::new(
                                 "AssetLinkRefused",
                                 format!("the backend keeps refusing the link of asset {}, even fresh ones", p.key),
                             ));
@@ -636,7 +636,7 @@ impl Results {
         bytes: u64,
         total_bytes: Option<u64>,
         clear_error: bool,
-    ) -> Result<Job, Failure> {
+    ) -> Result<Job, DeliveryFailure> {
         let patch = JobPatch {
             results: Some(ResultsInfo {
                 state,
@@ -648,7 +648,7 @@ impl Results {
             ..JobPatch::default()
         };
         let Some(updated) = self.parts().store.update_job(job.id, patch).await? else {
-            return Err(Failure::new("JobNotFound", "the job was deleted"));
+            return Err(DeliveryFailure::new("JobNotFound", "the job was deleted"));
         };
         if updated.results.state != job.results.state || clear_error && job.error.is_some() {
             self.parts().events.job_changed(&updated);
@@ -766,7 +766,7 @@ pub fn plan_assets(doc: &Value) -> Vec<Planned> {
 
 /// The results of a job (fresh from the backend, or read from its kept answer),
 /// retrying transient failures.
-async fn fetch_document(backend: &Backend, source: &Source) -> Result<ResultsDoc, Failure> {
+async fn fetch_document(backend: &Backend, source: &Source) -> Result<ResultsDoc, DeliveryFailure> {
     let mut failures = 0;
     loop {
         let fetched = match source {
@@ -795,13 +795,13 @@ async fn fetch_document(backend: &Backend, source: &Source) -> Result<ResultsDoc
     }
 }
 
-fn doc_failure(e: &PlatformError) -> Failure {
+fn doc_failure(e: &PlatformError) -> DeliveryFailure {
     let code = match e {
         PlatformError::Auth { .. } => "LoginRequired",
         e if e.is_transient() => "BackendUnreachable",
         _ => "ResultsUnavailable",
     };
-    Failure::new(code, format!("cannot fetch the results document: {e}"))
+    DeliveryFailure::new(code, format!("cannot fetch the results document: {e}"))
 }
 
 /// The results document with every inline output added as an asset whose `href` is
@@ -837,7 +837,7 @@ fn write_inline(
     doc: &Value,
     plan: &[Planned],
     files: &Path,
-) -> Result<(), Failure> {
+) -> Result<(), DeliveryFailure> {
     for f in &results.inline {
         let Some(p) = plan.iter().find(|p| p.key == f.key) else {
             continue;
@@ -854,12 +854,12 @@ fn write_inline(
             .and_then(|()| std::fs::rename(&part, &target))
             .map_err(|e| {
                 if download::is_disk_full(&e) {
-                    Failure::new(
+                    DeliveryFailure::new(
                         "DiskFull",
                         format!("cannot write {}: {e}", target.display()),
                     )
                 } else {
-                    Failure::new(
+                    DeliveryFailure::new(
                         "LocalIoError",
                         format!("cannot write {}: {e}", target.display()),
                     )
@@ -904,13 +904,13 @@ fn total_size(sizes: &[Option<u64>]) -> Option<u64> {
 
 /// Refuses to start when `needed` bytes (plus 1 % and 1 MiB of margin for the
 /// documents and overviews) do not fit.
-fn check_space(dir: &Path, needed: u64) -> Result<(), Failure> {
+fn check_space(dir: &Path, needed: u64) -> Result<(), DeliveryFailure> {
     let Some(free) = free_bytes(dir) else {
         return Ok(());
     };
     let want = needed.saturating_add(needed / 100).saturating_add(1 << 20);
     if free < want {
-        return Err(Failure::new(
+        return Err(DeliveryFailure::new(
             "InsufficientSpace",
             format!(
                 "not enough free space in {}: the results need {} MB, {} MB are free; free some \

@@ -9,7 +9,7 @@
 //!
 //! - one folder per tile, exactly as a job folder (`job.json`, `results.json`, files);
 //! - per output of the tiles (the same file name in each tile, e.g. `openEO.tif`), one
-//!   mosaic made by the GDAL helper (`eodispatch-geo mosaic`, see `crates/geo/src/mosaic.rs`):
+//!   mosaic made by the GDAL helper (`eodispatch-gdal mosaic`, see `crates/gdal-helper/src/mosaic.rs`):
 //!   rasters `<output>.vrt` (a VRT whose sources are the tiles' files, by paths relative to
 //!   it: the task folder can be moved), or with `mosaic = "cog"` (request, else
 //!   `config.toml`) one Cloud-Optimised GeoTIFF `<output>.tif`; vectors `<output>.gpkg`,
@@ -50,7 +50,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{geo, names, publish, write_json, Failure, Parts};
+use super::{gdal_helper, names, publish, write_json, DeliveryFailure, Parts};
 use crate::events::Event;
 use crate::job::{rfc3339_z, Job, MosaicKind, ResultsState, Status, Task};
 
@@ -266,10 +266,10 @@ impl Mosaics {
 
     /// The task folder of task `id`, published now (with a first `task.json`) if it is
     /// not there yet.
-    pub async fn task_folder(&self, id: i64) -> Result<PathBuf, Failure> {
+    pub async fn task_folder(&self, id: i64) -> Result<PathBuf, DeliveryFailure> {
         let _guard = self.inner.folders.lock().await;
         let store = &self.parts().store;
-        let gone = || Failure::new("TaskNotFound", "the upscale task was deleted");
+        let gone = || DeliveryFailure::new("TaskNotFound", "the upscale task was deleted");
         let rec = store.task_mosaic(id).await?.ok_or_else(gone)?;
         if let Some(dir) = rec.results_dir.as_deref().map(PathBuf::from) {
             if dir.is_dir() {
@@ -309,9 +309,9 @@ impl Mosaics {
             publish::publish(&staging, &results_dir, &name)
         })
         .await
-        .map_err(|e| Failure::new("Internal", e.to_string()))?
+        .map_err(|e| DeliveryFailure::new("Internal", e.to_string()))?
         .map_err(|e| {
-            Failure::new(
+            DeliveryFailure::new(
                 "LocalIoError",
                 format!("cannot publish the task folder: {e}"),
             )
@@ -325,7 +325,7 @@ impl Mosaics {
 
     /// Builds and publishes task `id`'s mosaics and `task.json`, unless what is
     /// published already shows the tiles as they are.
-    async fn build(&self, id: i64) -> Result<(), Failure> {
+    async fn build(&self, id: i64) -> Result<(), DeliveryFailure> {
         let store = &self.parts().store;
         let Some(rec) = store.task_mosaic(id).await? else {
             return Ok(());
@@ -354,7 +354,7 @@ impl Mosaics {
             .map(str::to_string);
         let tiles: Vec<&Job> = jobs.iter().filter(|j| snap.tiles.contains(&j.id)).collect();
         let outputs = outputs(&folder, &tiles);
-        let helper = geo::locate(config.geo_bin.as_deref());
+        let helper = gdal_helper::locate(config.gdal_bin.as_deref());
         let mut layers = Vec::new();
         let mut status = match (&helper, outputs.is_empty()) {
             (None, _) => MosaicStatus::missing("GDAL helper not found"),
@@ -367,14 +367,14 @@ impl Mosaics {
                 status = MosaicStatus::missing("GDAL helper not found");
                 break;
             };
-            let layer = geo::mosaic(
+            let layer = gdal_helper::mosaic(
                 helper,
                 &folder,
                 name,
                 kind == MosaicKind::Cog,
                 crs.as_deref(),
                 files,
-                geo::Limits::default(),
+                gdal_helper::Limits::default(),
             )
             .await;
             if layer["error_code"] == "GeoHelperMissing" {
@@ -391,8 +391,10 @@ impl Mosaics {
         let target = folder.join(TASK_JSON);
         tokio::task::spawn_blocking(move || write_atomically(&target, &doc, private))
             .await
-            .map_err(|e| Failure::new("Internal", e.to_string()))?
-            .map_err(|e| Failure::new("LocalIoError", format!("cannot write task.json: {e}")))?;
+            .map_err(|e| DeliveryFailure::new("Internal", e.to_string()))?
+            .map_err(|e| {
+                DeliveryFailure::new("LocalIoError", format!("cannot write task.json: {e}"))
+            })?;
         store.set_task_mosaic_state(id, snap.state(&crs)).await?;
         tracing::info!(
             task = id,

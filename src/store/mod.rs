@@ -1,5 +1,5 @@
 //! The job store: every unit job and upscale task the daemon knows, in SQLite, so that
-//! they survive restarts (DESIGN.md "Persistence and restarts").
+//! they survive restarts (docs/architecture.md, "How a job flows").
 //!
 //! SQLite is the system libsqlite3 (never rusqlite's `bundled`, which crashes GDAL's
 //! GeoPackage driver in the same process). The file is in WAL mode with

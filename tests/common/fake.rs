@@ -482,29 +482,29 @@ impl Drop for ChildDaemon {
     }
 }
 
-/// `target/<profile>/eodispatch-geo`, built if missing (`EODISPATCH_TEST_GEO_BIN`: another
+/// `target/<profile>/eodispatch-gdal`, built if missing (`EODISPATCH_TEST_GDAL_BIN`: another
 /// helper, e.g. an older one, to see these tests fail without the fixes).
-pub fn geo_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("EODISPATCH_TEST_GEO_BIN") {
+pub fn gdal_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("EODISPATCH_TEST_GDAL_BIN") {
         return PathBuf::from(p);
     }
     let dir = Path::new(env!("CARGO_BIN_EXE_eodispatch"))
         .parent()
         .unwrap()
         .to_path_buf();
-    let bin = dir.join("eodispatch-geo");
+    let bin = dir.join("eodispatch-gdal");
     static BUILT: Mutex<()> = Mutex::new(());
     let _g = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !bin.is_file() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "eodispatch-geo"])
+        cmd.args(["build", "-q", "-p", "eodispatch-gdal"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
         let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok && bin.is_file(), "cannot build eodispatch-geo");
+        assert!(ok && bin.is_file(), "cannot build eodispatch-gdal");
     }
     bin
 }

@@ -281,7 +281,7 @@ pub async fn approve_device(verification_uri_complete: &str) {
 pub async fn secret_service() -> bool {
     let required = std::env::var_os("TESTS_REQUIRE_SECRET_SERVICE").is_some_and(|v| v == "1");
     let ok = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
-        && eodispatch::auth::tokens::TokenStore::keyring()
+        && eodispatch::auth::backend_tokens::BackendTokenStore::keyring()
             .probe()
             .await
             .is_ok();

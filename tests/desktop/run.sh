@@ -21,7 +21,7 @@ for cmd in qgis xvfb-run; do
 done
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}/debug
 packages=(-p eodispatch -p fake-openeo)
-[[ -d crates/geo ]] && packages+=(-p eodispatch-geo) # the daemon's GDAL helper (results branch)
+[[ -d crates/gdal-helper ]] && packages+=(-p eodispatch-gdal) # the daemon's GDAL helper (results branch)
 cargo build -q "${packages[@]}"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/eodispatch-desktop.XXXXXX")

@@ -46,8 +46,8 @@ def _binaries():
     wanted = [daemon, fake]
     if (REPO / "crates" / "geo").is_dir():
         # The daemon's GDAL helper (results branch), found next to the daemon binary.
-        packages.append("eodispatch-geo")
-        wanted.append(TARGET / "eodispatch-geo")
+        packages.append("eodispatch-gdal")
+        wanted.append(TARGET / "eodispatch-gdal")
     if not all(p.exists() for p in wanted):
         args = ["cargo", "build"]
         for p in packages:

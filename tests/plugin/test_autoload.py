@@ -1,4 +1,4 @@
-"""Auto-loading of published job folders (written here per CONTRACTS.md, so these tests
+"""Auto-loading of published job folders (written here per docs/results-folder.md, so these tests
 hold whatever the daemon does): a group named after the job, layers named and styled
 from job.json, a message bar notice; no duplicates after a simulated restart, and
 folders that arrived while QGIS was closed are offered, then loaded."""
@@ -36,7 +36,7 @@ def test_new_folder_loads_as_a_styled_group_with_a_notice(qgis_app, qgis_iface, 
     wait_until(lambda: len(groups(QgsProject.instance())) == 1, message="group loaded")
     took = time.monotonic() - t0
     print(f"folder published -> group in the layer tree: {took * 1000:.0f} ms")
-    assert took < 2.0  # DESIGN: finished -> visible within poll + download + 2 s
+    assert took < 2.0  # target: finished -> visible within poll + download + 2 s
     group = groups(QgsProject.instance())[0]
     assert group.name() == "PV farms Vienna (#7)"
     layers = [n.layer() for n in group.findLayers()]

@@ -29,7 +29,7 @@ def test_without_the_gdal_helper_a_finished_job_still_loads(qgis_app, qgis_new_p
     root = tmp_path / "eod"
     root.mkdir()
     # The helper is configured where there is none: the daemon finds no GDAL.
-    d = start_daemon(root, extra_env={"EODISPATCH_GEO_BIN": str(tmp_path / "nowhere" / "eodispatch-geo")})
+    d = start_daemon(root, extra_env={"EODISPATCH_GDAL_BIN": str(tmp_path / "nowhere" / "eodispatch-gdal")})
     try:
         status, job = d.api("POST", "/unit_jobs", pv_job(fake_backend, "Without GDAL"))
         assert status == 201, job

@@ -1,5 +1,5 @@
 """Backends and waiting jobs in plain words: what the dock's backends table and the job
-list show of ``GET /backends`` entries and of a job's ``waiting`` field (CONTRACTS.md).
+list show of ``GET /backends`` entries and of a job's ``waiting`` field (see the daemon's ``/openapi.json``).
 
 No Qt widgets here.
 """

@@ -1,4 +1,4 @@
-"""A published job folder (``results_dir/<date>_<slug>_<id>/job.json``, CONTRACTS.md) as
+"""A published job folder (``results_dir/<date>_<slug>_<id>/job.json``, docs/results-folder.md) as
 QGIS layers: names from the manifest, styles from its ``style`` hints.
 
 Styles: ``minmax`` → single-band grey stretched between min and max; ``palette`` →
@@ -63,7 +63,7 @@ PROP_SEEN_OUTPUTS = "eodispatch/seen_outputs"
 
 #: ``error_code`` of a layer the daemon's GDAL helper could not look at.
 HELPER_MISSING = "GeoHelperMissing"
-#: GDAL drivers of the formats results come in (crates/geo/src/safety.rs, without VRT).
+#: GDAL drivers of the formats results come in (crates/gdal-helper/src/safety.rs, without VRT).
 RESULT_DRIVERS = frozenset(
     ["GTiff", "netCDF", "GeoJSON", "GPKG", "Parquet", "JP2OpenJPEG", "JP2ECW", "JP2KAK", "PNG", "Zarr"]
 )

@@ -1,7 +1,7 @@
 """Server-Sent Events from the daemon's ``GET /events``: an incremental parser and a
 stream that reconnects by itself.
 
-Events (CONTRACTS.md): ``hello`` (on connect), ``job`` (the full job JSON after any
+Events (``GET /events``, described in the daemon's ``/openapi.json``): ``hello`` (on connect), ``job`` (the full job JSON after any
 change; ``"deleted": true`` when forgotten), ``result`` (download progress), ``auth``
 (a backend entry after a login-state change), ``task`` (upscale tasks), ``lagged`` (the
 client fell behind: re-read the job list).

@@ -1,4 +1,4 @@
-"""Logging in to a backend through the daemon's ``/auth/*`` API (CONTRACTS.md): the
+"""Logging in to a backend through the daemon's ``/auth/*`` API (described in its ``/openapi.json``): the
 device code is shown and the verification page opened (or, browser flow, the
 authorization page opened); the dialog follows ``GET /auth/logins/{id}`` until the login
 ends. Tokens never reach the plugin.

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 /// Errors around the token file.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub enum ApiTokenError {
     /// The file or its folder could not be created or read.
     #[error("{action} {path}: {source}")]
     Io {
@@ -74,14 +74,14 @@ impl ApiToken {
 /// private temporary file first, which is then hard-linked to `path` (failing, not
 /// replacing, if another process created the token meanwhile). A reader never sees an
 /// empty file, and a crash never leaves one.
-pub fn load_or_create(path: &Path) -> Result<ApiToken, TokenError> {
+pub fn load_or_create(path: &Path) -> Result<ApiToken, ApiTokenError> {
     if let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }
     if path.exists() {
         return read(path);
     }
-    let io = |action, source| TokenError::Io {
+    let io = |action, source| ApiTokenError::Io {
         action,
         path: path.to_path_buf(),
         source,
@@ -120,16 +120,16 @@ pub fn load_or_create(path: &Path) -> Result<ApiToken, TokenError> {
 }
 
 /// Reads an existing token file, refusing one that others can read.
-pub fn read(path: &Path) -> Result<ApiToken, TokenError> {
+pub fn read(path: &Path) -> Result<ApiToken, ApiTokenError> {
     check_private(path)?;
-    let text = std::fs::read_to_string(path).map_err(|source| TokenError::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| ApiTokenError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
         source,
     })?;
     let t = text.trim();
     if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(TokenError::Malformed {
+        return Err(ApiTokenError::Malformed {
             path: path.to_path_buf(),
         });
     }
@@ -137,8 +137,8 @@ pub fn read(path: &Path) -> Result<ApiToken, TokenError> {
 }
 
 /// Makes the token file's folder private (the policy of [`crate::private::ensure_dir`]).
-fn ensure_private_dir(dir: &Path) -> Result<(), TokenError> {
-    crate::private::ensure_dir(dir).map_err(|source| TokenError::Io {
+fn ensure_private_dir(dir: &Path) -> Result<(), ApiTokenError> {
+    crate::private::ensure_dir(dir).map_err(|source| ApiTokenError::Io {
         action: "cannot use as a private folder",
         path: dir.to_path_buf(),
         source,
@@ -146,16 +146,16 @@ fn ensure_private_dir(dir: &Path) -> Result<(), TokenError> {
 }
 
 #[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), TokenError> {
+fn check_private(path: &Path) -> Result<(), ApiTokenError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| TokenError::Io {
+    let meta = std::fs::metadata(path).map_err(|source| ApiTokenError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
         source,
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(TokenError::Insecure {
+        return Err(ApiTokenError::Insecure {
             path: path.to_path_buf(),
             mode,
         });
@@ -164,7 +164,7 @@ fn check_private(path: &Path) -> Result<(), TokenError> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), TokenError> {
+fn check_private(_path: &Path) -> Result<(), ApiTokenError> {
     Ok(())
 }
 
@@ -196,7 +196,10 @@ mod tests {
         load_or_create(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_or_create(&path).unwrap_err();
-        assert!(matches!(e, TokenError::Insecure { mode: 0o644, .. }), "{e}");
+        assert!(
+            matches!(e, ApiTokenError::Insecure { mode: 0o644, .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("chmod 600"));
     }
 
@@ -206,6 +209,6 @@ mod tests {
         let path = dir.path().join("api-token");
         std::fs::write(&path, "short").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(read(&path), Err(TokenError::Malformed { .. })));
+        assert!(matches!(read(&path), Err(ApiTokenError::Malformed { .. })));
     }
 }

@@ -5,7 +5,7 @@
 //! Every keyring call runs on a blocking thread under a timeout ([`KEYRING_TIMEOUT`]), so a
 //! locked or hung Secret Service (waiting for an unlock prompt nobody sees) becomes an error
 //! instead of a hung daemon. No usable keyring is an error with a remedy
-//! ([`TokenStoreError::Unavailable`]); there is never a silent plaintext fallback.
+//! ([`BackendTokenStoreError::Unavailable`]); there is never a silent plaintext fallback.
 //!
 //! A plain JSON file store exists only when the configuration asks for it
 //! (`token_store = "file"`). Its file is private from creation: it is always written as a
@@ -32,7 +32,7 @@ pub const KEYRING_SERVICE: &str = "eodispatch";
 /// How long one keyring call may take before it counts as hung.
 pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Prefix of the keyring user of the entry [`TokenStore::probe`] writes, reads and deletes
+/// Prefix of the keyring user of the entry [`BackendTokenStore::probe`] writes, reads and deletes
 /// (followed by a random suffix).
 const PROBE_USER: &str = "eodispatch-probe";
 
@@ -102,7 +102,7 @@ pub use crate::credentials::SecretString;
 
 /// Why the token store failed. No message contains a secret.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenStoreError {
+pub enum BackendTokenStoreError {
     /// No usable OS keyring: no D-Bus session, no Secret Service, or it refused access.
     #[error(
         "no usable OS keyring (Secret Service): install and unlock gnome-keyring \
@@ -158,7 +158,7 @@ pub enum TokenStoreError {
 
 /// Where backend login tokens are kept: the OS keyring, or (opt-in) a private file.
 #[derive(Debug, Clone)]
-pub struct TokenStore {
+pub struct BackendTokenStore {
     inner: Inner,
 }
 
@@ -183,10 +183,10 @@ struct FileDoc {
     tokens: BTreeMap<String, String>,
 }
 
-impl TokenStore {
+impl BackendTokenStore {
     /// The OS keyring store (the default).
-    pub fn keyring() -> TokenStore {
-        TokenStore {
+    pub fn keyring() -> BackendTokenStore {
+        BackendTokenStore {
             inner: Inner::Keyring {
                 timeout: KEYRING_TIMEOUT,
             },
@@ -195,8 +195,8 @@ impl TokenStore {
 
     /// The plain file store at `path`, for when the configuration asks for it. Nothing is
     /// created until the first [`put`](Self::put).
-    pub fn file(path: PathBuf) -> TokenStore {
-        TokenStore {
+    pub fn file(path: PathBuf) -> BackendTokenStore {
+        BackendTokenStore {
             inner: Inner::File {
                 path: Arc::new(path),
                 lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -205,8 +205,8 @@ impl TokenStore {
     }
 
     #[cfg(test)]
-    fn keyring_with_timeout(timeout: Duration) -> TokenStore {
-        TokenStore {
+    fn keyring_with_timeout(timeout: Duration) -> BackendTokenStore {
+        BackendTokenStore {
             inner: Inner::Keyring { timeout },
         }
     }
@@ -220,7 +220,10 @@ impl TokenStore {
     }
 
     /// The token stored under `key`, if any.
-    pub async fn get(&self, key: &TokenKey) -> Result<Option<SecretString>, TokenStoreError> {
+    pub async fn get(
+        &self,
+        key: &TokenKey,
+    ) -> Result<Option<SecretString>, BackendTokenStoreError> {
         match &self.inner {
             Inner::Keyring { timeout } => {
                 let user = key.user();
@@ -244,7 +247,7 @@ impl TokenStore {
     }
 
     /// Stores `secret` under `key`, replacing any previous token.
-    pub async fn put(&self, key: &TokenKey, secret: &str) -> Result<(), TokenStoreError> {
+    pub async fn put(&self, key: &TokenKey, secret: &str) -> Result<(), BackendTokenStoreError> {
         let user = key.user();
         let secret = SecretString::new(secret);
         match &self.inner {
@@ -268,7 +271,7 @@ impl TokenStore {
     }
 
     /// Forgets the token under `key`; `false` if there was none.
-    pub async fn delete(&self, key: &TokenKey) -> Result<bool, TokenStoreError> {
+    pub async fn delete(&self, key: &TokenKey) -> Result<bool, BackendTokenStoreError> {
         let user = key.user();
         match &self.inner {
             Inner::Keyring { timeout } => {
@@ -300,7 +303,7 @@ impl TokenStore {
     /// Checks that the store works. For the keyring: writes, reads back and deletes a probe
     /// entry. For the file store: creates the folder (0700) if missing, checks it, and
     /// reads the file if it exists (without creating it).
-    pub async fn probe(&self) -> Result<(), TokenStoreError> {
+    pub async fn probe(&self) -> Result<(), BackendTokenStoreError> {
         match &self.inner {
             Inner::Keyring { timeout } => {
                 // A fresh entry per probe: concurrent probes (two daemons, parallel tests)
@@ -322,7 +325,7 @@ impl TokenStore {
 }
 
 /// Writes, reads back and deletes the keyring entry of `user`.
-async fn probe_keyring(timeout: Duration, user: String) -> Result<(), TokenStoreError> {
+async fn probe_keyring(timeout: Duration, user: String) -> Result<(), BackendTokenStoreError> {
     let value = uuid::Uuid::new_v4().to_string();
     let matched = keyring_call(timeout, move || {
         let entry = keyring::Entry::new(KEYRING_SERVICE, &user)?;
@@ -337,7 +340,7 @@ async fn probe_keyring(timeout: Duration, user: String) -> Result<(), TokenStore
     if matched {
         Ok(())
     } else {
-        Err(TokenStoreError::Unavailable {
+        Err(BackendTokenStoreError::Unavailable {
             reason: "the probe entry read back differs from what was written".into(),
         })
     }
@@ -345,14 +348,14 @@ async fn probe_keyring(timeout: Duration, user: String) -> Result<(), TokenStore
 
 /// Runs one keyring operation on a blocking thread, giving up after `timeout` (the thread
 /// is left to finish or hang on its own; the daemon goes on).
-async fn keyring_call<T, F>(timeout: Duration, f: F) -> Result<T, TokenStoreError>
+async fn keyring_call<T, F>(timeout: Duration, f: F) -> Result<T, BackendTokenStoreError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, keyring::Error> + Send + 'static,
 {
     match tokio::time::timeout(timeout, tokio::task::spawn_blocking(f)).await {
-        Err(_) => Err(TokenStoreError::Timeout { timeout }),
-        Ok(Err(_join)) => Err(TokenStoreError::Unavailable {
+        Err(_) => Err(BackendTokenStoreError::Timeout { timeout }),
+        Ok(Err(_join)) => Err(BackendTokenStoreError::Unavailable {
             reason: "the keyring call panicked".into(),
         }),
         Ok(Ok(result)) => result.map_err(keyring_error),
@@ -360,29 +363,29 @@ where
 }
 
 /// Maps a keyring error (never `NoEntry`, handled by the callers) to ours.
-fn keyring_error(e: keyring::Error) -> TokenStoreError {
+fn keyring_error(e: keyring::Error) -> BackendTokenStoreError {
     match e {
         // The variant carries the stored bytes; name none of them.
-        keyring::Error::BadEncoding(_) => TokenStoreError::Malformed {
+        keyring::Error::BadEncoding(_) => BackendTokenStoreError::Malformed {
             location: format!("the OS keyring entry of service {KEYRING_SERVICE:?}"),
             reason: "the stored value is not UTF-8".into(),
         },
-        keyring::Error::Ambiguous(items) => TokenStoreError::Unavailable {
+        keyring::Error::Ambiguous(items) => BackendTokenStoreError::Unavailable {
             reason: format!("{} keyring entries match one key", items.len()),
         },
         // Platform errors (D-Bus connection, locked collection, ...), attribute errors:
         // these name no secret.
-        e => TokenStoreError::Unavailable {
+        e => BackendTokenStoreError::Unavailable {
             reason: e.to_string(),
         },
     }
 }
 
 /// Runs file work on a blocking thread.
-async fn file_call<T, F>(f: F) -> Result<T, TokenStoreError>
+async fn file_call<T, F>(f: F) -> Result<T, BackendTokenStoreError>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, TokenStoreError> + Send + 'static,
+    F: FnOnce() -> Result<T, BackendTokenStoreError> + Send + 'static,
 {
     tokio::task::spawn_blocking(f)
         .await
@@ -396,9 +399,12 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-fn file_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> TokenStoreError {
+fn file_error(
+    path: &Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> BackendTokenStoreError {
     let path = path.to_path_buf();
-    move |source| TokenStoreError::File {
+    move |source| BackendTokenStoreError::File {
         path,
         action,
         source,
@@ -406,7 +412,7 @@ fn file_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) 
 }
 
 /// Reads the file store; an empty document if the file does not exist.
-fn load(path: &Path) -> Result<FileDoc, TokenStoreError> {
+fn load(path: &Path) -> Result<FileDoc, BackendTokenStoreError> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -420,7 +426,7 @@ fn load(path: &Path) -> Result<FileDoc, TokenStoreError> {
     // Check the file actually opened (no race with a swap between check and open).
     let meta = file.metadata().map_err(file_error(path, "inspect"))?;
     if !meta.is_file() {
-        return Err(TokenStoreError::Malformed {
+        return Err(BackendTokenStoreError::Malformed {
             location: path.display().to_string(),
             reason: "not a regular file".into(),
         });
@@ -429,16 +435,17 @@ fn load(path: &Path) -> Result<FileDoc, TokenStoreError> {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut file, &mut text).map_err(file_error(path, "read"))?;
     // serde_json's messages may quote parts of the input (a token): only give the position.
-    let doc: FileDoc = serde_json::from_str(&text).map_err(|e| TokenStoreError::Malformed {
-        location: path.display().to_string(),
-        reason: format!(
-            "not a token store document at line {}, column {}",
-            e.line(),
-            e.column()
-        ),
-    })?;
+    let doc: FileDoc =
+        serde_json::from_str(&text).map_err(|e| BackendTokenStoreError::Malformed {
+            location: path.display().to_string(),
+            reason: format!(
+                "not a token store document at line {}, column {}",
+                e.line(),
+                e.column()
+            ),
+        })?;
     if doc.version != FILE_VERSION {
-        return Err(TokenStoreError::Malformed {
+        return Err(BackendTokenStoreError::Malformed {
             location: path.display().to_string(),
             reason: format!("unknown version {}", doc.version),
         });
@@ -448,7 +455,7 @@ fn load(path: &Path) -> Result<FileDoc, TokenStoreError> {
 
 /// Writes the file store atomically: a new 0600 temporary file in the same folder, synced,
 /// renamed over `path`, then the folder synced.
-fn save(path: &Path, doc: &FileDoc) -> Result<(), TokenStoreError> {
+fn save(path: &Path, doc: &FileDoc) -> Result<(), BackendTokenStoreError> {
     let dir = parent_dir(path);
     ensure_private_dir(dir)?;
     let name = path
@@ -472,7 +479,7 @@ fn save(path: &Path, doc: &FileDoc) -> Result<(), TokenStoreError> {
 
 /// Makes the store's folder private (the policy of [`crate::private::ensure_dir`]:
 /// created 0700, made 0700 if others have access, refused if another user owns it).
-fn ensure_private_dir(dir: &Path) -> Result<(), TokenStoreError> {
+fn ensure_private_dir(dir: &Path) -> Result<(), BackendTokenStoreError> {
     crate::private::ensure_dir(dir).map_err(file_error(dir, "use as a private folder"))
 }
 
@@ -481,11 +488,11 @@ fn check_private_mode(
     path: &Path,
     meta: &std::fs::Metadata,
     forbidden: u32,
-) -> Result<(), TokenStoreError> {
+) -> Result<(), BackendTokenStoreError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & forbidden != 0 {
-        return Err(TokenStoreError::Insecure {
+        return Err(BackendTokenStoreError::Insecure {
             path: path.to_path_buf(),
             mode,
         });
@@ -498,19 +505,19 @@ fn check_private_mode(
     _path: &Path,
     _meta: &std::fs::Metadata,
     _forbidden: u32,
-) -> Result<(), TokenStoreError> {
+) -> Result<(), BackendTokenStoreError> {
     Ok(())
 }
 
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), TokenStoreError> {
+fn sync_dir(dir: &Path) -> Result<(), BackendTokenStoreError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(file_error(dir, "sync folder"))
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), TokenStoreError> {
+fn sync_dir(_dir: &Path) -> Result<(), BackendTokenStoreError> {
     Ok(())
 }
 
@@ -598,8 +605,8 @@ mod tests {
         assert_eq!(k.issuer(), "https://id.example");
         assert_eq!(k.client_id(), "client");
         assert_eq!(k.user(), "https://id.example client");
-        assert_eq!(TokenStore::keyring().kind(), StoreKind::Keyring);
-        assert_eq!(TokenStore::file("x".into()).kind(), StoreKind::File);
+        assert_eq!(BackendTokenStore::keyring().kind(), StoreKind::Keyring);
+        assert_eq!(BackendTokenStore::file("x".into()).kind(), StoreKind::File);
         assert_eq!(StoreKind::File.as_str(), "file");
         assert_eq!(
             serde_json::to_string(&StoreKind::Keyring).unwrap(),
@@ -621,7 +628,7 @@ mod tests {
     async fn file_store_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/tokens.json");
-        let store = TokenStore::file(path.clone());
+        let store = BackendTokenStore::file(path.clone());
         let (a, b) = (key(), key());
         store.probe().await.unwrap();
         assert!(!path.exists(), "probe must not create the file");
@@ -633,7 +640,7 @@ mod tests {
         assert_eq!(got.expose(), "RT-SENTINEL-A");
         store.put(&a, "RT-SENTINEL-A2").await.unwrap();
         // A second store on the same file (a restart) sees the same tokens.
-        let again = TokenStore::file(path.clone());
+        let again = BackendTokenStore::file(path.clone());
         let got = again.get(&a).await.unwrap().unwrap();
         assert_eq!(got.expose(), "RT-SENTINEL-A2");
         assert!(again.delete(&a).await.unwrap());
@@ -680,7 +687,7 @@ mod tests {
         let state = dir.path().join("state");
         let path = state.join("sub/tokens.json");
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let store = TokenStore::file(path.clone());
+        let store = BackendTokenStore::file(path.clone());
         rt.block_on(store.put(&key(), "RT-SENTINEL")).unwrap();
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
@@ -702,7 +709,7 @@ mod tests {
     async fn readable_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let store = TokenStore::file(path.clone());
+        let store = BackendTokenStore::file(path.clone());
         let k = key();
         store.put(&k, "RT-SENTINEL").await.unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -713,7 +720,7 @@ mod tests {
             store.probe().await.unwrap_err(),
         ] {
             assert!(
-                matches!(e, TokenStoreError::Insecure { mode: 0o644, .. }),
+                matches!(e, BackendTokenStoreError::Insecure { mode: 0o644, .. }),
                 "{e}"
             );
             let msg = e.to_string();
@@ -737,7 +744,7 @@ mod tests {
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let store = TokenStore::file(open.join("tokens.json"));
+        let store = BackendTokenStore::file(open.join("tokens.json"));
         store.put(&key(), "RT-SENTINEL").await.unwrap();
         assert_eq!(mode(&open), 0o700);
         assert_eq!(mode(&open.join("tokens.json")), 0o600);
@@ -746,8 +753,8 @@ mod tests {
         let path = dir.path().join("tokens.json");
         std::fs::write(&path, r#"{"version":1,"tokens":"RT-SENTINEL"}"#).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let e = TokenStore::file(path).get(&key()).await.unwrap_err();
-        assert!(matches!(e, TokenStoreError::Malformed { .. }), "{e}");
+        let e = BackendTokenStore::file(path).get(&key()).await.unwrap_err();
+        assert!(matches!(e, BackendTokenStoreError::Malformed { .. }), "{e}");
         assert!(!e.to_string().contains("SENTINEL"), "{e}");
     }
 
@@ -761,7 +768,10 @@ mod tests {
             Ok(())
         })
         .await;
-        assert!(matches!(r, Err(TokenStoreError::Timeout { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(BackendTokenStoreError::Timeout { .. })),
+            "{r:?}"
+        );
         assert!(start.elapsed() < Duration::from_secs(5));
         release.send(()).unwrap();
         let msg = r.unwrap_err().to_string();
@@ -769,7 +779,7 @@ mod tests {
     }
 
     /// A Secret Service, or None (after printing "skipped") when there is none.
-    async fn secret_service() -> Option<TokenStore> {
+    async fn secret_service() -> Option<BackendTokenStore> {
         let required = std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1");
         if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
             assert!(
@@ -779,7 +789,7 @@ mod tests {
             println!("skipped: no Secret Service");
             return None;
         }
-        let store = TokenStore::keyring();
+        let store = BackendTokenStore::keyring();
         match store.probe().await {
             Ok(()) => Some(store),
             Err(e) => {
@@ -856,7 +866,7 @@ mod tests {
         }
         assert!(std::env::var(var).unwrap().contains("no-such-bus"));
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let store = TokenStore::keyring();
+        let store = BackendTokenStore::keyring();
         let k = key();
         let start = Instant::now();
         let errors = rt.block_on(async {
@@ -869,7 +879,10 @@ mod tests {
         });
         assert!(start.elapsed() < KEYRING_TIMEOUT, "{:?}", start.elapsed());
         for e in errors {
-            assert!(matches!(e, TokenStoreError::Unavailable { .. }), "{e}");
+            assert!(
+                matches!(e, BackendTokenStoreError::Unavailable { .. }),
+                "{e}"
+            );
             let msg = e.to_string();
             assert!(msg.contains("apt install gnome-keyring"), "{msg}");
             assert!(msg.contains("token_store = \"file\""), "{msg}");
@@ -906,11 +919,11 @@ mod tests {
         });
         let rt = tokio::runtime::Runtime::new().unwrap();
         let timeout = Duration::from_millis(500);
-        let store = TokenStore::keyring_with_timeout(timeout);
+        let store = BackendTokenStore::keyring_with_timeout(timeout);
         let start = Instant::now();
         let e = rt.block_on(store.get(&key())).unwrap_err();
         let elapsed = start.elapsed();
-        assert!(matches!(e, TokenStoreError::Timeout { .. }), "{e}");
+        assert!(matches!(e, BackendTokenStoreError::Timeout { .. }), "{e}");
         assert!(elapsed >= timeout && elapsed < timeout * 6, "{elapsed:?}");
         // The hung keyring thread must not keep the process alive.
         rt.shutdown_background();

@@ -1,20 +1,20 @@
-//! Running the GDAL helper `eodispatch-geo` on a staged job folder.
+//! Running the GDAL helper `eodispatch-gdal` on a staged job folder.
 //!
 //! The daemon does not link GDAL, on purpose: linking it cost about 35 MB resident and
 //! 50 ms at start (the idle target is 20 MB), for work done once per job. The GDAL
 //! work — inspection (CRS, bounds, statistics, subdatasets, vector layers) and
 //! optimisation (COG for large GeoTIFFs) — runs in the separate binary of
-//! `crates/geo`, started with `tokio::process` inside the staging folder.
+//! `crates/gdal-helper`, started with `tokio::process` inside the staging folder.
 //!
 //! Result files are not trusted, so each file gets its own run of the helper, with the
 //! file name after `--` (a name may start with `-`), an address-space limit
 //! ([`GEO_MEMORY_LIMIT`], `RLIMIT_AS`, no core dump) and a timeout ([`GEO_TIMEOUT`],
 //! then the process is killed): a file that makes GDAL crash, hang or swallow memory
 //! only marks that file. The helper itself opens only the formats results come in and
-//! keeps GDAL off the network (see `crates/geo/src/safety.rs`). Side files of the
+//! keeps GDAL off the network (see `crates/gdal-helper/src/safety.rs`). Side files of the
 //! backend, kept under an inert name (`names::is_inert_side_file`), are not inspected.
 //!
-//! The helper is found at `geo_bin` (config, or `EODISPATCH_GEO_BIN`), else next to
+//! The helper is found at `gdal_bin` (config, or `EODISPATCH_GDAL_BIN`), else next to
 //! the daemon's own executable, else on `PATH`. A helper that is missing or does not
 //! answer `--version` marks every layer `readable: false` with `error_code:
 //! "GeoHelperMissing"`; clients may then open those files themselves. The job is
@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use super::names;
 
 /// Name of the helper binary.
-pub const GEO_BIN: &str = "eodispatch-geo";
+pub const GDAL_BIN: &str = "eodispatch-gdal";
 
 /// Time allowed for inspecting (and optimising) one file.
 pub const GEO_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -43,7 +43,7 @@ pub const GEO_TIMEOUT: Duration = Duration::from_secs(1800);
 /// block cache is held to 256 MB by the helper.
 pub const GEO_MEMORY_LIMIT: u64 = 3 << 30;
 
-/// Time allowed for `eodispatch-geo --version`.
+/// Time allowed for `eodispatch-gdal --version`.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Limits of one run of the helper.
@@ -73,13 +73,13 @@ pub fn locate(configured: Option<&Path>) -> Option<PathBuf> {
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
-        let candidate = dir.join(GEO_BIN);
+        let candidate = dir.join(GDAL_BIN);
         if candidate.is_file() {
             return Some(candidate);
         }
         // Test binaries live in target/<profile>/deps/.
         if let Some(up) = dir.parent() {
-            let candidate = up.join(GEO_BIN);
+            let candidate = up.join(GDAL_BIN);
             if dir.ends_with("deps") && candidate.is_file() {
                 return Some(candidate);
             }
@@ -87,7 +87,7 @@ pub fn locate(configured: Option<&Path>) -> Option<PathBuf> {
     }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|d| d.join(GEO_BIN))
+            .map(|d| d.join(GDAL_BIN))
             .find(|c| c.is_file())
     })
 }

@@ -1,7 +1,7 @@
-//! `eodispatch-geo mosaic`: one layer out of the same output of many tiles.
+//! `eodispatch-gdal mosaic`: one layer out of the same output of many tiles.
 //!
 //! ```text
-//! eodispatch-geo mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...
+//! eodispatch-gdal mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...
 //! ```
 //!
 //! The daemon runs it inside a task folder with `--out .` and the tiles' files as paths

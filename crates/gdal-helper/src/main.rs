@@ -1,15 +1,15 @@
-//! `eodispatch-geo`: the GDAL helper of the eodispatch daemon.
+//! `eodispatch-gdal`: the GDAL helper of the eodispatch daemon.
 //!
 //! ```text
-//! eodispatch-geo [--optimise] -- FILE...
-//! eodispatch-geo mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...
+//! eodispatch-gdal [--optimise] -- FILE...
+//! eodispatch-gdal mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...
 //! ```
 //!
 //! The second form builds one mosaic out of many tiles' files: see [`mosaic`].
 //!
 //! Inspects each file with the system GDAL and prints one JSON array on stdout, one
 //! object per file in the order given: the `layers[]` entries of the results manifest
-//! `job.json` (see `/work/contracts/CONTRACTS.md`) without the display `name`, which the
+//! `job.json` (see docs/results-folder.md and docs/job.schema.json) without the display `name`, which the
 //! daemon adds. Paths are printed as given; the daemon runs the helper inside the
 //! staging folder with relative names, so NetCDF subdataset URIs come out relative too
 //! (`NETCDF:"openEO.nc":var`). Every argument after `--` is a file, even one that
@@ -69,7 +69,7 @@ fn main() {
         let args = match mosaic::parse(std::env::args().skip(2)) {
             Ok(a) => a,
             Err(why) => {
-                eprintln!("eodispatch-geo mosaic: {why}");
+                eprintln!("eodispatch-gdal mosaic: {why}");
                 std::process::exit(2);
             }
         };
@@ -93,18 +93,18 @@ fn main() {
             "--optimise" | "--optimize" => optimise = true,
             "--version" => {
                 println!(
-                    "eodispatch-geo {} (GDAL {})",
+                    "eodispatch-gdal {} (GDAL {})",
                     env!("CARGO_PKG_VERSION"),
                     gdal::version::version_info("RELEASE_NAME")
                 );
                 return;
             }
             "-h" | "--help" => {
-                println!("usage: eodispatch-geo [--optimise] -- FILE...\n       eodispatch-geo mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...\nprints JSON describing each file, or the mosaic made");
+                println!("usage: eodispatch-gdal [--optimise] -- FILE...\n       eodispatch-gdal mosaic [--out DIR] --name NAME [--cog] [--crs CRS] -- FILE...\nprints JSON describing each file, or the mosaic made");
                 return;
             }
             a if a.starts_with('-') => {
-                eprintln!("eodispatch-geo: unknown option {a} (file names go after --)");
+                eprintln!("eodispatch-gdal: unknown option {a} (file names go after --)");
                 std::process::exit(2);
             }
             _ => files.push(arg),
@@ -120,7 +120,7 @@ fn main() {
             if asked.is_empty() {
                 layer
             } else {
-                eprintln!("eodispatch-geo: {f}: GDAL tried the network: {asked:?}");
+                eprintln!("eodispatch-gdal: {f}: GDAL tried the network: {asked:?}");
                 refused(
                     f,
                     &format!(
@@ -330,7 +330,7 @@ fn maybe_cog(ds: Dataset, path: &str) -> Result<(Dataset, bool), (Dataset, Strin
                 Ok(ds) => Ok((ds, true)),
                 Err(e) => {
                     // Should not happen: GDAL just wrote it. Report, keep going.
-                    eprintln!("eodispatch-geo: cannot reopen {path} after COG conversion: {e}");
+                    eprintln!("eodispatch-gdal: cannot reopen {path} after COG conversion: {e}");
                     std::process::exit(1);
                 }
             }
@@ -343,7 +343,7 @@ fn maybe_cog(ds: Dataset, path: &str) -> Result<(Dataset, bool), (Dataset, Strin
 }
 
 fn unreachable_reopen() -> (Dataset, String) {
-    eprintln!("eodispatch-geo: a file vanished during optimisation");
+    eprintln!("eodispatch-gdal: a file vanished during optimisation");
     std::process::exit(1);
 }
 

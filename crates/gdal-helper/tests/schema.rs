@@ -1,6 +1,6 @@
 //! What the helper prints follows the results folder's contract: each entry of
-//! `eodispatch-geo -- FILE...` is a `job.json` layer without what the daemon adds
-//! (`docs/job.schema.json`, `$defs/helperEntry`), the answer of `eodispatch-geo mosaic` a
+//! `eodispatch-gdal -- FILE...` is a `job.json` layer without what the daemon adds
+//! (`docs/job.schema.json`, `$defs/helperEntry`), the answer of `eodispatch-gdal mosaic` a
 //! `task.json` layer without what the daemon adds (`docs/task.schema.json`,
 //! `$defs/helperMosaic`). The helper reads no `job.json` or `task.json` itself: the
 //! daemon merges these entries into them (and the daemon's tests validate the result).
@@ -52,7 +52,7 @@ fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
 
 /// Runs the helper in `dir`; its JSON answer.
 fn helper(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_eodispatch-geo"))
+    let out = Command::new(env!("CARGO_BIN_EXE_eodispatch-gdal"))
         .args(args)
         .current_dir(dir)
         .output()
