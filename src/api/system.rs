@@ -99,6 +99,37 @@ impl OverviewFilter {
     }
 }
 
+/// Which parts of the overview a query asks for: `filter` may repeat, none means both.
+/// Read the same way by `GET /jobs_status` and its WebSocket.
+#[derive(Debug, Default)]
+pub struct OverviewFilters {
+    upscaling: bool,
+    processing: bool,
+}
+
+impl OverviewFilters {
+    /// Takes one `filter=v`; an unknown value becomes an error naming `filter`.
+    pub fn add(&mut self, v: &str, errors: &mut Vec<FieldError>) {
+        match OverviewFilter::parse(v) {
+            Some(OverviewFilter::Upscaling) => self.upscaling = true,
+            Some(OverviewFilter::Processing) => self.processing = true,
+            None => errors.push(FieldError::new(
+                "filter",
+                format!("unknown filter {v:?}; use upscaling or processing"),
+            )),
+        }
+    }
+
+    /// `(upscaling, processing)`: both when no filter was given.
+    pub fn wanted(&self) -> (bool, bool) {
+        if !self.upscaling && !self.processing {
+            (true, true)
+        } else {
+            (self.upscaling, self.processing)
+        }
+    }
+}
+
 /// All tasks and stand-alone jobs with their status; `?filter=upscaling` and/or
 /// `?filter=processing` (default: both).
 #[utoipa::path(get, path = "/jobs_status", tag = "system",
@@ -111,8 +142,7 @@ pub async fn jobs_status(
     State(d): State<App>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<JobsStatus>, Problem> {
-    let mut upscaling = false;
-    let mut processing = false;
+    let mut filters = OverviewFilters::default();
     let mut errors = Vec::new();
     for pair in query
         .as_deref()
@@ -121,22 +151,15 @@ pub async fn jobs_status(
         .filter(|p| !p.is_empty())
     {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match (k, OverviewFilter::parse(v)) {
-            ("filter", Some(OverviewFilter::Upscaling)) => upscaling = true,
-            ("filter", Some(OverviewFilter::Processing)) => processing = true,
-            ("filter", None) => errors.push(FieldError::new(
-                "filter",
-                format!("unknown filter {v:?}; use upscaling or processing"),
-            )),
-            (other, _) => errors.push(FieldError::new(other, "unknown query parameter")),
+        match k {
+            "filter" => filters.add(v, &mut errors),
+            other => errors.push(FieldError::new(other, "unknown query parameter")),
         }
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    if !upscaling && !processing {
-        (upscaling, processing) = (true, true);
-    }
+    let (upscaling, processing) = filters.wanted();
     Ok(Json(overview(&d, upscaling, processing).await?))
 }
 

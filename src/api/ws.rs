@@ -26,7 +26,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::Id;
 use super::problem::{Problem, ProblemBody};
-use super::system::{overview, OverviewFilter};
+use super::system::{overview, OverviewFilter, OverviewFilters};
 use crate::app::{App, AppError};
 use crate::events::Event;
 use crate::job::validate::FieldError;
@@ -104,7 +104,7 @@ impl Feed {
 /// (`upscaling`, `processing`, repeatable).
 fn parse_query(query: Option<&str>, overview: bool) -> Result<(f64, bool, bool), Problem> {
     let mut interval = DEFAULT_INTERVAL;
-    let (mut upscaling, mut processing) = (false, false);
+    let mut filters = OverviewFilters::default();
     let mut errors = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -121,23 +121,14 @@ fn parse_query(query: Option<&str>, overview: bool) -> Result<(f64, bool, bool),
                 "send the API token in the Authorization header (Bearer), not in the URL, \
                  where it would end up in logs",
             )),
-            ("filter", v) if overview => match OverviewFilter::parse(v) {
-                Some(OverviewFilter::Upscaling) => upscaling = true,
-                Some(OverviewFilter::Processing) => processing = true,
-                None => errors.push(FieldError::new(
-                    "filter",
-                    format!("unknown filter {v:?}; use upscaling or processing"),
-                )),
-            },
+            ("filter", v) if overview => filters.add(v, &mut errors),
             (other, _) => errors.push(FieldError::new(other, "unknown query parameter")),
         }
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    if !upscaling && !processing {
-        (upscaling, processing) = (true, true);
-    }
+    let (upscaling, processing) = filters.wanted();
     Ok((interval, upscaling, processing))
 }
 

@@ -304,20 +304,7 @@ fn maybe_cog(ds: Dataset, path: &str) -> Result<(Dataset, bool), (Dataset, Strin
         return Ok((ds, false));
     }
     let tmp = format!("{path}.cog-tmp");
-    let result = (|| -> Result<(), String> {
-        let driver = DriverManager::get_driver_by_name("COG").map_err(|e| e.to_string())?;
-        let options = RasterCreationOptions::from_iter([
-            "COMPRESS=DEFLATE",
-            "BLOCKSIZE=512",
-            "OVERVIEWS=AUTO",
-            "NUM_THREADS=2",
-        ]);
-        let copy = ds
-            .create_copy(&driver, &tmp, &options)
-            .map_err(|e| e.to_string())?;
-        copy.close().map_err(|e| e.to_string())?;
-        Ok(())
-    })();
+    let result = write_cog(&ds, &tmp);
     match result {
         Ok(()) => {
             drop(ds);
@@ -340,6 +327,22 @@ fn maybe_cog(ds: Dataset, path: &str) -> Result<(Dataset, bool), (Dataset, Strin
             Err((ds, format!("COG conversion failed: {why}")))
         }
     }
+}
+
+/// Writes `ds` as a Cloud Optimized GeoTIFF at `to` (DEFLATE, 512 px blocks, overviews):
+/// the one COG recipe of the results folder, for inspected files and mosaics alike.
+fn write_cog(ds: &Dataset, to: &str) -> Result<(), String> {
+    let driver = DriverManager::get_driver_by_name("COG").map_err(|e| e.to_string())?;
+    let options = RasterCreationOptions::from_iter([
+        "COMPRESS=DEFLATE",
+        "BLOCKSIZE=512",
+        "OVERVIEWS=AUTO",
+        "NUM_THREADS=2",
+    ]);
+    let copy = ds
+        .create_copy(&driver, to, &options)
+        .map_err(|e| e.to_string())?;
+    copy.close().map_err(|e| e.to_string())
 }
 
 fn unreachable_reopen() -> (Dataset, String) {

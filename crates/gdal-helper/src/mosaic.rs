@@ -39,9 +39,8 @@ use std::ffi::{c_char, c_int, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
 
-use gdal::raster::RasterCreationOptions;
 use gdal::vector::LayerAccess;
-use gdal::{Dataset, DatasetOptions, DriverManager, GdalOpenFlags};
+use gdal::{Dataset, DatasetOptions, GdalOpenFlags};
 use serde_json::{json, Map, Value};
 
 use crate::safety::{self, NetworkCanary, Refusal};
@@ -344,17 +343,7 @@ fn raster_mosaic(args: &Args, inputs: &mut [Input]) -> Result<Done, String> {
         let tif_tmp = join(&args.out, &format!("{TMP}{}.tif", args.name));
         let made = (|| -> Result<(), String> {
             let vrt = crate::open_with(&vrt_tmp, &[safety::VRT]).map_err(|e| e.to_string())?;
-            let driver = DriverManager::get_driver_by_name("COG").map_err(|e| e.to_string())?;
-            let options = RasterCreationOptions::from_iter([
-                "COMPRESS=DEFLATE",
-                "BLOCKSIZE=512",
-                "OVERVIEWS=AUTO",
-                "NUM_THREADS=2",
-            ]);
-            let copy = vrt
-                .create_copy(&driver, &tif_tmp, &options)
-                .map_err(|e| e.to_string())?;
-            copy.close().map_err(|e| e.to_string())
+            crate::write_cog(&vrt, &tif_tmp)
         })();
         let _ = std::fs::remove_file(&vrt_tmp);
         if let Err(why) = made {
