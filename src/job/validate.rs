@@ -525,6 +525,13 @@ pub fn validate_parameters(name: &str, params: &Map<String, Value>) -> Vec<Field
 /// Checks that `s` is an absolute `http://` or `https://` URL with a host (scheme
 /// compared case-insensitively), without credentials, spaces or control characters.
 /// `Err` holds the reason.
+///
+/// This reads the text as typed rather than through the `url` crate, on purpose: the
+/// rule is published as the `pattern` of `service.endpoint` in `/openapi.json`
+/// (`tests/openapi.rs` checks that both agree, Schemathesis generates from it), and the
+/// WHATWG parser repairs what a pattern cannot describe (`http:/x`, `http:///x`,
+/// backslashes, percent-decoded hosts, `a,b` hosts, an empty port). The `url` crate
+/// parses these URLs later, where they are used (`platform::http`).
 pub fn check_http_url(s: &str) -> Result<(), String> {
     const SHAPE: &str = "must be an absolute http:// or https:// URL";
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -1691,7 +1698,7 @@ mod tests {
 
     // ----- helpers -------------------------------------------------------------
 
-    /// The APEx `POST /unit_jobs` example (apex_dispatch_api.md §4).
+    /// A `POST /unit_jobs` body as the hosted APEx Dispatch API documents it.
     fn apex_job() -> Value {
         json!({"title":"Job A","label":"openeo",
          "service":{"endpoint":"http://127.0.0.1:9000/openeo/1.2","application":"http://127.0.0.1:9000/udp/fake_udp.json"},
