@@ -134,19 +134,22 @@ def is_task_folder(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(".") and (path / TASK_MANIFEST).is_file()
 
 
-def read_task_manifest(folder) -> Manifest:
+def _read(folder, name: str, key: str, version: int, what: str) -> Manifest:
+    """The manifest ``name`` of ``folder``, whose ``key`` must be ``version``."""
     folder = Path(folder)
     try:
-        data = json.loads((folder / TASK_MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads((folder / name).read_text(encoding="utf-8"))
     except OSError as e:
-        raise ManifestError(f"{folder}: cannot read {TASK_MANIFEST}: {e}") from e
+        raise ManifestError(f"{folder}: cannot read {name}: {e}") from e
     except ValueError as e:
-        raise ManifestError(f"{folder}: {TASK_MANIFEST} is not JSON: {e}") from e
-    if not isinstance(data, dict) or data.get("eodispatch_task_manifest") != TASK_MANIFEST_VERSION:
-        raise ManifestError(
-            f"{folder}: {TASK_MANIFEST} is not an eodispatch task manifest (version {TASK_MANIFEST_VERSION})"
-        )
+        raise ManifestError(f"{folder}: {name} is not JSON: {e}") from e
+    if not isinstance(data, dict) or data.get(key) != version:
+        raise ManifestError(f"{folder}: {name} is not an eodispatch {what} (version {version})")
     return Manifest(folder, data)
+
+
+def read_task_manifest(folder) -> Manifest:
+    return _read(folder, TASK_MANIFEST, "eodispatch_task_manifest", TASK_MANIFEST_VERSION, "task manifest")
 
 
 def read_any_manifest(folder) -> Manifest:
@@ -158,18 +161,7 @@ def read_any_manifest(folder) -> Manifest:
 
 
 def read_manifest(folder) -> Manifest:
-    folder = Path(folder)
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ManifestError(f"{folder}: cannot read {MANIFEST}: {e}") from e
-    except ValueError as e:
-        raise ManifestError(f"{folder}: {MANIFEST} is not JSON: {e}") from e
-    if not isinstance(data, dict) or data.get("eodispatch_manifest") != MANIFEST_VERSION:
-        raise ManifestError(
-            f"{folder}: {MANIFEST} is not an eodispatch manifest (version {MANIFEST_VERSION})"
-        )
-    return Manifest(folder, data)
+    return _read(folder, MANIFEST, "eodispatch_manifest", MANIFEST_VERSION, "manifest")
 
 
 def _inside(folder: Path, rel: str) -> Optional[Path]:
