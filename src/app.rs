@@ -161,6 +161,9 @@ pub struct Parts {
     pub background: Background,
     /// Port the API listens on.
     pub port: u16,
+    /// Base URL of the API as clients reach it (`discovery::api_url`): the links of
+    /// served results documents.
+    pub api_url: String,
     /// The service catalogue.
     pub catalogue: crate::catalogue::Catalogue,
 }
@@ -670,10 +673,10 @@ impl App {
             let file = std::path::Path::new(dir).join("results.json");
             if let Ok(text) = tokio::fs::read(&file).await {
                 if let Ok(local) = serde_json::from_slice::<Value>(&text) {
-                    let base = format!("http://127.0.0.1:{}", self.port());
+                    let base = &self.parts().api_url;
                     let uuid = job.uuid.hyphenated().to_string();
                     return Ok(crate::results::manifest::served_document(
-                        &local, &base, &uuid, dir,
+                        &local, base, &uuid, dir,
                     ));
                 }
             }

@@ -148,7 +148,7 @@ pub async fn run(
         store: store.clone(),
         events: events.clone(),
         background: background.clone(),
-        port: addr.port(),
+        api_url: crate::discovery::api_url(addr),
     });
     let backends = Backends::new(
         &settings.get(),
@@ -182,6 +182,7 @@ pub async fn run(
         results: results.clone(),
         background: background.clone(),
         port: addr.port(),
+        api_url: crate::discovery::api_url(addr),
         catalogue: catalogue.clone(),
     });
     app.register_known_backends();

@@ -618,6 +618,27 @@ async fn a_large_geotiff_becomes_a_cog() {
 // Faults
 // =====================================================================================
 
+/// A daemon listening on IPv6 loopback only links its results (and the login
+/// redirect) at `[::1]`, where clients reach it, not at `127.0.0.1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_links_name_the_address_the_daemon_listens_on() {
+    let root = tempfile::tempdir().unwrap();
+    let fake = start_fake_with(FakeConfig::default()).await;
+    let mut cfg = config_for(root.path(), &fake.base_url(), 4);
+    cfg.gdal_bin = Some(gdal_bin());
+    let d = TestDaemon::start_on(cfg, "[::1]:0").await;
+    assert!(d.addr.is_ipv6());
+    let id = submit(&d, &request(&fake, "v6", "gtiff")).await;
+    wait_results(&d, id, "ready", LONG).await;
+    let (s, doc) = d.get_json(&format!("/unit_jobs/{id}/results")).await;
+    assert_eq!(s, 200, "{doc}");
+    let href = doc["assets"]["openEO.tif"]["href"].as_str().unwrap();
+    let base = format!("http://[::1]:{}/files/", d.addr.port());
+    assert!(href.starts_with(&base), "{href} should start with {base}");
+    let r = reqwest::Client::new().head(href).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the link works as given");
+}
+
 /// A generated asset (random bytes: GDAL cannot read it) for fault tests.
 const SMALL: u64 = 4 * 1024 * 1024;
 

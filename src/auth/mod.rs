@@ -187,8 +187,9 @@ pub struct Parts {
     pub events: EventBus,
     /// Owner of the device-login polls.
     pub background: Background,
-    /// Port of the local API (the browser login's redirect).
-    pub port: u16,
+    /// Base URL of the local API as clients reach it (`discovery::api_url`): the
+    /// browser login's redirect comes back there.
+    pub api_url: String,
 }
 
 struct Inner {
@@ -381,7 +382,7 @@ impl Auth {
                 let client_id = flow_client(Flow::Browser, "authorization code")?;
                 let scope = oidc::scope(&provider, &discovery, true);
                 let pkce = Pkce::new();
-                let redirect_uri = format!("http://127.0.0.1:{}/auth/callback", self.0.parts.port);
+                let redirect_uri = format!("{}/auth/callback", self.0.parts.api_url);
                 let (url, state) =
                     oidc::authorization_url(&discovery, &client_id, &redirect_uri, &scope, &pkce)?;
                 started.authorization_url = Some(url);

@@ -36,7 +36,13 @@ impl TestDaemon {
 
     /// Starts a daemon with the given configuration (its `listen` is ignored: port 0).
     pub async fn start_with(config: Config) -> TestDaemon {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestDaemon::start_on(config, "127.0.0.1:0").await
+    }
+
+    /// Starts a daemon with the given configuration on a listener bound to `bind`
+    /// (`[::1]:0` for IPv6).
+    pub async fn start_on(config: Config, bind: &str) -> TestDaemon {
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let cfg = config.clone();
@@ -72,7 +78,7 @@ impl TestDaemon {
         }
     }
 
-    /// `http://127.0.0.1:PORT<path>`.
+    /// `http://127.0.0.1:PORT<path>` (`http://[::1]:PORT<path>` on IPv6).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
