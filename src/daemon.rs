@@ -128,6 +128,9 @@ pub async fn run(
     if !addr.ip().is_loopback() && !config.allow_remote {
         return Err(DaemonError::NotLoopback(addr));
     }
+    // Where clients reach the API: links and redirects the daemon hands out use it,
+    // and the discovery file states it (written below, once everything runs).
+    let discovery = Discovery::of_daemon(&config, addr);
     let token = api_token::load_or_create(&config.token_path())?;
     crate::private::create_dir(&config.results_dir, config.results_private).map_err(|source| {
         DaemonError::Io {
@@ -148,7 +151,7 @@ pub async fn run(
         store: store.clone(),
         events: events.clone(),
         background: background.clone(),
-        api_url: crate::discovery::api_url(addr),
+        api_url: discovery.api_url.clone(),
     });
     let backends = Backends::new(
         &settings.get(),
@@ -182,7 +185,7 @@ pub async fn run(
         results: results.clone(),
         background: background.clone(),
         port: addr.port(),
-        api_url: crate::discovery::api_url(addr),
+        api_url: discovery.api_url.clone(),
         catalogue: catalogue.clone(),
     });
     app.register_known_backends();
@@ -218,7 +221,6 @@ pub async fn run(
     log_panics();
     let router = crate::api::router(app);
     // Clients find the daemon through this file from now on (removed below).
-    let discovery = Discovery::of_daemon(&config, addr);
     let discovery_path = config.discovery_path();
     if let Err(e) = discovery.write(&discovery_path) {
         tracing::warn!(error = %e, "clients will not find the daemon through its discovery file");
