@@ -9,6 +9,7 @@ pub mod api_token;
 pub mod app;
 pub mod auth;
 pub mod background;
+pub mod body_limit;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

@@ -691,19 +691,11 @@ async fn send(http: &reqwest::Client, request: HttpRequest) -> Result<HttpRespon
 }
 
 /// Reads an answer body up to [`MAX_ANSWER_BYTES`].
-async fn read_limited(mut answer: reqwest::Response) -> Result<Vec<u8>, Transport> {
-    let mut body = Vec::new();
-    while let Some(chunk) = answer
-        .chunk()
+async fn read_limited(answer: reqwest::Response) -> Result<Vec<u8>, Transport> {
+    crate::body_limit::read_limited(answer, MAX_ANSWER_BYTES)
         .await
         .map_err(|e| Transport::Unreachable(transport_message(&e)))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(Transport::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .ok_or(Transport::TooLarge)
 }
 
 /// Maps what `oauth2` reports to [`OidcError`]: the provider's OAuth error is

@@ -459,21 +459,11 @@ fn max_age(h: &HeaderMap) -> Option<Duration> {
     })
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    if resp
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_DOCUMENT_BYTES)
-    {
-        return Err(format!("larger than {MAX_DOCUMENT_BYTES} bytes"));
-    }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
-        if out.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("larger than {MAX_DOCUMENT_BYTES} bytes"));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
+async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    crate::body_limit::read_limited(resp, MAX_DOCUMENT_BYTES)
+        .await
+        .map_err(|e| describe(&e))?
+        .ok_or_else(|| format!("larger than {MAX_DOCUMENT_BYTES} bytes"))
 }
 
 /// A reqwest error in words, without the URL (which may carry a query).

@@ -453,7 +453,7 @@ impl HttpBackend {
         );
         let headers = resp.headers().clone();
         if status.is_success() {
-            let body = read_limited(resp, MAX_ANSWER_BYTES)
+            let body = crate::body_limit::read_limited(resp, MAX_ANSWER_BYTES)
                 .await
                 .map_err(|e| self.body_error(e))?;
             match body {
@@ -972,21 +972,6 @@ fn error_chain(e: reqwest::Error) -> String {
         parts.retain(|p| !generic(p));
     }
     parts.join(": ")
-}
-
-/// Reads a body up to `limit` bytes; `Ok(None)` if it is larger.
-async fn read_limited(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        if body.len() + chunk.len() > limit {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
 }
 
 /// Reads at most `limit` bytes of a body, ignoring read errors (what came is kept).

@@ -1198,7 +1198,7 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<Udp, UdpError> {
         url: shown.clone(),
         reason: describe_reqwest_error(e),
     };
-    let mut resp = http
+    let resp = http
         .get(target)
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
@@ -1215,19 +1215,10 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<Udp, UdpError> {
         url: shown.clone(),
         limit: MAX_UDP_BYTES,
     };
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_UDP_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
-        if body.len() + chunk.len() > MAX_UDP_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::body_limit::read_limited(resp, MAX_UDP_BYTES)
+        .await
+        .map_err(unreachable)?
+        .ok_or_else(too_large)?;
     Udp::from_slice(&body, pick).map_err(|reason| UdpError::NotAUdp {
         url: shown.clone(),
         reason,
