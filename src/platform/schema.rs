@@ -39,8 +39,7 @@
 //! `maxItems`, ...): where it finds something, their errors on the same value are left
 //! out. One error per field: a wrong type is said before anything else.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::paths::Location;
@@ -166,32 +165,18 @@ static OPTIONS: LazyLock<ValidationOptions<'static>> = LazyLock::new(|| {
         .with_retriever(NothingFetched)
 });
 
-/// Most compiled alternatives kept; past it, all are dropped.
-const MAX_COMPILED: usize = 1024;
+/// Most compiled alternatives kept (the least used go first).
+const MAX_COMPILED: u64 = 1024;
 
 /// Compiled alternatives by their schema's text: the tiles of a task, and the jobs of
 /// one service, are checked against the same schemas again and again.
-static COMPILED: LazyLock<Mutex<HashMap<String, Arc<Alternative>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static COMPILED: LazyLock<moka::sync::Cache<String, Arc<Alternative>>> =
+    LazyLock::new(|| moka::sync::Cache::new(MAX_COMPILED));
 
 /// `leaf` compiled, from [`COMPILED`] when it was compiled before.
 fn compiled(leaf: &Map<String, Value>) -> Arc<Alternative> {
     let key = serde_json::to_string(leaf).unwrap_or_default();
-    let lock = || {
-        COMPILED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    };
-    if let Some(found) = lock().get(&key) {
-        return found.clone();
-    }
-    let alternative = Arc::new(Alternative::compile(leaf));
-    let mut kept = lock();
-    if kept.len() >= MAX_COMPILED {
-        kept.clear();
-    }
-    kept.insert(key, alternative.clone());
-    alternative
+    COMPILED.get_with(key, || Arc::new(Alternative::compile(leaf)))
 }
 
 impl Alternative {
