@@ -33,11 +33,33 @@ pub fn current_request_id() -> String {
         .unwrap_or_else(|_| "-".to_string())
 }
 
-/// Every `code` a problem can carry, so that clients can match on them and the OpenAPI
-/// document lists them (`ProblemBody.code`). A code not listed here is a bug: debug
-/// builds panic on it ([`Problem::body`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] from one list: the enum, [`ErrorCode::ALL`] and
+/// [`ErrorCode::as_str`] (the variant's name, as serde writes it) cannot disagree.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Every `code` a problem can carry, so that clients can match on them and the
+        /// OpenAPI document lists them (`ProblemBody.code`). A code not listed here is a
+        /// bug: debug builds panic on it ([`Problem::body`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// Every code.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name,)*];
+
+            /// The code as it is written in a problem.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// 400: a request the HTTP layer could not read
     BadRequest,
     /// 400: the body is not JSON (or a path segment does not decode)
@@ -129,107 +151,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code.
-    pub const ALL: [ErrorCode; 44] = [
-        ErrorCode::BadRequest,
-        ErrorCode::MalformedJson,
-        ErrorCode::InvalidParameter,
-        ErrorCode::Unauthorized,
-        ErrorCode::HostNotAllowed,
-        ErrorCode::BrowserRequestRejected,
-        ErrorCode::NotFound,
-        ErrorCode::JobNotFound,
-        ErrorCode::TaskNotFound,
-        ErrorCode::ResultsNotAvailable,
-        ErrorCode::ServiceNotFound,
-        ErrorCode::LoginNotFound,
-        ErrorCode::FileNotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::RequestTimeout,
-        ErrorCode::JobEnded,
-        ErrorCode::TaskEnded,
-        ErrorCode::JobNotRetryable,
-        ErrorCode::NothingToRetry,
-        ErrorCode::JobBeingSubmitted,
-        ErrorCode::JobNotFinished,
-        ErrorCode::JobNotSubmitted,
-        ErrorCode::ResultsReady,
-        ErrorCode::LoginRequired,
-        ErrorCode::ConfigNotWritten,
-        ErrorCode::LocalIoError,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::RangeNotSatisfiable,
-        ErrorCode::BudgetExceeded,
-        ErrorCode::LoginRefused,
-        ErrorCode::LoginNotSupported,
-        ErrorCode::HeadersTooLarge,
-        ErrorCode::Internal,
-        ErrorCode::BackendError,
-        ErrorCode::ServiceUnavailable,
-        ErrorCode::IdentityProviderError,
-        ErrorCode::BackendUnreachable,
-        ErrorCode::IdentityProviderUnreachable,
-        ErrorCode::TokenStoreUnavailable,
-        ErrorCode::TooManyStreams,
-        ErrorCode::ShuttingDown,
-        ErrorCode::NotAWebSocket,
-        ErrorCode::HttpError,
-    ];
-
-    /// The code as it is written in a problem.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "BadRequest",
-            ErrorCode::MalformedJson => "MalformedJson",
-            ErrorCode::InvalidParameter => "InvalidParameter",
-            ErrorCode::Unauthorized => "Unauthorized",
-            ErrorCode::HostNotAllowed => "HostNotAllowed",
-            ErrorCode::BrowserRequestRejected => "BrowserRequestRejected",
-            ErrorCode::NotFound => "NotFound",
-            ErrorCode::JobNotFound => "JobNotFound",
-            ErrorCode::TaskNotFound => "TaskNotFound",
-            ErrorCode::ResultsNotAvailable => "ResultsNotAvailable",
-            ErrorCode::ServiceNotFound => "ServiceNotFound",
-            ErrorCode::LoginNotFound => "LoginNotFound",
-            ErrorCode::FileNotFound => "FileNotFound",
-            ErrorCode::MethodNotAllowed => "MethodNotAllowed",
-            ErrorCode::RequestTimeout => "RequestTimeout",
-            ErrorCode::JobEnded => "JobEnded",
-            ErrorCode::TaskEnded => "TaskEnded",
-            ErrorCode::JobNotRetryable => "JobNotRetryable",
-            ErrorCode::NothingToRetry => "NothingToRetry",
-            ErrorCode::JobBeingSubmitted => "JobBeingSubmitted",
-            ErrorCode::JobNotFinished => "JobNotFinished",
-            ErrorCode::JobNotSubmitted => "JobNotSubmitted",
-            ErrorCode::ResultsReady => "ResultsReady",
-            ErrorCode::LoginRequired => "LoginRequired",
-            ErrorCode::ConfigNotWritten => "ConfigNotWritten",
-            ErrorCode::LocalIoError => "LocalIoError",
-            ErrorCode::PayloadTooLarge => "PayloadTooLarge",
-            ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
-            ErrorCode::RangeNotSatisfiable => "RangeNotSatisfiable",
-            ErrorCode::BudgetExceeded => "BudgetExceeded",
-            ErrorCode::LoginRefused => "LoginRefused",
-            ErrorCode::LoginNotSupported => "LoginNotSupported",
-            ErrorCode::HeadersTooLarge => "HeadersTooLarge",
-            ErrorCode::Internal => "Internal",
-            ErrorCode::BackendError => "BackendError",
-            ErrorCode::ServiceUnavailable => "ServiceUnavailable",
-            ErrorCode::IdentityProviderError => "IdentityProviderError",
-            ErrorCode::BackendUnreachable => "BackendUnreachable",
-            ErrorCode::IdentityProviderUnreachable => "IdentityProviderUnreachable",
-            ErrorCode::TokenStoreUnavailable => "TokenStoreUnavailable",
-            ErrorCode::TooManyStreams => "TooManyStreams",
-            ErrorCode::ShuttingDown => "ShuttingDown",
-            ErrorCode::NotAWebSocket => "NotAWebSocket",
-            ErrorCode::HttpError => "HttpError",
-        }
-    }
-
     /// The code written `s`, if there is one.
     pub fn parse(s: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == s)
     }
 }
 
