@@ -751,13 +751,9 @@ fn clean(s: &str) -> String {
 }
 
 /// reqwest's Display includes the URL; endpoint URLs carry no secrets (forms go in
-/// bodies), but are redacted all the same.
+/// bodies), but the text goes through the one redaction policy all the same.
 fn transport_message(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    if let Some(url) = e.url() {
-        message = message.replace(url.as_str(), &crate::redact::redact_url(url.as_str()));
-    }
-    message
+    crate::redact::redact(&e.to_string())
 }
 
 fn unreachable(issuer: &str, e: &reqwest::Error) -> OidcError {
